@@ -1,0 +1,282 @@
+//! Validation and planning in one pass over the definition.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use super::{cycle, Plan, PlannedStep};
+use crate::def::WorkflowDef;
+use crate::problem::{Problem, ValidationErrors};
+use crate::template::{is_ident_char, Condition, ParseError, Source, Template};
+
+pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
+    let mut problems = Vec::new();
+    let n = def.steps.len();
+    if n == 0 {
+        return Err(ValidationErrors::new(&def.name, vec![Problem::Empty]));
+    }
+
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(n);
+    for (i, step) in def.steps.iter().enumerate() {
+        if step.id.is_empty() || !step.id.chars().all(is_ident_char) {
+            problems.push(Problem::InvalidId {
+                step: step.id.clone(),
+            });
+        }
+        if step.agent.trim().is_empty() {
+            problems.push(Problem::MissingAgent {
+                step: step.id.clone(),
+            });
+        }
+        if step.cost.is_some_and(|c| !c.is_finite() || c < 0.0) {
+            problems.push(Problem::InvalidCost {
+                step: step.id.clone(),
+            });
+        }
+        if index.insert(&step.id, i).is_some() {
+            problems.push(Problem::DuplicateId {
+                step: step.id.clone(),
+            });
+            // Keep the first definition so references resolve consistently.
+            let first = def.steps.iter().position(|s| s.id == step.id).unwrap_or(i);
+            index.insert(&step.id, first);
+        }
+    }
+
+    // Dependencies, de-duplicated with a stamp array instead of a set per step.
+    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(n);
+    let mut stamp = vec![usize::MAX; n];
+    let mut edges = 0usize;
+    for (i, step) in def.steps.iter().enumerate() {
+        let mut own = Vec::with_capacity(step.depends_on.len());
+        for dep in &step.depends_on {
+            match index.get(dep.as_str()) {
+                Some(&d) if stamp[d] != i => {
+                    stamp[d] = i;
+                    own.push(d);
+                }
+                Some(_) => {}
+                None => problems.push(Problem::UnknownDependency {
+                    step: step.id.clone(),
+                    dependency: dep.clone(),
+                }),
+            }
+        }
+        edges += own.len();
+        deps.push(own);
+    }
+
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut graph = DiGraph::<(), ()>::with_capacity(n, edges);
+    for _ in 0..n {
+        graph.add_node(());
+    }
+    for (i, own) in deps.iter().enumerate() {
+        for &d in own {
+            dependents[d].push(i);
+            graph.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
+        }
+    }
+
+    // Kahn's algorithm, one generation at a time: yields both the topological
+    // order and the parallel batches.
+    let mut indegree: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut generations: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    if current.is_empty() {
+        problems.push(Problem::NoEntry);
+    }
+    while !current.is_empty() {
+        let mut next = Vec::new();
+        for &i in &current {
+            for &j in &dependents[i] {
+                indegree[j] -= 1;
+                if indegree[j] == 0 {
+                    next.push(j);
+                }
+            }
+        }
+        order.extend_from_slice(&current);
+        next.sort_unstable();
+        generations.push(std::mem::replace(&mut current, next));
+    }
+    let acyclic = order.len() == n;
+    if !acyclic {
+        for path in cycle::find_cycles(&graph) {
+            problems.push(Problem::Cycle {
+                path: path.iter().map(|&i| def.steps[i].id.clone()).collect(),
+            });
+        }
+    }
+
+    if n > 1 {
+        for (i, step) in def.steps.iter().enumerate() {
+            if deps[i].is_empty() && dependents[i].is_empty() && index.get(step.id.as_str()) == Some(&i) {
+                problems.push(Problem::Orphan {
+                    step: step.id.clone(),
+                });
+            }
+        }
+    }
+
+    // Templates and conditions: parse, resolve step references, check that
+    // every referenced step is upstream.
+    let mut ancestors = Ancestors::new(n);
+    let mut parsed = Vec::with_capacity(n);
+    for (i, step) in def.steps.iter().enumerate() {
+        let mut parse_errors = Vec::new();
+        let mut input = Template::parse_all(&step.input, &mut parse_errors);
+        for ParseError { location, reason } in parse_errors {
+            problems.push(Problem::MalformedInterpolation {
+                step: step.id.clone(),
+                field: "input",
+                location,
+                reason,
+            });
+        }
+        let mut condition = match step.condition.as_deref().map(Condition::parse) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(reason)) => {
+                problems.push(Problem::MalformedInterpolation {
+                    step: step.id.clone(),
+                    field: "condition",
+                    location: String::new(),
+                    reason,
+                });
+                None
+            }
+            None => None,
+        };
+        let mut check = |e: &mut crate::template::Expr| {
+            let Source::Step { id, index: slot } = &mut e.source else {
+                return;
+            };
+            match index.get(id.as_str()) {
+                None => problems.push(Problem::UnknownReference {
+                    step: step.id.clone(),
+                    referenced: id.clone(),
+                    expr: e.text.to_string(),
+                }),
+                Some(&r) => {
+                    *slot = r;
+                    if !deps[i].contains(&r) && !(acyclic && ancestors.is_ancestor(r, i, &deps)) {
+                        problems.push(Problem::NotUpstream {
+                            step: step.id.clone(),
+                            referenced: id.clone(),
+                            expr: e.text.to_string(),
+                        });
+                    }
+                }
+            }
+        };
+        input.exprs_mut(&mut check);
+        if let Some(c) = condition.as_mut() {
+            check(&mut c.expr);
+        }
+        parsed.push((input, condition));
+    }
+
+    if !problems.is_empty() {
+        return Err(ValidationErrors::new(&def.name, problems));
+    }
+
+    let steps: Vec<PlannedStep> = def
+        .steps
+        .iter()
+        .zip(parsed)
+        .zip(deps.into_iter().zip(dependents))
+        .map(|((step, (input, condition)), (deps, dependents))| PlannedStep {
+            id: Arc::from(step.id.as_str()),
+            agent: Arc::from(step.agent.as_str()),
+            input,
+            condition,
+            policy: step.policy.clone(),
+            cost: step.cost.unwrap_or(1.0),
+            deps,
+            dependents,
+        })
+        .collect();
+
+    let (critical_path, critical_cost) = critical_path(&steps, &order);
+    let index = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
+    Ok(Plan {
+        name: Arc::from(def.name.as_str()),
+        version: Arc::from(def.version.as_str()),
+        steps,
+        index,
+        graph,
+        order,
+        generations,
+        critical_path,
+        critical_cost,
+    })
+}
+
+/// Longest path by cost over a topological order.
+fn critical_path(steps: &[PlannedStep], order: &[usize]) -> (Vec<usize>, f64) {
+    let mut dist = vec![0.0f64; steps.len()];
+    let mut prev = vec![usize::MAX; steps.len()];
+    let mut best = (0.0f64, usize::MAX);
+    for &v in order {
+        let (base, from) = steps[v]
+            .deps
+            .iter()
+            .map(|&d| (dist[d], d))
+            .fold((0.0, usize::MAX), |acc, x| if x.0 > acc.0 || acc.1 == usize::MAX { x } else { acc });
+        dist[v] = base + steps[v].cost;
+        prev[v] = from;
+        if dist[v] > best.0 || best.1 == usize::MAX {
+            best = (dist[v], v);
+        }
+    }
+    let mut path = Vec::new();
+    let mut at = best.1;
+    while at != usize::MAX {
+        path.push(at);
+        at = prev[at];
+    }
+    path.reverse();
+    (path, best.0)
+}
+
+/// Reusable ancestor search that only allocates once per plan.
+struct Ancestors {
+    seen: Vec<usize>,
+    stack: Vec<usize>,
+    round: usize,
+}
+
+impl Ancestors {
+    fn new(n: usize) -> Self {
+        Self {
+            seen: vec![usize::MAX; n],
+            stack: Vec::new(),
+            round: 0,
+        }
+    }
+
+    /// Whether `a` is reachable backwards from `of` along `deps`.
+    fn is_ancestor(&mut self, a: usize, of: usize, deps: &[Vec<usize>]) -> bool {
+        self.round += 1;
+        self.stack.clear();
+        self.stack.push(of);
+        while let Some(v) = self.stack.pop() {
+            for &d in &deps[v] {
+                if d == a {
+                    return true;
+                }
+                if self.seen[d] != self.round {
+                    self.seen[d] = self.round;
+                    self.stack.push(d);
+                }
+            }
+        }
+        false
+    }
+}

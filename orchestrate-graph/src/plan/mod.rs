@@ -1,0 +1,180 @@
+//! A validated, planned workflow: order, generations, critical path.
+
+mod build;
+mod cycle;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use petgraph::graph::DiGraph;
+
+use crate::def::{StepPolicy, WorkflowDef};
+use crate::problem::ValidationErrors;
+use crate::template::{Condition, Template};
+
+/// One step of a [`Plan`], with its references resolved to plan indices.
+#[derive(Clone, Debug)]
+pub struct PlannedStep {
+    pub(crate) id: Arc<str>,
+    pub(crate) agent: Arc<str>,
+    pub(crate) input: Template,
+    pub(crate) condition: Option<Condition>,
+    pub(crate) policy: StepPolicy,
+    pub(crate) cost: f64,
+    pub(crate) deps: Vec<usize>,
+    pub(crate) dependents: Vec<usize>,
+}
+
+impl PlannedStep {
+    /// The step's id.
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+    /// The agent that runs the step.
+    pub fn agent(&self) -> &Arc<str> {
+        &self.agent
+    }
+    /// The parsed input template.
+    pub fn input(&self) -> &Template {
+        &self.input
+    }
+    /// The parsed condition, if any.
+    pub fn condition(&self) -> Option<&Condition> {
+        self.condition.as_ref()
+    }
+    /// The step's policy fields.
+    pub fn policy(&self) -> &StepPolicy {
+        &self.policy
+    }
+    /// The cost estimate (1.0 when none was given).
+    pub fn cost(&self) -> f64 {
+        self.cost
+    }
+    /// Plan indices of the steps this one depends on (no duplicates).
+    pub fn deps(&self) -> &[usize] {
+        &self.deps
+    }
+    /// Plan indices of the steps that depend on this one.
+    pub fn dependents(&self) -> &[usize] {
+        &self.dependents
+    }
+}
+
+/// A validated workflow, ready to run.
+///
+/// Steps keep the order of the definition; everything else refers to them by
+/// that index.
+///
+/// # Examples
+///
+/// ```
+/// use orchestrate_graph::{Plan, StepDef, WorkflowDef};
+///
+/// let def = WorkflowDef::builder("w")
+///     .step(StepDef::new("a", "x"))
+///     .step(StepDef::new("b", "x").depends_on(["a"]))
+///     .step(StepDef::new("c", "x").depends_on(["a"]))
+///     .step(StepDef::new("d", "x").depends_on(["b", "c"]).cost(5.0))
+///     .build();
+/// let plan = Plan::new(&def).unwrap();
+/// assert_eq!(plan.to_text(), "Batch 1: [a]\nBatch 2: [b, c]\nBatch 3: [d]\n");
+/// assert_eq!(plan.critical_path_ids(), vec!["a", "b", "d"]);
+/// assert_eq!(plan.critical_path_cost(), 7.0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub(crate) name: Arc<str>,
+    pub(crate) version: Arc<str>,
+    pub(crate) steps: Vec<PlannedStep>,
+    pub(crate) index: HashMap<Arc<str>, usize>,
+    pub(crate) graph: DiGraph<(), ()>,
+    pub(crate) order: Vec<usize>,
+    pub(crate) generations: Vec<Vec<usize>>,
+    pub(crate) critical_path: Vec<usize>,
+    pub(crate) critical_cost: f64,
+}
+
+impl Plan {
+    /// Validates `def` and plans it.
+    ///
+    /// # Errors
+    ///
+    /// [`ValidationErrors`] listing every problem found, each naming its step.
+    pub fn new(def: &WorkflowDef) -> Result<Self, ValidationErrors> {
+        build::build(def)
+    }
+
+    /// The workflow's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The workflow's version.
+    pub fn version(&self) -> &Arc<str> {
+        &self.version
+    }
+
+    /// The steps, in definition order.
+    pub fn steps(&self) -> &[PlannedStep] {
+        &self.steps
+    }
+
+    /// The number of steps.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether the plan has no steps (never true for a validated plan).
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The step with id `id`.
+    pub fn step(&self, id: &str) -> Option<&PlannedStep> {
+        self.index.get(id).map(|&i| &self.steps[i])
+    }
+
+    /// The plan index of step `id`.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// The dependency graph (edge `a -> b`: `b` depends on `a`); node `i` is step `i`.
+    pub fn graph(&self) -> &DiGraph<(), ()> {
+        &self.graph
+    }
+
+    /// A topological order: every step comes after all its dependencies.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// Batches of steps whose dependencies are all in earlier batches; the
+    /// steps of one batch are independent of each other.
+    pub fn generations(&self) -> &[Vec<usize>] {
+        &self.generations
+    }
+
+    /// The most expensive dependency chain by cost estimate, entry first.
+    pub fn critical_path(&self) -> &[usize] {
+        &self.critical_path
+    }
+
+    /// The ids along [`critical_path`](Self::critical_path).
+    pub fn critical_path_ids(&self) -> Vec<&str> {
+        self.critical_path
+            .iter()
+            .map(|&i| &*self.steps[i].id)
+            .collect()
+    }
+
+    /// The total cost of the critical path.
+    pub fn critical_path_cost(&self) -> f64 {
+        self.critical_cost
+    }
+
+    /// Steps that have no dependencies.
+    pub fn entries(&self) -> impl Iterator<Item = usize> + '_ {
+        self.generations.first().into_iter().flatten().copied()
+    }
+}

@@ -1,0 +1,98 @@
+//! Renderings of a plan: plain text batches, Mermaid and Graphviz DOT.
+
+use std::fmt::Write as _;
+
+use crate::plan::Plan;
+
+impl Plan {
+    /// One line per generation: `Batch 1: [a, b]`.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (k, generation) in self.generations.iter().enumerate() {
+            let _ = write!(out, "Batch {}: [", k + 1);
+            for (j, &i) in generation.iter().enumerate() {
+                if j > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&self.steps[i].id);
+            }
+            out.push_str("]\n");
+        }
+        out
+    }
+
+    /// A Mermaid flowchart; critical-path nodes get the `critical` class.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orchestrate_graph::{Plan, StepDef, WorkflowDef};
+    /// let def = WorkflowDef::builder("w")
+    ///     .step(StepDef::new("a", "x"))
+    ///     .step(StepDef::new("b", "y").depends_on(["a"]))
+    ///     .build();
+    /// let m = Plan::new(&def).unwrap().to_mermaid();
+    /// assert!(m.starts_with("flowchart TD\n"));
+    /// assert!(m.contains("    a --> b\n"));
+    /// ```
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("flowchart TD\n");
+        for s in &self.steps {
+            let _ = writeln!(
+                out,
+                "    {}[\"{}<br/><i>{}</i>\"]",
+                s.id,
+                s.id,
+                s.agent.replace('"', "#quot;")
+            );
+        }
+        for s in &self.steps {
+            for &d in &s.deps {
+                let _ = writeln!(out, "    {} --> {}", self.steps[d].id, s.id);
+            }
+        }
+        if !self.critical_path.is_empty() {
+            out.push_str("    classDef critical stroke-width:3px\n    class ");
+            out.push_str(&self.critical_path_ids().join(","));
+            out.push_str(" critical\n");
+        }
+        out
+    }
+
+    /// A Graphviz DOT digraph.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orchestrate_graph::{Plan, StepDef, WorkflowDef};
+    /// let def = WorkflowDef::builder("w")
+    ///     .step(StepDef::new("a", "x"))
+    ///     .step(StepDef::new("b", "y").depends_on(["a"]))
+    ///     .build();
+    /// let dot = Plan::new(&def).unwrap().to_dot();
+    /// assert!(dot.contains("\"a\" -> \"b\";"));
+    /// ```
+    pub fn to_dot(&self) -> String {
+        let mut out = format!("digraph \"{}\" {{\n    rankdir=LR;\n", dot_escape(&self.name));
+        for s in &self.steps {
+            let _ = writeln!(
+                out,
+                "    \"{}\" [label=\"{}\\n{}\"];",
+                s.id,
+                s.id,
+                dot_escape(&s.agent)
+            );
+        }
+        for s in &self.steps {
+            for &d in &s.deps {
+                let _ = writeln!(out, "    \"{}\" -> \"{}\";", self.steps[d].id, s.id);
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}

@@ -1,0 +1,148 @@
+//! Validation reports every problem at once, each naming its step.
+
+use orchestrate_graph::{Plan, Problem, StepDef, WorkflowDef};
+use serde_json::json;
+
+fn problems(def: &WorkflowDef) -> Vec<Problem> {
+    Plan::new(def).unwrap_err().problems().to_vec()
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let def = WorkflowDef::builder("broken")
+        .step(StepDef::new("a", "x"))
+        .step(StepDef::new("a", "x").depends_on(["b"]))
+        .step(StepDef::new("b", "x").depends_on(["a", "ghost"]))
+        .step(StepDef::new("lonely", "x"))
+        .step(
+            StepDef::new("c", "x")
+                .depends_on(["a"])
+                .input(json!({"q": "${steps.b.output.v}", "bad": "${wat}"})),
+        )
+        .build();
+    let found = problems(&def);
+    let expected = [
+        Problem::DuplicateId { step: "a".into() },
+        Problem::UnknownDependency {
+            step: "b".into(),
+            dependency: "ghost".into(),
+        },
+        Problem::Orphan {
+            step: "lonely".into(),
+        },
+        Problem::NotUpstream {
+            step: "c".into(),
+            referenced: "b".into(),
+            expr: "steps.b.output.v".into(),
+        },
+    ];
+    for p in &expected {
+        assert!(found.contains(p), "missing {p:?} in {found:#?}");
+    }
+    assert!(found.iter().any(|p| matches!(
+        p,
+        Problem::MalformedInterpolation { step, field: "input", location, .. }
+            if step == "c" && location == "/bad"
+    )));
+}
+
+#[test]
+fn cycles_are_reported_with_their_path() {
+    let def = WorkflowDef::builder("loop")
+        .step(StepDef::new("start", "x"))
+        .step(StepDef::new("a", "x").depends_on(["start", "c"]))
+        .step(StepDef::new("b", "x").depends_on(["a"]))
+        .step(StepDef::new("c", "x").depends_on(["b"]))
+        .build();
+    let found = problems(&def);
+    let cycle = found
+        .iter()
+        .find_map(|p| match p {
+            Problem::Cycle { path } => Some(path.clone()),
+            _ => None,
+        })
+        .expect("a cycle");
+    assert_eq!(cycle, ["a", "b", "c", "a"]);
+    assert_eq!(
+        Problem::Cycle { path: cycle }.to_string(),
+        "cycle: a -> b -> c -> a"
+    );
+}
+
+#[test]
+fn self_dependency_is_a_cycle_and_no_entry_is_reported() {
+    let def = WorkflowDef::builder("selfish")
+        .step(StepDef::new("a", "x").depends_on(["a"]))
+        .build();
+    let found = problems(&def);
+    assert!(found.contains(&Problem::NoEntry), "{found:?}");
+    assert!(found.contains(&Problem::Cycle {
+        path: vec!["a".into(), "a".into()]
+    }));
+}
+
+#[test]
+fn unknown_references_and_malformed_conditions_name_the_step() {
+    let def = WorkflowDef::builder("w")
+        .step(StepDef::new("a", "x"))
+        .step(
+            StepDef::new("b", "x")
+                .depends_on(["a"])
+                .input(json!("${steps.nobody.output}"))
+                .condition("${steps.a.output.ok} === true"),
+        )
+        .build();
+    let found = problems(&def);
+    assert!(found.contains(&Problem::UnknownReference {
+        step: "b".into(),
+        referenced: "nobody".into(),
+        expr: "steps.nobody.output".into()
+    }));
+    assert!(found.iter().any(|p| matches!(
+        p,
+        Problem::MalformedInterpolation { step, field: "condition", .. } if step == "b"
+    )));
+}
+
+#[test]
+fn ids_agents_costs_and_emptiness_are_checked() {
+    assert_eq!(
+        problems(&WorkflowDef::builder("empty").build()),
+        vec![Problem::Empty]
+    );
+    let def = WorkflowDef::builder("w")
+        .step(StepDef::new("has space", "x"))
+        .step(StepDef::new("b", " ").depends_on(["has space"]).cost(-1.0))
+        .build();
+    let found = problems(&def);
+    assert!(found.contains(&Problem::InvalidId {
+        step: "has space".into()
+    }));
+    assert!(found.contains(&Problem::MissingAgent { step: "b".into() }));
+    assert!(found.contains(&Problem::InvalidCost { step: "b".into() }));
+}
+
+#[test]
+fn transitive_upstream_references_are_allowed() {
+    let def = WorkflowDef::builder("w")
+        .step(StepDef::new("a", "x"))
+        .step(StepDef::new("b", "x").depends_on(["a"]))
+        .step(
+            StepDef::new("c", "x")
+                .depends_on(["b"])
+                .input(json!("${steps.a.output}")),
+        )
+        .build();
+    let plan = Plan::new(&def).unwrap();
+    assert_eq!(plan.order(), &[0, 1, 2]);
+}
+
+#[test]
+fn error_display_lists_every_problem() {
+    let def = WorkflowDef::builder("w")
+        .step(StepDef::new("a", "x").depends_on(["p", "q"]))
+        .build();
+    let text = Plan::new(&def).unwrap_err().to_string();
+    assert!(text.starts_with("workflow `w` is invalid (2 problems)"), "{text}");
+    assert!(text.contains("unknown step `p`") && text.contains("unknown step `q`"));
+}
