@@ -1,1 +1,37 @@
-//! placeholder
+//! Test helpers for `orchestrate`: scripted [`MockAgent`]s and proptest
+//! strategies for workflows.
+//!
+//! # Example
+//!
+//! ```
+//! use orchestrate_core::Orchestrator;
+//! use orchestrate_graph::{StepDef, WorkflowDef};
+//! use orchestrate_testing::MockAgent;
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let flaky = MockAgent::new("flaky").returns(json!("ok")).fail_first(2);
+//! let orchestrator = Orchestrator::builder()
+//!     .agent(flaky.clone())
+//!     .default_retries(2)
+//!     .build()
+//!     .unwrap();
+//! let wf = orchestrator
+//!     .bind(&WorkflowDef::builder("w").step(StepDef::new("s", "flaky")).build())
+//!     .unwrap();
+//! let done = orchestrator.run(&wf, json!(null)).await.unwrap().await.unwrap();
+//! assert_eq!(done.output("s"), Some(&json!("ok")));
+//! assert_eq!(flaky.call_count(), 3);
+//! # }
+//! ```
+
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![doc(test(attr(deny(warnings))))]
+
+mod mock;
+pub mod strategy;
+
+pub use mock::{Call, MockAgent};

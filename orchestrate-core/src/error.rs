@@ -1,0 +1,384 @@
+//! The error taxonomy: one enum for everything the orchestrator reports, and
+//! [`AgentError`] for what agents return.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrate_graph::template::EvalError;
+use orchestrate_graph::ValidationErrors;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::bus::BusError;
+use crate::ids::ExecutionId;
+use crate::store::StoreError;
+
+/// A type-erased error from user code.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A shared, type-erased error; cheap to clone so errors can reach every
+/// handle of an execution.
+pub type SharedError = Arc<dyn std::error::Error + Send + Sync>;
+
+/// How an agent failure should be treated by retry policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retry {
+    /// Worth retrying (network blip, overload, rate limit).
+    Transient,
+    /// Retrying cannot help (bad input, refused request).
+    Permanent,
+    /// Retry, but not before this delay.
+    After(Duration),
+}
+
+/// What an [`Agent`](crate::Agent) returns when it fails.
+///
+/// # Examples
+///
+/// ```
+/// use orchestrate_core::AgentError;
+/// use std::time::Duration;
+///
+/// assert!(AgentError::transient("503 from upstream").is_retryable());
+/// assert!(!AgentError::permanent("invalid prompt").is_retryable());
+/// let later = AgentError::retry_after("rate limited", Duration::from_secs(2));
+/// assert_eq!(later.retry_delay(), Some(Duration::from_secs(2)));
+/// ```
+#[derive(Clone, Debug)]
+pub struct AgentError {
+    message: Arc<str>,
+    retry: Retry,
+    source: Option<SharedError>,
+}
+
+impl AgentError {
+    /// A failure worth retrying.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::with(message, Retry::Transient)
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::with(message, Retry::Permanent)
+    }
+
+    /// A failure to retry after `delay` at the earliest.
+    pub fn retry_after(message: impl Into<String>, delay: Duration) -> Self {
+        Self::with(message, Retry::After(delay))
+    }
+
+    /// Wraps any error as a transient failure, keeping it as the source.
+    pub fn from_error(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: error.to_string().into(),
+            retry: Retry::Transient,
+            source: Some(Arc::new(error)),
+        }
+    }
+
+    fn with(message: impl Into<String>, retry: Retry) -> Self {
+        Self {
+            message: message.into().into(),
+            retry,
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// Changes the retry classification.
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The retry classification.
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// Whether retrying may help.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self.retry, Retry::Permanent)
+    }
+
+    /// The delay asked for by [`AgentError::retry_after`].
+    pub fn retry_delay(&self) -> Option<Duration> {
+        match self.retry {
+            Retry::After(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AgentError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Everything the orchestrator can report.
+///
+/// Every variant has a stable [`code`](Error::code), says whether it is
+/// [retryable](Error::is_retryable), and carries the attempt count where one
+/// applies.
+#[derive(Clone, Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The workflow definition is invalid.
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    /// A step names an agent that was never registered.
+    #[error("workflow `{workflow}`, step `{step}`: unknown agent `{agent}`")]
+    UnknownAgent {
+        /// The workflow.
+        workflow: Arc<str>,
+        /// The step naming the agent.
+        step: Arc<str>,
+        /// The unknown agent name.
+        agent: Arc<str>,
+    },
+    /// Two registered agents share a name.
+    #[error("two agents are registered as `{agent}`")]
+    DuplicateAgent {
+        /// The name.
+        agent: Arc<str>,
+    },
+    /// An agent returned an error on its last attempt.
+    #[error("step `{step}`: agent `{agent}` failed after {attempts} attempt(s): {source}")]
+    Agent {
+        /// The step.
+        step: Arc<str>,
+        /// The agent.
+        agent: Arc<str>,
+        /// Attempts made.
+        attempts: u32,
+        /// The agent's error.
+        #[source]
+        source: AgentError,
+    },
+    /// An attempt did not finish within its timeout.
+    #[error("step `{step}`: attempt {attempts} timed out after {after:?}")]
+    Timeout {
+        /// The step.
+        step: Arc<str>,
+        /// Attempts made.
+        attempts: u32,
+        /// The timeout that elapsed.
+        after: Duration,
+    },
+    /// The agent's circuit breaker is open.
+    #[error("step `{step}`: circuit of agent `{agent}` is open")]
+    CircuitOpen {
+        /// The step.
+        step: Arc<str>,
+        /// The agent.
+        agent: Arc<str>,
+    },
+    /// The execution or step was cancelled.
+    #[error("{}", match step { Some(s) => format!("step `{s}` cancelled"), None => "execution cancelled".to_owned() })]
+    Cancelled {
+        /// The step, when one step was cancelled.
+        step: Option<Arc<str>>,
+    },
+    /// A budget would be overrun.
+    #[error("step `{step}`: budget exceeded: {detail}")]
+    BudgetExceeded {
+        /// The step.
+        step: Arc<str>,
+        /// Which budget and by how much.
+        detail: String,
+    },
+    /// An agent panicked.
+    #[error("step `{step}`: agent `{agent}` panicked: {message}")]
+    Panicked {
+        /// The step.
+        step: Arc<str>,
+        /// The agent.
+        agent: Arc<str>,
+        /// The panic message.
+        message: String,
+    },
+    /// A step's input template did not resolve.
+    #[error(transparent)]
+    Interpolation(#[from] EvalError),
+    /// A step emitted more custom events than the journal allows.
+    #[error("step `{step}`: more than {limit} custom events in one execution")]
+    JournalLimit {
+        /// The step.
+        step: Arc<str>,
+        /// The limit.
+        limit: u32,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The event bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// No execution has this id.
+    #[error("execution `{0}` not found")]
+    ExecutionNotFound(ExecutionId),
+    /// The execution failed; raised for executions read back from a journal,
+    /// where only the recorded summary of the cause survives.
+    #[error("execution `{execution}` failed{}", cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
+    Failed {
+        /// The execution.
+        execution: ExecutionId,
+        /// The recorded cause.
+        cause: Option<ErrorInfo>,
+    },
+    /// The journal shows the execution unfinished, but no process is
+    /// running it here (its process stopped).
+    #[error("execution `{0}` is unfinished and not running in this process")]
+    Orphaned(ExecutionId),
+}
+
+impl Error {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Validation(_) => "validation",
+            Error::UnknownAgent { .. } => "unknown_agent",
+            Error::DuplicateAgent { .. } => "duplicate_agent",
+            Error::Agent { .. } => "agent",
+            Error::Timeout { .. } => "timeout",
+            Error::CircuitOpen { .. } => "circuit_open",
+            Error::Cancelled { .. } => "cancelled",
+            Error::BudgetExceeded { .. } => "budget_exceeded",
+            Error::Panicked { .. } => "panicked",
+            Error::Interpolation(_) => "interpolation",
+            Error::JournalLimit { .. } => "journal_limit",
+            Error::Store(_) => "store",
+            Error::Bus(_) => "bus",
+            Error::ExecutionNotFound(_) => "execution_not_found",
+            Error::Orphaned(_) => "orphaned",
+            Error::Failed { .. } => "failed",
+        }
+    }
+
+    /// Whether retrying the failed operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Agent { source, .. } => source.is_retryable(),
+            Error::Timeout { .. } => true,
+            Error::Store(e) => e.is_retryable(),
+            Error::Bus(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// Attempts made, where the error ends a series of attempts.
+    pub fn attempts(&self) -> Option<u32> {
+        match self {
+            Error::Agent { attempts, .. } | Error::Timeout { attempts, .. } => Some(*attempts),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a cancellation.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled { .. })
+    }
+
+    /// A serialisable summary for the journal.
+    pub fn info(&self) -> ErrorInfo {
+        ErrorInfo {
+            code: self.code().into(),
+            message: self.to_string(),
+            retryable: self.is_retryable(),
+            attempts: self.attempts(),
+        }
+    }
+}
+
+/// A serialisable summary of an [`Error`], as the journal records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// [`Error::code`].
+    pub code: String,
+    /// The error's text.
+    pub message: String,
+    /// [`Error::is_retryable`].
+    pub retryable: bool,
+    /// [`Error::attempts`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+impl fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.code, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_retryability_and_attempts() {
+        let agent = Error::Agent {
+            step: "s".into(),
+            agent: "a".into(),
+            attempts: 3,
+            source: AgentError::transient("flaky"),
+        };
+        assert_eq!(agent.code(), "agent");
+        assert!(agent.is_retryable());
+        assert_eq!(agent.attempts(), Some(3));
+        assert!(std::error::Error::source(&agent).is_some());
+
+        let permanent = Error::Agent {
+            step: "s".into(),
+            agent: "a".into(),
+            attempts: 1,
+            source: AgentError::permanent("bad input"),
+        };
+        assert!(!permanent.is_retryable());
+
+        let timeout = Error::Timeout {
+            step: "s".into(),
+            attempts: 2,
+            after: Duration::from_secs(1),
+        };
+        assert!(timeout.is_retryable());
+        assert_eq!(timeout.info().code, "timeout");
+
+        let open = Error::CircuitOpen {
+            step: "s".into(),
+            agent: "a".into(),
+        };
+        assert!(!open.is_retryable());
+        let cancelled = Error::Cancelled { step: None };
+        assert!(!cancelled.is_retryable() && cancelled.is_cancelled());
+        assert_eq!(cancelled.to_string(), "execution cancelled");
+    }
+
+    #[test]
+    fn agent_error_keeps_its_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let e = AgentError::from_error(io);
+        assert!(e.is_retryable());
+        assert_eq!(std::error::Error::source(&e).map(|s| s.to_string()), Some("reset".into()));
+    }
+}

@@ -1,0 +1,254 @@
+//! The [`Execution`] handle.
+
+use std::collections::VecDeque;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{execution_topic, EventBus, Subscription};
+use crate::error::Error;
+use crate::ids::ExecutionId;
+use crate::journal::{export_json, Event, EventKind, ExecutionStatus, ExecutionView, ExportOptions};
+use crate::store::{Store, StoreError};
+
+type Outcome = Option<Result<ExecutionView, Error>>;
+
+/// State shared by an execution's driver and all its handles.
+pub(crate) struct Shared {
+    pub(crate) id: ExecutionId,
+    pub(crate) topic: Arc<str>,
+    /// The live projection; only the driver applies events to it.
+    pub(crate) view: Mutex<ExecutionView>,
+    pub(crate) done: watch::Sender<Outcome>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) bus: Arc<dyn EventBus>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        id: ExecutionId,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn EventBus>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            topic: execution_topic(&id).into(),
+            id,
+            view: Mutex::new(ExecutionView::default()),
+            done: watch::Sender::new(None),
+            cancel,
+            store,
+            bus,
+        }
+    }
+
+    /// A handle on an execution known only from its journal.
+    pub(crate) fn from_journal(
+        id: ExecutionId,
+        view: ExecutionView,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn EventBus>,
+    ) -> Self {
+        let outcome = match view.status() {
+            ExecutionStatus::Succeeded | ExecutionStatus::PartiallySucceeded => Ok(view.clone()),
+            ExecutionStatus::Cancelled => Err(Error::Cancelled { step: None }),
+            ExecutionStatus::Failed => Err(Error::Failed {
+                execution: id.clone(),
+                cause: view.error().cloned(),
+            }),
+            ExecutionStatus::Pending | ExecutionStatus::Running => Err(Error::Orphaned(id.clone())),
+        };
+        let shared = Self::new(id, store, bus, CancellationToken::new());
+        *shared.view.lock().unwrap_or_else(PoisonError::into_inner) = view;
+        shared.done.send_replace(Some(outcome));
+        shared
+    }
+
+    pub(crate) fn view(&self) -> ExecutionView {
+        self.view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A handle on one execution: its id and status, its events, cancellation,
+/// and (by awaiting it) its result.
+///
+/// Awaiting gives the final [`ExecutionView`] with every step's output when
+/// the execution succeeded (also when some steps failed under
+/// `on_error: continue`), and the error that ended it otherwise; the view
+/// stays readable through [`view`](Self::view) either way.
+#[derive(Clone)]
+pub struct Execution {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Execution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Execution")
+            .field("id", &self.shared.id)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Execution {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The execution id.
+    pub fn id(&self) -> &ExecutionId {
+        &self.shared.id
+    }
+
+    /// The current status, projected from the journal.
+    pub fn status(&self) -> ExecutionStatus {
+        self.shared
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .status()
+    }
+
+    /// A snapshot of the status and per-step table.
+    pub fn view(&self) -> ExecutionView {
+        self.shared.view()
+    }
+
+    /// Requests cancellation: running attempts see their token cancelled and
+    /// get the orchestrator's grace period to return; then they are dropped,
+    /// and the execution ends [`Cancelled`](ExecutionStatus::Cancelled).
+    pub fn cancel(&self) {
+        self.shared.cancel.cancel();
+    }
+
+    /// Waits for the end of the execution.
+    ///
+    /// # Errors
+    ///
+    /// The error that failed the execution, or [`Error::Cancelled`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future does not affect the execution.
+    pub async fn wait(&self) -> Result<ExecutionView, Error> {
+        let mut rx = self.shared.done.subscribe();
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|o| o.clone())
+            .ok()
+            .flatten();
+        outcome.unwrap_or_else(|| Err(Error::Cancelled { step: None }))
+    }
+
+    /// Every event of the execution from the first, then live ones until it
+    /// finishes. The stream is complete and in order: events a slow reader
+    /// missed on the bus are read back from the store.
+    ///
+    /// # Errors
+    ///
+    /// Bus errors while subscribing.
+    pub async fn events(&self) -> Result<BoxStream<'static, Arc<Event>>, Error> {
+        let sub = self.shared.bus.subscribe(&self.shared.topic).await?;
+        let state = EventsState {
+            sub,
+            store: self.shared.store.clone(),
+            id: self.shared.id.clone(),
+            backlog: VecDeque::new(),
+            next_seq: 0,
+            finished: false,
+            loaded_once: false,
+        };
+        Ok(futures::stream::unfold(state, EventsState::next).boxed())
+    }
+
+    /// The journal as JSON, with the caps and redaction of `options`.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn export_json(&self, options: &ExportOptions) -> Result<String, Error> {
+        let events = match self.shared.store.load(&self.shared.id, 0).await {
+            Ok(events) => events,
+            Err(StoreError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(export_json(&events, options))
+    }
+}
+
+impl IntoFuture for Execution {
+    type Output = Result<ExecutionView, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.wait().await })
+    }
+}
+
+struct EventsState {
+    sub: Subscription,
+    store: Arc<dyn Store>,
+    id: ExecutionId,
+    backlog: VecDeque<Arc<Event>>,
+    next_seq: u64,
+    finished: bool,
+    loaded_once: bool,
+}
+
+impl EventsState {
+    async fn fill_from_store(&mut self) {
+        self.loaded_once = true;
+        if let Ok(events) = self.store.load(&self.id, self.next_seq).await {
+            self.backlog.extend(events);
+        }
+    }
+
+    async fn next(mut self) -> Option<(Arc<Event>, Self)> {
+        if !self.loaded_once {
+            // Subscribed first, then read the stored prefix: nothing falls in between.
+            self.fill_from_store().await;
+        }
+        loop {
+            while let Some(e) = self.backlog.pop_front() {
+                if e.seq < self.next_seq {
+                    continue;
+                }
+                if e.seq > self.next_seq {
+                    // A gap: the bus dropped events; read them from the store.
+                    self.backlog.clear();
+                    self.fill_from_store().await;
+                    if self.backlog.front().is_none_or(|f| f.seq != self.next_seq) {
+                        return None;
+                    }
+                    continue;
+                }
+                self.next_seq = e.seq + 1;
+                if matches!(e.kind, EventKind::ExecutionFinished { .. }) {
+                    self.finished = true;
+                }
+                return Some((e, self));
+            }
+            if self.finished {
+                return None;
+            }
+            match self.sub.recv().await {
+                Some(e) => self.backlog.push_back(e),
+                None => {
+                    self.fill_from_store().await;
+                    if self.backlog.is_empty() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}

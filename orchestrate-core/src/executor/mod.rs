@@ -1,0 +1,522 @@
+//! The executor: one driver task per execution schedules steps by dynamic
+//! readiness and is the only writer of the execution's journal.
+//!
+//! Steps run in their own tasks; results come back through the `JoinSet`,
+//! retries and custom events through a bounded channel. Events produced in
+//! one turn of the driver are appended to the store in one batch, and that
+//! batch is written before any step it made ready is started, so a step's
+//! output is journaled before its successors run.
+
+mod attempt;
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use orchestrate_graph::template::Scope;
+use orchestrate_graph::OnError;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::context::{Context, EventSink};
+use crate::error::{Error, ErrorInfo};
+use crate::execution::Shared;
+use crate::journal::{Event, EventKind, ExecutionStatus, SkipReason};
+use crate::orchestrator::{Limits, Registry};
+use crate::orchestrator::Bound;
+use attempt::{run_step, AttemptPolicy};
+
+/// Messages from step tasks to their driver.
+#[derive(Debug)]
+pub(crate) enum TaskMsg {
+    /// An agent's custom event.
+    Custom {
+        step: usize,
+        name: String,
+        payload: Value,
+    },
+    /// An attempt failed and the next one is starting.
+    AttemptFailed {
+        step: usize,
+        attempt: u32,
+        error: ErrorInfo,
+    },
+}
+
+/// How a step's task ended.
+pub(crate) enum StepResult {
+    Success { output: Value, attempts: u32 },
+    Failure { error: Error, attempts: u32 },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Ready,
+    Running,
+    Done,
+}
+
+struct RunScope<'a> {
+    input: &'a Value,
+    outputs: &'a [Option<Arc<Value>>],
+}
+
+impl Scope for RunScope<'_> {
+    fn input(&self) -> &Value {
+        self.input
+    }
+    fn step_output(&self, index: usize) -> Option<&Value> {
+        self.outputs.get(index)?.as_deref()
+    }
+}
+
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    wf: Arc<Bound>,
+    limits: Arc<Limits>,
+    input: Arc<Value>,
+    correlation_id: Arc<str>,
+    idempotency_key: Option<Arc<str>>,
+    registry: Registry,
+
+    outputs: Vec<Option<Arc<Value>>>,
+    remaining: Vec<u32>,
+    blocked_by: Vec<Option<usize>>,
+    phase: Vec<Phase>,
+    ready: VecDeque<usize>,
+    running: usize,
+    agent_running: Vec<usize>,
+    unresolved: usize,
+    per_agent_limits: bool,
+
+    tasks: JoinSet<(usize, StepResult)>,
+    tx: mpsc::Sender<TaskMsg>,
+    rx: mpsc::Receiver<TaskMsg>,
+    emitted: Arc<AtomicU32>,
+
+    seq: u64,
+    started: Instant,
+    pending: Vec<Arc<Event>>,
+    journal_broken: bool,
+    failure: Option<Error>,
+    cancelling: bool,
+    any_failed: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        wf: Arc<Bound>,
+        limits: Arc<Limits>,
+        input: Arc<Value>,
+        correlation_id: Arc<str>,
+        idempotency_key: Option<Arc<str>>,
+        registry: Registry,
+    ) -> Self {
+        let n = wf.plan.len();
+        let (tx, rx) = mpsc::channel(256);
+        Self {
+            remaining: wf.plan.steps().iter().map(|s| s.deps().len() as u32).collect(),
+            agent_running: vec![0; wf.slot_limits.len()],
+            per_agent_limits: wf.slot_limits.iter().any(|&l| l > 0),
+            outputs: vec![None; n],
+            blocked_by: vec![None; n],
+            phase: vec![Phase::Waiting; n],
+            ready: VecDeque::new(),
+            running: 0,
+            unresolved: n,
+            tasks: JoinSet::new(),
+            tx,
+            rx,
+            emitted: Arc::new(AtomicU32::new(0)),
+            seq: 0,
+            started: Instant::now(),
+            pending: Vec::new(),
+            journal_broken: false,
+            failure: None,
+            cancelling: false,
+            any_failed: false,
+            shared,
+            wf,
+            limits,
+            input,
+            correlation_id,
+            idempotency_key,
+            registry,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let wf = self.wf.clone();
+        let started_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.record(EventKind::ExecutionStarted {
+            workflow: wf.plan.name().clone(),
+            version: wf.plan.version().clone(),
+            correlation_id: self.correlation_id.clone(),
+            input: self.input.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            started_at_ms,
+            steps: wf.plan.steps().iter().map(|s| s.id().clone()).collect(),
+        });
+        for i in wf.plan.entries() {
+            self.make_ready(i);
+        }
+        self.dispatch().await;
+        while self.unresolved > 0 {
+            if self.shared.cancel.is_cancelled() {
+                self.cancel_running().await;
+                break;
+            }
+            if self.running == 0 && self.ready.is_empty() {
+                // Unreachable for a validated plan; never hang on a bug.
+                tracing::error!(unresolved = self.unresolved, "no runnable step left");
+                self.failure.get_or_insert(Error::Cancelled { step: None });
+                self.cancel_running().await;
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = self.shared.cancel.cancelled() => continue,
+                Some(msg) = self.rx.recv() => self.on_message(msg),
+                Some(joined) = self.tasks.join_next() => self.on_joined(joined),
+            }
+            self.dispatch().await;
+        }
+        self.finish().await;
+    }
+
+    fn record(&mut self, kind: EventKind) {
+        let at_us = self.started.elapsed().as_micros() as u64;
+        self.pending.push(Arc::new(Event {
+            execution_id: self.shared.id.clone(),
+            seq: self.seq,
+            at_us,
+            kind,
+        }));
+        self.seq += 1;
+    }
+
+    /// Applies pending events to the live view, appends them to the store in
+    /// one batch, then publishes them.
+    async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        {
+            let mut view = self.shared.view.lock().unwrap_or_else(PoisonError::into_inner);
+            for e in &self.pending {
+                view.apply(e);
+            }
+        }
+        if !self.journal_broken {
+            if let Err(e) = self.shared.store.append(&self.shared.id, &self.pending).await {
+                tracing::error!(error = %e, "journal append failed; failing the execution");
+                self.journal_broken = true;
+                if self.failure.is_none() {
+                    self.failure = Some(e.into());
+                }
+                self.shared.cancel.cancel();
+            }
+        }
+        if let Err(e) = self.shared.bus.publish(&self.shared.topic, &self.pending).await {
+            tracing::warn!(error = %e, "publishing execution events failed");
+        }
+        self.pending.clear();
+    }
+
+    fn make_ready(&mut self, i: usize) {
+        self.phase[i] = Phase::Ready;
+        let step = self.wf.plan.steps()[i].id().clone();
+        self.record(EventKind::StepScheduled { step });
+        self.ready.push_back(i);
+    }
+
+    fn mark_done(&mut self, i: usize) {
+        if self.phase[i] == Phase::Running {
+            self.running -= 1;
+            self.agent_running[self.wf.slots[i]] -= 1;
+        }
+        self.phase[i] = Phase::Done;
+        self.unresolved -= 1;
+    }
+
+    /// Oldest ready step whose agent has a free slot (FIFO among the eligible).
+    fn pop_ready(&mut self) -> Option<usize> {
+        if !self.per_agent_limits {
+            return self.ready.pop_front();
+        }
+        let pos = self.ready.iter().position(|&i| {
+            let slot = self.wf.slots[i];
+            let limit = self.wf.slot_limits[slot];
+            limit == 0 || self.agent_running[slot] < limit
+        })?;
+        self.ready.remove(pos)
+    }
+
+    /// Starts ready steps up to the limits. The journal batch (with the
+    /// outputs these steps depend on) is written before any of them starts.
+    async fn dispatch(&mut self) {
+        let wf = self.wf.clone();
+        let mut starts = Vec::new();
+        while self.running < self.limits.max_concurrency && !self.shared.cancel.is_cancelled() {
+            let Some(i) = self.pop_ready() else { break };
+            let step = &wf.plan.steps()[i];
+            let scope = RunScope {
+                input: &self.input,
+                outputs: &self.outputs,
+            };
+            if let Some(condition) = step.condition() {
+                if !condition.evaluate(&scope) {
+                    self.skip(i, SkipReason::Condition);
+                    continue;
+                }
+            }
+            match step.input().evaluate(step.id(), &scope) {
+                Ok(input) => {
+                    self.phase[i] = Phase::Running;
+                    self.running += 1;
+                    self.agent_running[wf.slots[i]] += 1;
+                    self.record(EventKind::StepStarted {
+                        step: step.id().clone(),
+                        agent: step.agent().clone(),
+                    });
+                    self.record(EventKind::AttemptStarted {
+                        step: step.id().clone(),
+                        attempt: 1,
+                    });
+                    starts.push((i, input));
+                }
+                Err(e) => self.step_failed(i, Error::Interpolation(e), 0),
+            }
+        }
+        self.flush().await;
+        for (i, input) in starts {
+            if self.shared.cancel.is_cancelled() {
+                // A failure in this same turn cancelled the execution: the
+                // step never starts.
+                self.cancel_step(i);
+            } else {
+                self.spawn(i, input);
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize, input: Value) {
+        let step = &self.wf.plan.steps()[i];
+        let ctx = Context::new(
+            self.shared.id.clone(),
+            step.id().clone(),
+            i,
+            self.correlation_id.clone(),
+            self.shared.cancel.clone(),
+            EventSink {
+                tx: self.tx.clone(),
+                emitted: self.emitted.clone(),
+                limit: self.limits.max_custom_events,
+            },
+        );
+        let policy = AttemptPolicy {
+            timeout: step.policy().timeout.or(self.limits.default_timeout),
+            max_attempts: 1 + step.policy().retries.unwrap_or(self.limits.default_retries),
+        };
+        let agent = self.wf.agents[i].clone();
+        let span = tracing::info_span!(
+            "step",
+            step = %step.id(),
+            agent = %step.agent(),
+            correlation_id = %self.correlation_id,
+        );
+        self.tasks.spawn(
+            async move { (i, run_step(agent, ctx, input, policy).await) }.instrument(span),
+        );
+    }
+
+    fn on_message(&mut self, msg: TaskMsg) {
+        let wf = self.wf.clone();
+        match msg {
+            TaskMsg::Custom {
+                step,
+                name,
+                payload,
+            } => self.record(EventKind::Custom {
+                step: wf.plan.steps()[step].id().clone(),
+                name,
+                payload,
+            }),
+            TaskMsg::AttemptFailed {
+                step,
+                attempt,
+                error,
+            } => {
+                let id = wf.plan.steps()[step].id().clone();
+                self.record(EventKind::AttemptFailed {
+                    step: id.clone(),
+                    attempt,
+                    error,
+                });
+                self.record(EventKind::AttemptStarted {
+                    step: id,
+                    attempt: attempt + 1,
+                });
+            }
+        }
+    }
+
+    fn on_joined(&mut self, joined: Result<(usize, StepResult), JoinError>) {
+        // Panics are caught inside the task, so a join error is an abort.
+        let Ok((i, result)) = joined else { return };
+        match result {
+            StepResult::Success { output, attempts } => self.succeed(i, output, attempts, None),
+            StepResult::Failure { .. } if self.cancelling => self.cancel_step(i),
+            StepResult::Failure { error, attempts } => self.step_failed(i, error, attempts),
+        }
+    }
+
+    fn succeed(&mut self, i: usize, output: Value, attempts: u32, fallback_from: Option<ErrorInfo>) {
+        let wf = self.wf.clone();
+        let output = Arc::new(output);
+        self.record(EventKind::StepSucceeded {
+            step: wf.plan.steps()[i].id().clone(),
+            output: output.clone(),
+            attempts,
+            fallback_from,
+        });
+        self.outputs[i] = Some(output);
+        self.mark_done(i);
+        for &d in wf.plan.steps()[i].dependents() {
+            self.remaining[d] -= 1;
+            if self.remaining[d] == 0 && !self.cancelling {
+                match self.blocked_by[d] {
+                    Some(b) => self.skip(d, upstream(&wf, b)),
+                    None => self.make_ready(d),
+                }
+            }
+        }
+    }
+
+    fn step_failed(&mut self, i: usize, error: Error, attempts: u32) {
+        let wf = self.wf.clone();
+        let step = &wf.plan.steps()[i];
+        if let OnError::Fallback(value) = &step.policy().on_error {
+            self.succeed(i, value.clone(), attempts, Some(error.info()));
+            return;
+        }
+        self.record(EventKind::StepFailed {
+            step: step.id().clone(),
+            error: error.info(),
+            attempts,
+        });
+        self.mark_done(i);
+        self.block_dependents(i);
+        if step.policy().on_error == OnError::Fail {
+            self.failure.get_or_insert(error);
+            self.shared.cancel.cancel();
+        } else {
+            self.any_failed = true;
+        }
+    }
+
+    /// Skips `i`, then everything downstream that can no longer run.
+    fn skip(&mut self, i: usize, reason: SkipReason) {
+        let wf = self.wf.clone();
+        self.record(EventKind::StepSkipped {
+            step: wf.plan.steps()[i].id().clone(),
+            reason,
+        });
+        self.mark_done(i);
+        self.block_dependents(i);
+    }
+
+    fn block_dependents(&mut self, i: usize) {
+        let wf = self.wf.clone();
+        let mut stack = vec![i];
+        while let Some(s) = stack.pop() {
+            for &d in wf.plan.steps()[s].dependents() {
+                self.blocked_by[d].get_or_insert(s);
+                self.remaining[d] -= 1;
+                if self.remaining[d] == 0 && self.phase[d] == Phase::Waiting {
+                    let reason = upstream(&wf, self.blocked_by[d].unwrap_or(s));
+                    self.record(EventKind::StepSkipped {
+                        step: wf.plan.steps()[d].id().clone(),
+                        reason,
+                    });
+                    self.mark_done(d);
+                    stack.push(d);
+                }
+            }
+        }
+    }
+
+    fn cancel_step(&mut self, i: usize) {
+        let step = self.wf.plan.steps()[i].id().clone();
+        self.record(EventKind::StepCancelled { step });
+        self.mark_done(i);
+    }
+
+    /// Gives running attempts the grace period, then drops them; every step
+    /// not finished by then is recorded `Cancelled`.
+    async fn cancel_running(&mut self) {
+        self.cancelling = true;
+        if self.failure.is_none() {
+            self.record(EventKind::CancelRequested);
+        }
+        self.flush().await;
+        let deadline = Instant::now() + self.limits.cancel_grace;
+        while self.running > 0 {
+            tokio::select! {
+                biased;
+                Some(msg) = self.rx.recv() => self.on_message(msg),
+                Some(joined) = self.tasks.join_next() => self.on_joined(joined),
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+            self.flush().await;
+        }
+        self.tasks.abort_all();
+        // Custom events sent before the abort still belong in the journal.
+        while let Ok(msg) = self.rx.try_recv() {
+            self.on_message(msg);
+        }
+        for i in 0..self.phase.len() {
+            if self.phase[i] != Phase::Done {
+                self.cancel_step(i);
+            }
+        }
+        self.ready.clear();
+    }
+
+    async fn finish(mut self) {
+        let (status, result_error) = match (&self.failure, self.cancelling) {
+            (Some(e), _) => (ExecutionStatus::Failed, Some(e.clone())),
+            (None, true) => (ExecutionStatus::Cancelled, Some(Error::Cancelled { step: None })),
+            (None, false) if self.any_failed => (ExecutionStatus::PartiallySucceeded, None),
+            (None, false) => (ExecutionStatus::Succeeded, None),
+        };
+        self.record(EventKind::ExecutionFinished {
+            status,
+            error: result_error.as_ref().map(Error::info),
+        });
+        self.flush().await;
+        let outcome = match result_error {
+            Some(e) => Err(e),
+            None => Ok(self.shared.view()),
+        };
+        self.shared.done.send_replace(Some(outcome));
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.shared.id);
+    }
+}
+
+fn upstream(wf: &Bound, step: usize) -> SkipReason {
+    SkipReason::Upstream {
+        step: wf.plan.steps()[step].id().clone(),
+    }
+}

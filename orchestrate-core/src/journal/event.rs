@@ -1,0 +1,235 @@
+//! Journal events: every state change of an execution.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ErrorInfo;
+use crate::ids::ExecutionId;
+
+/// One entry of an execution's append-only journal.
+///
+/// `seq` starts at 0 and has no gaps; `at_us` is microseconds since the
+/// execution started, read from a monotonic clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// Position in the journal.
+    pub seq: u64,
+    /// Microseconds since the execution started (monotonic).
+    pub at_us: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an [`Event`] records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The execution began.
+    ExecutionStarted {
+        /// Workflow name.
+        workflow: Arc<str>,
+        /// Workflow version.
+        version: Arc<str>,
+        /// Correlation id carried through spans and contexts.
+        correlation_id: Arc<str>,
+        /// The execution input.
+        input: Arc<Value>,
+        /// Idempotency key the execution was started with, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<Arc<str>>,
+        /// Wall-clock start, milliseconds since the Unix epoch.
+        started_at_ms: u64,
+        /// Every step id, in plan order.
+        steps: Vec<Arc<str>>,
+    },
+    /// A step's dependencies are satisfied; it waits for a slot.
+    StepScheduled {
+        /// The step.
+        step: Arc<str>,
+    },
+    /// A step was given a slot and its agent was invoked.
+    StepStarted {
+        /// The step.
+        step: Arc<str>,
+        /// The agent.
+        agent: Arc<str>,
+    },
+    /// An attempt began.
+    AttemptStarted {
+        /// The step.
+        step: Arc<str>,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// An attempt failed and another will follow.
+    AttemptFailed {
+        /// The step.
+        step: Arc<str>,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Why.
+        error: ErrorInfo,
+    },
+    /// A step produced its output.
+    StepSucceeded {
+        /// The step.
+        step: Arc<str>,
+        /// The output.
+        output: Arc<Value>,
+        /// Attempts made.
+        attempts: u32,
+        /// Set when the output is the step's fallback value, with the failure it replaced.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fallback_from: Option<ErrorInfo>,
+    },
+    /// A step failed for good.
+    StepFailed {
+        /// The step.
+        step: Arc<str>,
+        /// Why.
+        error: ErrorInfo,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// A step did not run.
+    StepSkipped {
+        /// The step.
+        step: Arc<str>,
+        /// Why.
+        reason: SkipReason,
+    },
+    /// A step was cancelled (running, or not yet started).
+    StepCancelled {
+        /// The step.
+        step: Arc<str>,
+    },
+    /// An event emitted by an agent through [`Context::emit`](crate::Context::emit).
+    Custom {
+        /// The step that emitted it.
+        step: Arc<str>,
+        /// Event name chosen by the agent.
+        name: String,
+        /// Payload chosen by the agent.
+        payload: Value,
+    },
+    /// Cancellation was requested.
+    CancelRequested,
+    /// The execution ended.
+    ExecutionFinished {
+        /// Final status.
+        status: ExecutionStatus,
+        /// The error that ended it, if it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorInfo>,
+    },
+}
+
+impl EventKind {
+    /// The step the event is about, if any.
+    pub fn step(&self) -> Option<&Arc<str>> {
+        match self {
+            EventKind::StepScheduled { step }
+            | EventKind::StepStarted { step, .. }
+            | EventKind::AttemptStarted { step, .. }
+            | EventKind::AttemptFailed { step, .. }
+            | EventKind::StepSucceeded { step, .. }
+            | EventKind::StepFailed { step, .. }
+            | EventKind::StepSkipped { step, .. }
+            | EventKind::StepCancelled { step }
+            | EventKind::Custom { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+
+    /// The event's type name as serialised (`"step_started"`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::ExecutionStarted { .. } => "execution_started",
+            EventKind::StepScheduled { .. } => "step_scheduled",
+            EventKind::StepStarted { .. } => "step_started",
+            EventKind::AttemptStarted { .. } => "attempt_started",
+            EventKind::AttemptFailed { .. } => "attempt_failed",
+            EventKind::StepSucceeded { .. } => "step_succeeded",
+            EventKind::StepFailed { .. } => "step_failed",
+            EventKind::StepSkipped { .. } => "step_skipped",
+            EventKind::StepCancelled { .. } => "step_cancelled",
+            EventKind::Custom { .. } => "custom",
+            EventKind::CancelRequested => "cancel_requested",
+            EventKind::ExecutionFinished { .. } => "execution_finished",
+        }
+    }
+}
+
+/// Why a step was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Its condition was false.
+    Condition,
+    /// A step it depends on failed or was skipped.
+    Upstream {
+        /// That step.
+        step: Arc<str>,
+    },
+}
+
+/// The status of an execution, as projected from its journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// Created; no event yet.
+    Pending,
+    /// Steps are running.
+    Running,
+    /// Every step succeeded or was skipped by a condition or upstream skip.
+    Succeeded,
+    /// Finished, but some steps failed under `on_error: continue`.
+    PartiallySucceeded,
+    /// A step failed under `on_error: fail` (or the store failed).
+    Failed,
+    /// Cancelled by request.
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    /// Whether the execution has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, ExecutionStatus::Pending | ExecutionStatus::Running)
+    }
+}
+
+/// The status of one step, as projected from the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Waiting for its dependencies.
+    Pending,
+    /// Dependencies done; waiting for a concurrency slot.
+    Scheduled,
+    /// Its agent is running.
+    Running,
+    /// Produced an output (possibly a fallback).
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Did not run.
+    Skipped,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl StepStatus {
+    /// Whether the step has reached a final state.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled
+        )
+    }
+}

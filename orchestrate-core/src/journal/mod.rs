@@ -1,0 +1,9 @@
+//! The journal: events, projections and export.
+
+mod event;
+mod export;
+mod projection;
+
+pub use event::{Event, EventKind, ExecutionStatus, SkipReason, StepStatus};
+pub use export::{export_json, ExportOptions, REDACTED, TRUNCATED};
+pub use projection::{ExecutionView, StepView};

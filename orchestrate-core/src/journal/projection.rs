@@ -1,0 +1,268 @@
+//! Status views projected from the journal (the query side of CQRS).
+//!
+//! Nothing mutates a view except [`ExecutionView::apply`]: the executor's live
+//! view and a view rebuilt from a stored journal are the same fold.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::event::{Event, EventKind, ExecutionStatus, SkipReason, StepStatus};
+use crate::error::ErrorInfo;
+use crate::ids::ExecutionId;
+
+/// The state of one step, as the journal tells it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepView {
+    /// Step id.
+    pub id: Arc<str>,
+    /// Current status.
+    pub status: StepStatus,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Output, once succeeded.
+    pub output: Option<Arc<Value>>,
+    /// Last error (final for failed steps; a replaced failure for fallbacks).
+    pub error: Option<ErrorInfo>,
+    /// Why it was skipped.
+    pub skip_reason: Option<SkipReason>,
+    /// Whether the output is the fallback value.
+    pub fallback: bool,
+    /// When it started, µs since the execution started.
+    pub started_us: Option<u64>,
+    /// When it reached a final state, µs since the execution started.
+    pub finished_us: Option<u64>,
+}
+
+impl StepView {
+    fn new(id: Arc<str>) -> Self {
+        Self {
+            id,
+            status: StepStatus::Pending,
+            attempts: 0,
+            output: None,
+            error: None,
+            skip_reason: None,
+            fallback: false,
+            started_us: None,
+            finished_us: None,
+        }
+    }
+}
+
+/// An execution's status and per-step table, folded from its events.
+///
+/// # Examples
+///
+/// ```
+/// use orchestrate_core::journal::{ExecutionView, Event, EventKind, ExecutionStatus};
+/// use std::sync::Arc;
+///
+/// let id = orchestrate_core::ExecutionId::from("x");
+/// let events = [
+///     EventKind::ExecutionStarted {
+///         workflow: "w".into(), version: "1".into(), correlation_id: "c".into(),
+///         input: Arc::new(serde_json::Value::Null), idempotency_key: None,
+///         started_at_ms: 0, steps: vec!["a".into()],
+///     },
+///     EventKind::StepSucceeded {
+///         step: "a".into(), output: Arc::new(serde_json::json!(1)), attempts: 1, fallback_from: None,
+///     },
+///     EventKind::ExecutionFinished { status: ExecutionStatus::Succeeded, error: None },
+/// ];
+/// let view = ExecutionView::from_events(events.into_iter().enumerate().map(|(i, kind)| Event {
+///     execution_id: id.clone(), seq: i as u64, at_us: 0, kind,
+/// }));
+/// assert_eq!(view.status(), ExecutionStatus::Succeeded);
+/// assert_eq!(view.output("a"), Some(&serde_json::json!(1)));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecutionView {
+    id: Option<ExecutionId>,
+    workflow: Arc<str>,
+    correlation_id: Arc<str>,
+    input: Arc<Value>,
+    idempotency_key: Option<Arc<str>>,
+    status: ExecutionStatus,
+    error: Option<ErrorInfo>,
+    steps: Vec<StepView>,
+    index: HashMap<Arc<str>, usize>,
+    next_seq: u64,
+    custom_events: u64,
+    cancel_requested: bool,
+}
+
+impl Default for ExecutionView {
+    fn default() -> Self {
+        Self {
+            id: None,
+            workflow: "".into(),
+            correlation_id: "".into(),
+            input: Arc::new(Value::Null),
+            idempotency_key: None,
+            status: ExecutionStatus::Pending,
+            error: None,
+            steps: Vec::new(),
+            index: HashMap::new(),
+            next_seq: 0,
+            custom_events: 0,
+            cancel_requested: false,
+        }
+    }
+}
+
+impl ExecutionView {
+    /// Folds a whole journal.
+    pub fn from_events<E: std::borrow::Borrow<Event>>(events: impl IntoIterator<Item = E>) -> Self {
+        let mut view = Self::default();
+        for e in events {
+            view.apply(e.borrow());
+        }
+        view
+    }
+
+    /// Applies one event. This is the only way a view changes.
+    pub fn apply(&mut self, event: &Event) {
+        self.next_seq = event.seq + 1;
+        let at = event.at_us;
+        match &event.kind {
+            EventKind::ExecutionStarted {
+                workflow,
+                correlation_id,
+                input,
+                idempotency_key,
+                steps,
+                ..
+            } => {
+                self.id = Some(event.execution_id.clone());
+                self.workflow = workflow.clone();
+                self.correlation_id = correlation_id.clone();
+                self.input = input.clone();
+                self.idempotency_key = idempotency_key.clone();
+                self.status = ExecutionStatus::Running;
+                self.steps = steps.iter().cloned().map(StepView::new).collect();
+                self.index = steps.iter().cloned().enumerate().map(|(i, s)| (s, i)).collect();
+            }
+            EventKind::StepScheduled { step } => {
+                self.with_step(step, |s| s.status = StepStatus::Scheduled);
+            }
+            EventKind::StepStarted { step, .. } => self.with_step(step, |s| {
+                s.status = StepStatus::Running;
+                s.started_us = Some(at);
+            }),
+            EventKind::AttemptStarted { step, attempt } => self.with_step(step, |s| s.attempts = *attempt),
+            EventKind::AttemptFailed { step, error, .. } => {
+                self.with_step(step, |s| s.error = Some(error.clone()))
+            }
+            EventKind::StepSucceeded {
+                step,
+                output,
+                fallback_from,
+                ..
+            } => self.with_step(step, |s| {
+                s.status = StepStatus::Succeeded;
+                s.output = Some(output.clone());
+                s.fallback = fallback_from.is_some();
+                s.error = fallback_from.clone();
+                s.finished_us = Some(at);
+            }),
+            EventKind::StepFailed { step, error, .. } => self.with_step(step, |s| {
+                s.status = StepStatus::Failed;
+                s.error = Some(error.clone());
+                s.finished_us = Some(at);
+            }),
+            EventKind::StepSkipped { step, reason } => self.with_step(step, |s| {
+                s.status = StepStatus::Skipped;
+                s.skip_reason = Some(reason.clone());
+                s.finished_us = Some(at);
+            }),
+            EventKind::StepCancelled { step } => self.with_step(step, |s| {
+                s.status = StepStatus::Cancelled;
+                s.finished_us = Some(at);
+            }),
+            EventKind::Custom { .. } => self.custom_events += 1,
+            EventKind::CancelRequested => self.cancel_requested = true,
+            EventKind::ExecutionFinished { status, error } => {
+                self.status = *status;
+                self.error = error.clone();
+            }
+        }
+    }
+
+    fn with_step(&mut self, step: &str, f: impl FnOnce(&mut StepView)) {
+        if let Some(&i) = self.index.get(step) {
+            f(&mut self.steps[i]);
+        }
+    }
+
+    /// The execution id (`None` before the first event).
+    pub fn id(&self) -> Option<&ExecutionId> {
+        self.id.as_ref()
+    }
+
+    /// The workflow name.
+    pub fn workflow(&self) -> &str {
+        &self.workflow
+    }
+
+    /// The correlation id.
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+
+    /// The execution input.
+    pub fn input(&self) -> &Value {
+        &self.input
+    }
+
+    /// The idempotency key, if the execution was started with one.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+
+    /// The execution status.
+    pub fn status(&self) -> ExecutionStatus {
+        self.status
+    }
+
+    /// The error that ended the execution, if it failed.
+    pub fn error(&self) -> Option<&ErrorInfo> {
+        self.error.as_ref()
+    }
+
+    /// Every step, in plan order.
+    pub fn steps(&self) -> &[StepView] {
+        &self.steps
+    }
+
+    /// One step by id.
+    pub fn step(&self, id: &str) -> Option<&StepView> {
+        self.index.get(id).map(|&i| &self.steps[i])
+    }
+
+    /// The output of step `id`, if it succeeded.
+    pub fn output(&self, id: &str) -> Option<&Value> {
+        self.step(id)?.output.as_deref()
+    }
+
+    /// The sequence number the next event will carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Custom events recorded so far.
+    pub fn custom_events(&self) -> u64 {
+        self.custom_events
+    }
+
+    /// Whether cancellation was requested.
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_requested
+    }
+
+    /// Steps in a given status.
+    pub fn count(&self, status: StepStatus) -> usize {
+        self.steps.iter().filter(|s| s.status == status).count()
+    }
+}

@@ -1,0 +1,157 @@
+//! [`OrchestratorBuilder`]: agents, store, bus, workflows, limits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrate_graph::WorkflowDef;
+
+use super::limits::Limits;
+use super::workflow::Workflow;
+use super::{Inner, Orchestrator};
+use crate::agent::{Agent, BoxAgent};
+use crate::bus::{EventBus, MemoryBus};
+use crate::error::Error;
+use crate::store::{MemoryStore, Store};
+
+/// Configures an [`Orchestrator`]; made by [`Orchestrator::builder`].
+///
+/// Defaults: an in-memory store and bus, and [`Limits::default`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct OrchestratorBuilder {
+    agents: HashMap<String, BoxAgent>,
+    duplicate_agents: Vec<String>,
+    store: Option<Arc<dyn Store>>,
+    bus: Option<Arc<dyn EventBus>>,
+    workflows: Vec<WorkflowDef>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for OrchestratorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrchestratorBuilder")
+            .field("agents", &self.agents.keys().collect::<Vec<_>>())
+            .field("workflows", &self.workflows.len())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OrchestratorBuilder {
+    pub(crate) fn new() -> Self {
+        Self {
+            agents: HashMap::new(),
+            duplicate_agents: Vec::new(),
+            store: None,
+            bus: None,
+            workflows: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Registers an agent under its [`Agent::name`].
+    pub fn agent(self, agent: impl Agent) -> Self {
+        self.agent_arc(Arc::new(agent))
+    }
+
+    /// Registers a shared agent under its [`Agent::name`].
+    pub fn agent_arc(mut self, agent: BoxAgent) -> Self {
+        let name = agent.name().to_owned();
+        if self.agents.insert(name.clone(), agent).is_some() {
+            self.duplicate_agents.push(name);
+        }
+        self
+    }
+
+    /// Uses `store` for journals and the key-value area.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Uses `bus` to publish execution events.
+    pub fn bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Registers a workflow; [`build`](Self::build) validates it and checks
+    /// that every agent it names is registered.
+    pub fn workflow(mut self, def: WorkflowDef) -> Self {
+        self.workflows.push(def);
+        self
+    }
+
+    /// Replaces all limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Steps of one execution running at once (default 10).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.limits.max_concurrency = n;
+        self
+    }
+
+    /// Caps the steps of one execution running on agent `name` at once.
+    pub fn agent_concurrency(mut self, name: impl Into<String>, n: usize) -> Self {
+        self.limits.agent_concurrency.insert(name.into(), n);
+        self
+    }
+
+    /// Grace period between cancellation and dropping attempts (default 5 s).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.limits.cancel_grace = grace;
+        self
+    }
+
+    /// Timeout of an attempt when the step sets none (default 30 s).
+    pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.limits.default_timeout = timeout;
+        self
+    }
+
+    /// Retries of a retryable failure when the step sets none (default 0).
+    pub fn default_retries(mut self, retries: u32) -> Self {
+        self.limits.default_retries = retries;
+        self
+    }
+
+    /// How long idempotency keys are remembered (default 10 min).
+    pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.limits.idempotency_ttl = ttl;
+        self
+    }
+
+    /// Validates the registered workflows and builds the orchestrator.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Validation`] for an invalid workflow, [`Error::UnknownAgent`]
+    /// for a step naming an agent that was not registered, and
+    /// [`Error::DuplicateAgent`] when two agents share a name.
+    pub fn build(self) -> Result<Orchestrator, Error> {
+        if let Some(name) = self.duplicate_agents.into_iter().next() {
+            return Err(Error::DuplicateAgent { agent: name.into() });
+        }
+        let mut workflows = HashMap::new();
+        for def in &self.workflows {
+            let wf = Workflow::bind(def, &self.agents, &self.limits.agent_concurrency)?;
+            workflows.insert(def.name.clone(), wf);
+        }
+        let limits = Limits {
+            max_concurrency: self.limits.max_concurrency.max(1),
+            ..self.limits
+        };
+        Ok(Orchestrator {
+            inner: Arc::new(Inner::new(
+                self.agents,
+                self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                self.bus.unwrap_or_else(|| Arc::new(MemoryBus::new())),
+                workflows,
+                limits,
+            )),
+        })
+    }
+}

@@ -1,0 +1,305 @@
+//! The [`Orchestrator`]: built once, runs many executions.
+
+mod builder;
+mod limits;
+mod workflow;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use orchestrate_graph::WorkflowDef;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use builder::OrchestratorBuilder;
+pub use limits::Limits;
+pub(crate) use workflow::Bound;
+pub use workflow::Workflow;
+
+use crate::agent::BoxAgent;
+use crate::bus::EventBus;
+use crate::error::Error;
+use crate::execution::{Execution, Shared};
+use crate::executor::Driver;
+use crate::ids::ExecutionId;
+use crate::journal::ExecutionView;
+use crate::store::{Store, StoreError};
+
+/// Options of one run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Returns the existing execution when one was started with this key
+    /// within [`Limits::idempotency_ttl`].
+    pub idempotency_key: Option<String>,
+    /// Correlation id for spans and contexts; the execution id when `None`.
+    pub correlation_id: Option<String>,
+}
+
+pub(crate) type Registry = Arc<Mutex<HashMap<ExecutionId, Arc<Shared>>>>;
+
+pub(crate) struct Inner {
+    pub(crate) agents: HashMap<String, BoxAgent>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) bus: Arc<dyn EventBus>,
+    pub(crate) workflows: HashMap<String, Workflow>,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) running: Registry,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        agents: HashMap<String, BoxAgent>,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn EventBus>,
+        workflows: HashMap<String, Workflow>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            agents,
+            store,
+            bus,
+            workflows,
+            limits: Arc::new(limits),
+            running: Arc::default(),
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+/// Runs workflows: binds them to agents, starts executions, and finds them
+/// again by id or idempotency key.
+///
+/// Cheap to clone; clones share everything.
+///
+/// # Examples
+///
+/// ```
+/// use orchestrate_core::{agent_fn, Orchestrator};
+/// use orchestrate_graph::{StepDef, WorkflowDef};
+/// use serde_json::json;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), orchestrate_core::Error> {
+/// let def = WorkflowDef::builder("double")
+///     .step(StepDef::new("twice", "double").input(json!("${input.n}")))
+///     .build();
+/// let orchestrator = Orchestrator::builder()
+///     .agent(agent_fn("double", |n, _ctx| async move { Ok(json!(n.as_i64().unwrap_or(0) * 2)) }))
+///     .workflow(def)
+///     .build()?;
+/// let workflow = orchestrator.workflow("double").unwrap();
+/// let done = orchestrator.run(&workflow, json!({"n": 21})).await?.await?;
+/// assert_eq!(done.output("twice"), Some(&json!(42)));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Orchestrator {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Orchestrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orchestrator")
+            .field("agents", &self.inner.agents.len())
+            .field("workflows", &self.inner.workflows.len())
+            .field("running", &self.running_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Orchestrator {
+    /// Starts configuring an orchestrator.
+    pub fn builder() -> OrchestratorBuilder {
+        OrchestratorBuilder::new()
+    }
+
+    /// A workflow registered with [`OrchestratorBuilder::workflow`].
+    pub fn workflow(&self, name: &str) -> Option<Workflow> {
+        self.inner.workflows.get(name).cloned()
+    }
+
+    /// Validates, plans and binds a workflow definition.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Validation`] or [`Error::UnknownAgent`].
+    pub fn bind(&self, def: &WorkflowDef) -> Result<Workflow, Error> {
+        Workflow::bind(def, &self.inner.agents, &self.inner.limits.agent_concurrency)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.inner.bus
+    }
+
+    /// Executions currently running in this process.
+    pub fn running_count(&self) -> usize {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Starts an execution of `workflow` on `input` and returns its handle
+    /// at once; await the handle for the result.
+    ///
+    /// # Errors
+    ///
+    /// Store errors from idempotency look-ups (see [`run_with`](Self::run_with)).
+    pub async fn run(&self, workflow: &Workflow, input: Value) -> Result<Execution, Error> {
+        self.run_with(workflow, input, RunOptions::default()).await
+    }
+
+    /// Like [`run`](Self::run), but returns the execution already started
+    /// with `key` within the idempotency TTL, whether running or finished.
+    ///
+    /// # Errors
+    ///
+    /// Store errors, and [`Error::ExecutionNotFound`] when the key names an
+    /// execution the store no longer holds.
+    pub async fn run_with_key(
+        &self,
+        key: impl Into<String>,
+        workflow: &Workflow,
+        input: Value,
+    ) -> Result<Execution, Error> {
+        let options = RunOptions {
+            idempotency_key: Some(key.into()),
+            ..RunOptions::default()
+        };
+        self.run_with(workflow, input, options).await
+    }
+
+    /// Starts an execution with explicit [`RunOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`run_with_key`](Self::run_with_key).
+    pub async fn run_with(
+        &self,
+        workflow: &Workflow,
+        input: Value,
+        options: RunOptions,
+    ) -> Result<Execution, Error> {
+        let inner = &self.inner;
+        let id = ExecutionId::new();
+        let correlation: Arc<str> = options
+            .correlation_id
+            .as_deref()
+            .unwrap_or(id.as_str())
+            .into();
+        let shared = Arc::new(Shared::new(
+            id.clone(),
+            inner.store.clone(),
+            inner.bus.clone(),
+            inner.shutdown.child_token(),
+        ));
+        // Registered before the key is claimed, so a concurrent caller that
+        // loses the claim always finds the winner here or in the store.
+        self.registry().insert(id.clone(), shared.clone());
+        let key: Option<Arc<str>> = options.idempotency_key.map(Into::into);
+        if let Some(key) = &key {
+            let claim = inner
+                .store
+                .kv_put_if_absent(
+                    &idempotency_slot(key),
+                    Value::String(id.as_str().to_owned()),
+                    Some(inner.limits.idempotency_ttl),
+                )
+                .await;
+            let existing = match claim {
+                Ok(existing) => existing,
+                Err(e) => {
+                    self.registry().remove(&id);
+                    return Err(e.into());
+                }
+            };
+            if let Some(existing) = existing {
+                self.registry().remove(&id);
+                let existing = existing.as_str().unwrap_or_default().to_owned();
+                return self.execution(&ExecutionId::from(existing)).await;
+            }
+        }
+        let span = tracing::info_span!(
+            "execution",
+            execution_id = %id,
+            workflow = %workflow.name(),
+            correlation_id = %correlation,
+        );
+        let driver = Driver::new(
+            shared.clone(),
+            workflow.inner.clone(),
+            inner.limits.clone(),
+            Arc::new(input),
+            correlation,
+            key,
+            inner.running.clone(),
+        );
+        inner.tracker.spawn(driver.run().instrument(span));
+        Ok(Execution::new(shared))
+    }
+
+    /// A handle to execution `id`: live if it runs in this process,
+    /// otherwise rebuilt from the store's journal.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExecutionNotFound`] when neither knows it; store errors.
+    pub async fn execution(&self, id: &ExecutionId) -> Result<Execution, Error> {
+        if let Some(shared) = self.registry().get(id).cloned() {
+            return Ok(Execution::new(shared));
+        }
+        let events = match self.inner.store.load(id, 0).await {
+            Ok(events) => events,
+            Err(StoreError::NotFound { .. }) => return Err(Error::ExecutionNotFound(id.clone())),
+            Err(e) => return Err(e.into()),
+        };
+        // It may have finished between the registry look-up and the load.
+        if let Some(shared) = self.registry().get(id).cloned() {
+            return Ok(Execution::new(shared));
+        }
+        let view = ExecutionView::from_events(events.iter().map(|e| &**e));
+        Ok(Execution::new(Arc::new(Shared::from_journal(
+            id.clone(),
+            view,
+            self.inner.store.clone(),
+            self.inner.bus.clone(),
+        ))))
+    }
+
+    /// Cancels every running execution and waits for them to finish
+    /// (each gets its cancellation grace period).
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<ExecutionId, Arc<Shared>>> {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn idempotency_slot(key: &str) -> String {
+    format!("idempotency/{key}")
+}

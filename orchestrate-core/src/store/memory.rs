@@ -1,0 +1,238 @@
+//! The in-memory store: fast, bounded, lost with the process.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::{check_batch, Store, StoreError};
+use crate::ids::ExecutionId;
+use crate::journal::{Event, EventKind};
+
+/// Limits of a [`MemoryStore`].
+#[derive(Clone, Debug)]
+pub struct MemoryStoreConfig {
+    /// Finished executions kept; the oldest finished journal is dropped past
+    /// this (default 10,000). Running executions are never dropped.
+    pub max_finished_executions: usize,
+}
+
+impl Default for MemoryStoreConfig {
+    fn default() -> Self {
+        Self {
+            max_finished_executions: 10_000,
+        }
+    }
+}
+
+type Journal = Arc<Mutex<Vec<Arc<Event>>>>;
+
+struct KvEntry {
+    value: Value,
+    expires: Option<Instant>,
+}
+
+impl KvEntry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|t| t > now)
+    }
+}
+
+#[derive(Default)]
+struct Kv {
+    entries: HashMap<String, KvEntry>,
+    writes_since_sweep: usize,
+}
+
+impl Kv {
+    fn put(&mut self, key: &str, value: Value, ttl: Option<Duration>, now: Instant) {
+        self.writes_since_sweep += 1;
+        // Expired keys are dropped on read; a periodic sweep bounds the ones
+        // nobody reads again.
+        if self.writes_since_sweep >= 1024 {
+            self.writes_since_sweep = 0;
+            self.entries.retain(|_, e| e.live(now));
+        }
+        self.entries.insert(
+            key.to_owned(),
+            KvEntry {
+                value,
+                expires: ttl.map(|t| now + t),
+            },
+        );
+    }
+}
+
+/// A [`Store`] in process memory: the default of the orchestrator and the
+/// reference for the conformance suite. Journals of finished executions are
+/// kept up to [`MemoryStoreConfig::max_finished_executions`].
+///
+/// # Examples
+///
+/// ```
+/// use orchestrate_core::store::{MemoryStore, Store};
+/// use std::time::Duration;
+///
+/// # tokio_test_block(async {
+/// let store = MemoryStore::new();
+/// store.kv_put("k", serde_json::json!(1), Some(Duration::from_secs(60))).await.unwrap();
+/// assert_eq!(store.kv_get("k").await.unwrap(), Some(serde_json::json!(1)));
+/// # });
+/// # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
+/// #     tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Default)]
+pub struct MemoryStore {
+    journals: RwLock<HashMap<ExecutionId, Journal>>,
+    finished: Mutex<VecDeque<ExecutionId>>,
+    kv: Mutex<Kv>,
+    config: MemoryStoreConfig,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("executions", &self.execution_count())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store with the given limits.
+    pub fn with_config(config: MemoryStoreConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// The number of executions whose journal is held.
+    pub fn execution_count(&self) -> usize {
+        self.journals
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn journal(&self, execution: &ExecutionId) -> Option<Journal> {
+        self.journals
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(execution)
+            .cloned()
+    }
+
+    fn forget_oldest_finished(&self, just_finished: ExecutionId) {
+        let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
+        finished.push_back(just_finished);
+        if finished.len() > self.config.max_finished_executions {
+            let mut journals = self.journals.write().unwrap_or_else(PoisonError::into_inner);
+            while finished.len() > self.config.max_finished_executions {
+                if let Some(old) = finished.pop_front() {
+                    journals.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn append(&self, execution: &ExecutionId, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        check_batch(execution, events)?;
+        let journal = match self.journal(execution) {
+            Some(j) => j,
+            None => self
+                .journals
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(execution.clone())
+                .or_default()
+                .clone(),
+        };
+        let finished = {
+            let mut journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
+            let actual = journal.len() as u64;
+            if first.seq != actual {
+                return Err(StoreError::Conflict {
+                    execution: execution.clone(),
+                    expected: first.seq,
+                    actual,
+                });
+            }
+            journal.extend(events.iter().cloned());
+            events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::ExecutionFinished { .. }))
+        };
+        if finished {
+            self.forget_oldest_finished(execution.clone());
+        }
+        Ok(())
+    }
+
+    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Arc<Event>>, StoreError> {
+        let journal = self.journal(execution).ok_or_else(|| StoreError::NotFound {
+            execution: execution.clone(),
+        })?;
+        let journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(journal.len());
+        Ok(journal[from..].to_vec())
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let now = Instant::now();
+        let mut kv = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
+        match kv.entries.get(key) {
+            Some(e) if e.live(now) => Ok(Some(e.value.clone())),
+            Some(_) => {
+                kv.entries.remove(key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn kv_put(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), StoreError> {
+        let now = Instant::now();
+        self.kv
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .put(key, value, ttl, now);
+        Ok(())
+    }
+
+    async fn kv_put_if_absent(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<Option<Value>, StoreError> {
+        let now = Instant::now();
+        let mut kv = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = kv.entries.get(key).filter(|e| e.live(now)) {
+            return Ok(Some(e.value.clone()));
+        }
+        kv.put(key, value, ttl, now);
+        Ok(None)
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut kv = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(kv.entries.remove(key).is_some_and(|e| e.live(now)))
+    }
+}
