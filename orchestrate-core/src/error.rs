@@ -379,6 +379,9 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let e = AgentError::from_error(io);
         assert!(e.is_retryable());
-        assert_eq!(std::error::Error::source(&e).map(|s| s.to_string()), Some("reset".into()));
+        assert_eq!(
+            std::error::Error::source(&e).map(|s| s.to_string()),
+            Some("reset".into())
+        );
     }
 }

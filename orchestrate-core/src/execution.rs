@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{execution_topic, EventBus, Subscription};
 use crate::error::Error;
 use crate::ids::ExecutionId;
-use crate::journal::{export_json, Event, EventKind, ExecutionStatus, ExecutionView, ExportOptions};
+use crate::journal::{
+    export_json, Event, EventKind, ExecutionStatus, ExecutionView, ExportOptions,
+};
 use crate::store::{Store, StoreError};
 
 type Outcome = Option<Result<ExecutionView, Error>>;

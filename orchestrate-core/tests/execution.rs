@@ -44,7 +44,10 @@ fn orchestrator() -> Orchestrator {
 async fn interpolated_outputs_flow_between_steps() {
     let orch = orchestrator();
     let wf = orch.workflow("hello").unwrap();
-    let exec = orch.run(&wf, json!({"user": {"name": "ada"}, "times": 2})).await.unwrap();
+    let exec = orch
+        .run(&wf, json!({"user": {"name": "ada"}, "times": 2}))
+        .await
+        .unwrap();
     let done = exec.clone().await.unwrap();
     assert_eq!(done.status(), ExecutionStatus::Succeeded);
     assert_eq!(done.output("greet"), Some(&json!({"text": "hello ada"})));
@@ -54,25 +57,45 @@ async fn interpolated_outputs_flow_between_steps() {
     // The live view is exactly the fold of the stored journal.
     let events = journal(&orch, &exec).await;
     assert_contiguous(&events);
-    assert_eq!(ExecutionView::from_events(events.iter().map(|e| &**e)), done);
-    assert!(position(&events, "step_succeeded", "greet") < position(&events, "step_started", "shout"));
+    assert_eq!(
+        ExecutionView::from_events(events.iter().map(|e| &**e)),
+        done
+    );
+    assert!(
+        position(&events, "step_succeeded", "greet") < position(&events, "step_started", "shout")
+    );
 }
 
 #[tokio::test]
 async fn missing_interpolation_path_fails_the_step_naming_it() {
     let orch = orchestrator();
     let wf = orch.workflow("hello").unwrap();
-    let err = orch.run(&wf, json!({"user": {}})).await.unwrap().await.unwrap_err();
+    let err = orch
+        .run(&wf, json!({"user": {}}))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "interpolation");
     let text = err.to_string();
-    assert!(text.contains("greet") && text.contains("input.user.name"), "{text}");
+    assert!(
+        text.contains("greet") && text.contains("input.user.name"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_and_duplicate_agents_are_typed_errors_at_build() {
-    let err = Orchestrator::builder().workflow(two_steps()).build().unwrap_err();
+    let err = Orchestrator::builder()
+        .workflow(two_steps())
+        .build()
+        .unwrap_err();
     match err {
-        Error::UnknownAgent { workflow, step, agent } => {
+        Error::UnknownAgent {
+            workflow,
+            step,
+            agent,
+        } => {
             assert_eq!((&*workflow, &*step, &*agent), ("hello", "greet", "greet"));
         }
         other => panic!("expected UnknownAgent, got {other:?}"),
@@ -83,8 +106,14 @@ async fn unknown_and_duplicate_agents_are_typed_errors_at_build() {
         .build()
         .unwrap_err();
     assert_eq!(err.code(), "duplicate_agent");
-    let invalid = WorkflowDef::builder("bad").step(StepDef::new("x", "a").depends_on(["y"])).build();
-    let err = Orchestrator::builder().agent(MockAgent::new("a")).workflow(invalid).build().unwrap_err();
+    let invalid = WorkflowDef::builder("bad")
+        .step(StepDef::new("x", "a").depends_on(["y"]))
+        .build();
+    let err = Orchestrator::builder()
+        .agent(MockAgent::new("a"))
+        .workflow(invalid)
+        .build()
+        .unwrap_err();
     assert_eq!(err.code(), "validation");
 }
 
@@ -99,9 +128,14 @@ async fn event_stream_is_complete_even_when_the_bus_drops() {
     let mock = MockAgent::new("m");
     let mut builder = WorkflowDef::builder("chain").step(StepDef::new("s0", "m"));
     for i in 1..20 {
-        builder = builder.step(StepDef::new(format!("s{i}"), "m").depends_on([format!("s{}", i - 1)]));
+        builder =
+            builder.step(StepDef::new(format!("s{i}"), "m").depends_on([format!("s{}", i - 1)]));
     }
-    let orch = Orchestrator::builder().agent(mock).bus(bus.clone()).build().unwrap();
+    let orch = Orchestrator::builder()
+        .agent(mock)
+        .bus(bus.clone())
+        .build()
+        .unwrap();
     let wf = orch.bind(&builder.build()).unwrap();
     let exec = orch.run(&wf, json!(1)).await.unwrap();
     let stream = exec.events().await.unwrap();
@@ -121,7 +155,11 @@ async fn custom_events_are_journaled_before_the_step_result() {
     });
     let orch = Orchestrator::builder().agent(agent).build().unwrap();
     let wf = orch
-        .bind(&WorkflowDef::builder("w").step(StepDef::new("t", "talker")).build())
+        .bind(
+            &WorkflowDef::builder("w")
+                .step(StepDef::new("t", "talker"))
+                .build(),
+        )
         .unwrap();
     let exec = orch.run(&wf, json!(null)).await.unwrap();
     let view = exec.wait().await.unwrap();
@@ -143,7 +181,8 @@ async fn typed_agents_run_in_workflows() {
     struct Out {
         sum: i64,
     }
-    let add = orchestrate_core::typed_agent("add", |i: In, _| async move { Ok(Out { sum: i.a + i.b }) });
+    let add =
+        orchestrate_core::typed_agent("add", |i: In, _| async move { Ok(Out { sum: i.a + i.b }) });
     let orch = Orchestrator::builder().agent(add).build().unwrap();
     let wf = orch
         .bind(
@@ -152,9 +191,19 @@ async fn typed_agents_run_in_workflows() {
                 .build(),
         )
         .unwrap();
-    let done = orch.run(&wf, json!({"x": 40})).await.unwrap().await.unwrap();
+    let done = orch
+        .run(&wf, json!({"x": 40}))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     assert_eq!(done.output("add"), Some(&json!({"sum": 42})));
-    let err = orch.run(&wf, json!({"x": "nope"})).await.unwrap().await.unwrap_err();
+    let err = orch
+        .run(&wf, json!({"x": "nope"}))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "agent");
     assert!(!err.is_retryable());
 }

@@ -73,7 +73,10 @@ impl Plan {
     /// assert!(dot.contains("\"a\" -> \"b\";"));
     /// ```
     pub fn to_dot(&self) -> String {
-        let mut out = format!("digraph \"{}\" {{\n    rankdir=LR;\n", dot_escape(&self.name));
+        let mut out = format!(
+            "digraph \"{}\" {{\n    rankdir=LR;\n",
+            dot_escape(&self.name)
+        );
         for s in &self.steps {
             let _ = writeln!(
                 out,

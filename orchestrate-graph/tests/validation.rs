@@ -143,6 +143,9 @@ fn error_display_lists_every_problem() {
         .step(StepDef::new("a", "x").depends_on(["p", "q"]))
         .build();
     let text = Plan::new(&def).unwrap_err().to_string();
-    assert!(text.starts_with("workflow `w` is invalid (2 problems)"), "{text}");
+    assert!(
+        text.starts_with("workflow `w` is invalid (2 problems)"),
+        "{text}"
+    );
     assert!(text.contains("unknown step `p`") && text.contains("unknown step `q`"));
 }

@@ -100,7 +100,10 @@ impl MockAgent {
     }
 
     /// Computes the output from the input and context.
-    pub fn respond_with(mut self, f: impl Fn(&Value, &Context) -> Value + Send + Sync + 'static) -> Self {
+    pub fn respond_with(
+        mut self,
+        f: impl Fn(&Value, &Context) -> Value + Send + Sync + 'static,
+    ) -> Self {
         self.script.respond = Arc::new(f);
         self
     }
@@ -154,17 +157,26 @@ impl MockAgent {
 
     /// Every call received so far, in order.
     pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The number of calls received.
     pub fn call_count(&self) -> usize {
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Calls received for step `step`.
     pub fn calls_for(&self, step: &str) -> Vec<Call> {
-        self.calls().into_iter().filter(|c| c.step == step).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.step == step)
+            .collect()
     }
 
     fn should_fail(&self, ctx: &Context) -> bool {
@@ -218,10 +230,18 @@ impl Agent for MockAgent {
             }
         }
         if self.script.panic_on_attempt == Some(ctx.attempt()) {
-            panic!("mock agent `{}` scripted to panic on attempt {}", self.name, ctx.attempt());
+            panic!(
+                "mock agent `{}` scripted to panic on attempt {}",
+                self.name,
+                ctx.attempt()
+            );
         }
         if self.should_fail(ctx) {
-            let msg = format!("mock agent `{}` scripted failure (attempt {})", self.name, ctx.attempt());
+            let msg = format!(
+                "mock agent `{}` scripted failure (attempt {})",
+                self.name,
+                ctx.attempt()
+            );
             return Err(if self.script.permanent {
                 AgentError::permanent(msg)
             } else {

@@ -44,7 +44,10 @@ where
     F: Fn(Value, Context) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Value, AgentError>> + Send + 'static,
 {
-    AgentFn { name: name.into(), f }
+    AgentFn {
+        name: name.into(),
+        f,
+    }
 }
 
 #[async_trait]

@@ -71,13 +71,15 @@ pub trait TypedAgent: Send + Sync + 'static {
 pub struct Typed<T>(pub T);
 
 pub(crate) fn decode<I: DeserializeOwned>(agent: &str, input: Value) -> Result<I, AgentError> {
-    serde_json::from_value(input)
-        .map_err(|e| AgentError::permanent(format!("agent `{agent}`: invalid input: {e}")).with_source(e))
+    serde_json::from_value(input).map_err(|e| {
+        AgentError::permanent(format!("agent `{agent}`: invalid input: {e}")).with_source(e)
+    })
 }
 
 pub(crate) fn encode<O: Serialize>(agent: &str, output: O) -> Result<Value, AgentError> {
-    serde_json::to_value(output)
-        .map_err(|e| AgentError::permanent(format!("agent `{agent}`: output is not JSON: {e}")).with_source(e))
+    serde_json::to_value(output).map_err(|e| {
+        AgentError::permanent(format!("agent `{agent}`: output is not JSON: {e}")).with_source(e)
+    })
 }
 
 #[async_trait]

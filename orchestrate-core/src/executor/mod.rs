@@ -26,8 +26,8 @@ use crate::context::{Context, EventSink};
 use crate::error::{Error, ErrorInfo};
 use crate::execution::Shared;
 use crate::journal::{Event, EventKind, ExecutionStatus, SkipReason};
-use crate::orchestrator::{Limits, Registry};
 use crate::orchestrator::Bound;
+use crate::orchestrator::{Limits, Registry};
 use attempt::{run_step, AttemptPolicy};
 
 /// Messages from step tasks to their driver.
@@ -121,7 +121,12 @@ impl Driver {
         let n = wf.plan.len();
         let (tx, rx) = mpsc::channel(256);
         Self {
-            remaining: wf.plan.steps().iter().map(|s| s.deps().len() as u32).collect(),
+            remaining: wf
+                .plan
+                .steps()
+                .iter()
+                .map(|s| s.deps().len() as u32)
+                .collect(),
             agent_running: vec![0; wf.slot_limits.len()],
             per_agent_limits: wf.slot_limits.iter().any(|&l| l > 0),
             outputs: vec![None; n],
@@ -210,13 +215,22 @@ impl Driver {
             return;
         }
         {
-            let mut view = self.shared.view.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut view = self
+                .shared
+                .view
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             for e in &self.pending {
                 view.apply(e);
             }
         }
         if !self.journal_broken {
-            if let Err(e) = self.shared.store.append(&self.shared.id, &self.pending).await {
+            if let Err(e) = self
+                .shared
+                .store
+                .append(&self.shared.id, &self.pending)
+                .await
+            {
                 tracing::error!(error = %e, "journal append failed; failing the execution");
                 self.journal_broken = true;
                 if self.failure.is_none() {
@@ -225,7 +239,12 @@ impl Driver {
                 self.shared.cancel.cancel();
             }
         }
-        if let Err(e) = self.shared.bus.publish(&self.shared.topic, &self.pending).await {
+        if let Err(e) = self
+            .shared
+            .bus
+            .publish(&self.shared.topic, &self.pending)
+            .await
+        {
             tracing::warn!(error = %e, "publishing execution events failed");
         }
         self.pending.clear();
@@ -333,9 +352,8 @@ impl Driver {
             agent = %step.agent(),
             correlation_id = %self.correlation_id,
         );
-        self.tasks.spawn(
-            async move { (i, run_step(agent, ctx, input, policy).await) }.instrument(span),
-        );
+        self.tasks
+            .spawn(async move { (i, run_step(agent, ctx, input, policy).await) }.instrument(span));
     }
 
     fn on_message(&mut self, msg: TaskMsg) {
@@ -379,7 +397,13 @@ impl Driver {
         }
     }
 
-    fn succeed(&mut self, i: usize, output: Value, attempts: u32, fallback_from: Option<ErrorInfo>) {
+    fn succeed(
+        &mut self,
+        i: usize,
+        output: Value,
+        attempts: u32,
+        fallback_from: Option<ErrorInfo>,
+    ) {
         let wf = self.wf.clone();
         let output = Arc::new(output);
         self.record(EventKind::StepSucceeded {
@@ -494,7 +518,10 @@ impl Driver {
     async fn finish(mut self) {
         let (status, result_error) = match (&self.failure, self.cancelling) {
             (Some(e), _) => (ExecutionStatus::Failed, Some(e.clone())),
-            (None, true) => (ExecutionStatus::Cancelled, Some(Error::Cancelled { step: None })),
+            (None, true) => (
+                ExecutionStatus::Cancelled,
+                Some(Error::Cancelled { step: None }),
+            ),
             (None, false) if self.any_failed => (ExecutionStatus::PartiallySucceeded, None),
             (None, false) => (ExecutionStatus::Succeeded, None),
         };

@@ -54,7 +54,10 @@ impl ExportOptions {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.secret_patterns = patterns.into_iter().map(|p| p.into().to_lowercase()).collect();
+        self.secret_patterns = patterns
+            .into_iter()
+            .map(|p| p.into().to_lowercase())
+            .collect();
         self
     }
 }
@@ -76,7 +79,11 @@ impl ExportOptions {
 /// assert!(text.contains("[redacted]") && !text.contains("hunter2"));
 /// ```
 pub fn export_json<E: Borrow<Event>>(events: &[E], options: &ExportOptions) -> String {
-    let patterns: Vec<String> = options.secret_patterns.iter().map(|p| p.to_lowercase()).collect();
+    let patterns: Vec<String> = options
+        .secret_patterns
+        .iter()
+        .map(|p| p.to_lowercase())
+        .collect();
     // Room for the envelope around the events.
     let budget = options.max_total_bytes.saturating_sub(96);
     let mut used = 0usize;
@@ -153,7 +160,10 @@ mod tests {
     #[test]
     fn long_fields_are_cut_and_marked() {
         let long = "é".repeat(10_000);
-        let text = export_json(&[custom(0, json!({"body": long}))], &ExportOptions::default());
+        let text = export_json(
+            &[custom(0, json!({"body": long}))],
+            &ExportOptions::default(),
+        );
         let doc: Value = serde_json::from_str(&text).unwrap();
         let body = doc["events"][0]["payload"]["body"].as_str().unwrap();
         assert!(body.ends_with(TRUNCATED));
@@ -163,7 +173,10 @@ mod tests {
     #[test]
     fn secrets_are_redacted_at_any_depth_case_insensitively() {
         let text = export_json(
-            &[custom(0, json!({"auth": {"API_KEY": "k1", "Bearer_Token": "t1"}, "list": [{"password": "p"}]}))],
+            &[custom(
+                0,
+                json!({"auth": {"API_KEY": "k1", "Bearer_Token": "t1"}, "list": [{"password": "p"}]}),
+            )],
             &ExportOptions::default(),
         );
         for secret in ["k1", "t1", "\"p\""] {
@@ -174,7 +187,9 @@ mod tests {
 
     #[test]
     fn total_cap_drops_the_tail_and_counts_it() {
-        let events: Vec<Event> = (0..100).map(|i| custom(i, json!("x".repeat(100)))).collect();
+        let events: Vec<Event> = (0..100)
+            .map(|i| custom(i, json!("x".repeat(100))))
+            .collect();
         let options = ExportOptions::default().with_max_total_bytes(2_000);
         let text = export_json(&events, &options);
         assert!(text.len() <= 2_000, "{} bytes", text.len());

@@ -142,7 +142,12 @@ impl ExecutionView {
                 self.idempotency_key = idempotency_key.clone();
                 self.status = ExecutionStatus::Running;
                 self.steps = steps.iter().cloned().map(StepView::new).collect();
-                self.index = steps.iter().cloned().enumerate().map(|(i, s)| (s, i)).collect();
+                self.index = steps
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, s)| (s, i))
+                    .collect();
             }
             EventKind::StepScheduled { step } => {
                 self.with_step(step, |s| s.status = StepStatus::Scheduled);
@@ -151,7 +156,9 @@ impl ExecutionView {
                 s.status = StepStatus::Running;
                 s.started_us = Some(at);
             }),
-            EventKind::AttemptStarted { step, attempt } => self.with_step(step, |s| s.attempts = *attempt),
+            EventKind::AttemptStarted { step, attempt } => {
+                self.with_step(step, |s| s.attempts = *attempt)
+            }
             EventKind::AttemptFailed { step, error, .. } => {
                 self.with_step(step, |s| s.error = Some(error.clone()))
             }

@@ -130,7 +130,11 @@ impl Orchestrator {
     ///
     /// [`Error::Validation`] or [`Error::UnknownAgent`].
     pub fn bind(&self, def: &WorkflowDef) -> Result<Workflow, Error> {
-        Workflow::bind(def, &self.inner.agents, &self.inner.limits.agent_concurrency)
+        Workflow::bind(
+            def,
+            &self.inner.agents,
+            &self.inner.limits.agent_concurrency,
+        )
     }
 
     /// The limits in force.

@@ -46,11 +46,13 @@ impl Workflow {
         let mut slot_of: HashMap<&str, usize> = HashMap::new();
         let mut slot_limits = Vec::new();
         for step in plan.steps() {
-            let agent = agents.get(&**step.agent()).ok_or_else(|| Error::UnknownAgent {
-                workflow: plan.name().clone(),
-                step: step.id().clone(),
-                agent: step.agent().clone(),
-            })?;
+            let agent = agents
+                .get(&**step.agent())
+                .ok_or_else(|| Error::UnknownAgent {
+                    workflow: plan.name().clone(),
+                    step: step.id().clone(),
+                    agent: step.agent().clone(),
+                })?;
             bound.push(agent.clone());
             let next = slot_of.len();
             let slot = *slot_of.entry(step.agent()).or_insert(next);

@@ -136,7 +136,10 @@ impl MemoryStore {
         let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
         finished.push_back(just_finished);
         if finished.len() > self.config.max_finished_executions {
-            let mut journals = self.journals.write().unwrap_or_else(PoisonError::into_inner);
+            let mut journals = self
+                .journals
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             while finished.len() > self.config.max_finished_executions {
                 if let Some(old) = finished.pop_front() {
                     journals.remove(&old);
@@ -148,7 +151,11 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn append(&self, execution: &ExecutionId, events: &[Arc<Event>]) -> Result<(), StoreError> {
+    async fn append(
+        &self,
+        execution: &ExecutionId,
+        events: &[Arc<Event>],
+    ) -> Result<(), StoreError> {
         let Some(first) = events.first() else {
             return Ok(());
         };
@@ -184,12 +191,20 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Arc<Event>>, StoreError> {
-        let journal = self.journal(execution).ok_or_else(|| StoreError::NotFound {
-            execution: execution.clone(),
-        })?;
+    async fn load(
+        &self,
+        execution: &ExecutionId,
+        from: u64,
+    ) -> Result<Vec<Arc<Event>>, StoreError> {
+        let journal = self
+            .journal(execution)
+            .ok_or_else(|| StoreError::NotFound {
+                execution: execution.clone(),
+            })?;
         let journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
-        let from = usize::try_from(from).unwrap_or(usize::MAX).min(journal.len());
+        let from = usize::try_from(from)
+            .unwrap_or(usize::MAX)
+            .min(journal.len());
         Ok(journal[from..].to_vec())
     }
 
@@ -206,7 +221,12 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn kv_put(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), StoreError> {
+    async fn kv_put(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
         let now = Instant::now();
         self.kv
             .lock()

@@ -37,20 +37,30 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Conflict`] when the first sequence number is not the next
     /// one; [`StoreError::InvalidBatch`] when the batch has gaps or mixes
     /// executions; backend errors.
-    async fn append(&self, execution: &ExecutionId, events: &[Arc<Event>]) -> Result<(), StoreError>;
+    async fn append(
+        &self,
+        execution: &ExecutionId,
+        events: &[Arc<Event>],
+    ) -> Result<(), StoreError>;
 
     /// Loads the journal from sequence number `from` (inclusive), in order.
     ///
     /// # Errors
     ///
     /// [`StoreError::NotFound`] when the execution has no journal.
-    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Arc<Event>>, StoreError>;
+    async fn load(&self, execution: &ExecutionId, from: u64)
+        -> Result<Vec<Arc<Event>>, StoreError>;
 
     /// Reads a key of the key-value area; expired keys read as absent.
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError>;
 
     /// Writes a key, replacing any value; `ttl` of `None` never expires.
-    async fn kv_put(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), StoreError>;
+    async fn kv_put(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError>;
 
     /// Writes a key only if it is absent (or expired), atomically. Returns
     /// the value already there when it was present.
@@ -110,21 +120,37 @@ pub enum StoreError {
 impl StoreError {
     /// Whether trying again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Backend { retryable: true, .. })
+        matches!(
+            self,
+            StoreError::Backend {
+                retryable: true,
+                ..
+            }
+        )
     }
 }
 
-pub(crate) fn check_batch(execution: &ExecutionId, events: &[Arc<Event>]) -> Result<(), StoreError> {
+pub(crate) fn check_batch(
+    execution: &ExecutionId,
+    events: &[Arc<Event>],
+) -> Result<(), StoreError> {
     let invalid = |reason: String| StoreError::InvalidBatch {
         execution: execution.clone(),
         reason,
     };
     for (i, e) in events.iter().enumerate() {
         if &e.execution_id != execution {
-            return Err(invalid(format!("event seq {} belongs to `{}`", e.seq, e.execution_id)));
+            return Err(invalid(format!(
+                "event seq {} belongs to `{}`",
+                e.seq, e.execution_id
+            )));
         }
         if i > 0 && e.seq != events[i - 1].seq + 1 {
-            return Err(invalid(format!("seq {} follows {}", e.seq, events[i - 1].seq)));
+            return Err(invalid(format!(
+                "seq {} follows {}",
+                e.seq,
+                events[i - 1].seq
+            )));
         }
     }
     Ok(())

@@ -113,7 +113,10 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
 
     if n > 1 {
         for (i, step) in def.steps.iter().enumerate() {
-            if deps[i].is_empty() && dependents[i].is_empty() && index.get(step.id.as_str()) == Some(&i) {
+            if deps[i].is_empty()
+                && dependents[i].is_empty()
+                && index.get(step.id.as_str()) == Some(&i)
+            {
                 problems.push(Problem::Orphan {
                     step: step.id.clone(),
                 });
@@ -187,16 +190,18 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         .iter()
         .zip(parsed)
         .zip(deps.into_iter().zip(dependents))
-        .map(|((step, (input, condition)), (deps, dependents))| PlannedStep {
-            id: Arc::from(step.id.as_str()),
-            agent: Arc::from(step.agent.as_str()),
-            input,
-            condition,
-            policy: step.policy.clone(),
-            cost: step.cost.unwrap_or(1.0),
-            deps,
-            dependents,
-        })
+        .map(
+            |((step, (input, condition)), (deps, dependents))| PlannedStep {
+                id: Arc::from(step.id.as_str()),
+                agent: Arc::from(step.agent.as_str()),
+                input,
+                condition,
+                policy: step.policy.clone(),
+                cost: step.cost.unwrap_or(1.0),
+                deps,
+                dependents,
+            },
+        )
         .collect();
 
     let (critical_path, critical_cost) = critical_path(&steps, &order);
@@ -224,11 +229,18 @@ fn critical_path(steps: &[PlannedStep], order: &[usize]) -> (Vec<usize>, f64) {
     let mut prev = vec![usize::MAX; steps.len()];
     let mut best = (0.0f64, usize::MAX);
     for &v in order {
-        let (base, from) = steps[v]
-            .deps
-            .iter()
-            .map(|&d| (dist[d], d))
-            .fold((0.0, usize::MAX), |acc, x| if x.0 > acc.0 || acc.1 == usize::MAX { x } else { acc });
+        let (base, from) =
+            steps[v]
+                .deps
+                .iter()
+                .map(|&d| (dist[d], d))
+                .fold((0.0, usize::MAX), |acc, x| {
+                    if x.0 > acc.0 || acc.1 == usize::MAX {
+                        x
+                    } else {
+                        acc
+                    }
+                });
         dist[v] = base + steps[v].cost;
         prev[v] = from;
         if dist[v] > best.0 || best.1 == usize::MAX {

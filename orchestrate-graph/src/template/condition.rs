@@ -65,7 +65,10 @@ impl Condition {
         let expr = Expr::parse(&body[..close])?;
         let rest = body[close + 1..].trim();
         if rest.is_empty() {
-            return Ok(Self { expr, compare: None });
+            return Ok(Self {
+                expr,
+                compare: None,
+            });
         }
         let ops = [
             ("==", CompareOp::Eq),
@@ -78,11 +81,15 @@ impl Condition {
         let (op, literal) = ops
             .iter()
             .find_map(|(sym, op)| rest.strip_prefix(sym).map(|l| (*op, l.trim())))
-            .ok_or_else(|| format!("expected `==`, `!=`, `<`, `<=`, `>` or `>=` before `{rest}`"))?;
+            .ok_or_else(|| {
+                format!("expected `==`, `!=`, `<`, `<=`, `>` or `>=` before `{rest}`")
+            })?;
         let value: Value = serde_json::from_str(literal)
             .map_err(|e| format!("`{literal}` is not a JSON literal: {e}"))?;
         if !matches!(op, CompareOp::Eq | CompareOp::Ne) && !value.is_number() {
-            return Err(format!("`{literal}` must be a number for an ordering comparison"));
+            return Err(format!(
+                "`{literal}` must be a number for an ordering comparison"
+            ));
         }
         Ok(Self {
             expr,
@@ -154,9 +161,15 @@ mod tests {
         assert!(Condition::parse("${input.ok}").unwrap().evaluate(&s));
         assert!(!Condition::parse("${input.s}").unwrap().evaluate(&s));
         assert!(!Condition::parse("${input.absent}").unwrap().evaluate(&s));
-        assert!(Condition::parse("${input.absent ?? true}").unwrap().evaluate(&s));
-        assert!(Condition::parse("${input.kind} == \"bug\"").unwrap().evaluate(&s));
-        assert!(Condition::parse("${input.kind} != \"feature\"").unwrap().evaluate(&s));
+        assert!(Condition::parse("${input.absent ?? true}")
+            .unwrap()
+            .evaluate(&s));
+        assert!(Condition::parse("${input.kind} == \"bug\"")
+            .unwrap()
+            .evaluate(&s));
+        assert!(Condition::parse("${input.kind} != \"feature\"")
+            .unwrap()
+            .evaluate(&s));
         assert!(Condition::parse("${input.n} > 2").unwrap().evaluate(&s));
         assert!(!Condition::parse("${input.n} < 3").unwrap().evaluate(&s));
         assert!(Condition::parse("${input.n} <= 3").unwrap().evaluate(&s));

@@ -98,7 +98,11 @@ impl Expr {
                     rest,
                 )
             }
-            "" => return Err(format!("expression `{path_text}` must start with `input` or `steps`")),
+            "" => {
+                return Err(format!(
+                    "expression `{path_text}` must start with `input` or `steps`"
+                ))
+            }
             other => {
                 return Err(format!(
                     "unknown root `{other}`: expressions start with `input` or `steps`"
@@ -218,7 +222,11 @@ mod tests {
     #[test]
     fn lookup_follows_keys_and_indices() {
         let v = json!({"a": [{"b": 1}, {"b": 2}]});
-        let path = vec![Segment::Key("a".into()), Segment::Index(1), Segment::Key("b".into())];
+        let path = vec![
+            Segment::Key("a".into()),
+            Segment::Index(1),
+            Segment::Key("b".into()),
+        ];
         assert_eq!(lookup(&v, &path), Some(&json!(2)));
         assert_eq!(lookup(&v, &[Segment::Index(0)]), None);
     }

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 pub use condition::{CompareOp, Condition};
-pub use expr::{Expr, Segment, Source};
 pub(crate) use expr::{is_ident_char, lookup};
+pub use expr::{Expr, Segment, Source};
 
 /// What a template reads at run time: the execution input and the outputs of
 /// completed steps, by plan index.
@@ -227,9 +227,17 @@ fn parse_value(value: &Value, pointer: &mut String, errors: &mut Vec<ParseError>
         Value::Object(map) => {
             let parsed: Vec<(String, Template)> = map
                 .iter()
-                .map(|(k, v)| (k.clone(), with_segment(pointer, k, |p| parse_value(v, p, errors))))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        with_segment(pointer, k, |p| parse_value(v, p, errors)),
+                    )
+                })
                 .collect();
-            if parsed.iter().all(|(_, t)| matches!(t, Template::Literal(_))) {
+            if parsed
+                .iter()
+                .all(|(_, t)| matches!(t, Template::Literal(_)))
+            {
                 Template::Literal(value.clone())
             } else {
                 Template::Object(parsed)
@@ -301,8 +309,10 @@ mod tests {
     #[test]
     fn step_outputs_resolve_by_index() {
         let t = with_step_index(
-            Template::parse(&json!({"s": "${steps.a.output.score}", "t": ["${steps.a.output.tags[1]}"]}))
-                .unwrap(),
+            Template::parse(
+                &json!({"s": "${steps.a.output.score}", "t": ["${steps.a.output.tags[1]}"]}),
+            )
+            .unwrap(),
             0,
         );
         assert_eq!(

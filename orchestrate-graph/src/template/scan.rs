@@ -80,12 +80,17 @@ mod tests {
     #[test]
     fn escaped_dollar_is_literal() {
         let t = parse_string("cost: $${input.x}").unwrap();
-        assert_eq!(t, Template::Literal(Value::String("cost: ${input.x}".into())));
+        assert_eq!(
+            t,
+            Template::Literal(Value::String("cost: ${input.x}".into()))
+        );
     }
 
     #[test]
     fn unterminated_is_an_error() {
-        assert!(parse_string("a ${input.x").unwrap_err().contains("unterminated"));
+        assert!(parse_string("a ${input.x")
+            .unwrap_err()
+            .contains("unterminated"));
     }
 
     #[test]
