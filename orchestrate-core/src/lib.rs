@@ -76,3 +76,8 @@ pub use orchestrator::{Limits, Orchestrator, OrchestratorBuilder, RunOptions, Wo
 
 /// Re-export of the planning crate, so hosts need one dependency.
 pub use orchestrate_graph as graph;
+
+/// The README's quickstart, compiled and run as a doctest.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

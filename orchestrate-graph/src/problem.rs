@@ -47,9 +47,11 @@ pub enum Problem {
     /// Every step depends on another, so nothing can start.
     #[error("no entry step: every step depends on another")]
     NoEntry,
-    /// A step with neither dependencies nor dependents in a multi-step workflow.
-    #[error("step `{step}`: orphan (no dependencies and no dependents)")]
-    Orphan {
+    /// An orphan: a step that no entry step reaches, because it depends
+    /// (transitively) on a cycle, so it could never start. Steps on the cycle
+    /// itself are reported by [`Problem::Cycle`].
+    #[error("step `{step}`: unreachable from every entry step (it waits on a cycle)")]
+    Unreachable {
         /// The step.
         step: String,
     },
@@ -103,7 +105,7 @@ impl Problem {
             | Problem::MissingAgent { step }
             | Problem::DuplicateId { step }
             | Problem::UnknownDependency { step, .. }
-            | Problem::Orphan { step }
+            | Problem::Unreachable { step }
             | Problem::MalformedInterpolation { step, .. }
             | Problem::UnknownReference { step, .. }
             | Problem::NotUpstream { step, .. }

@@ -27,9 +27,6 @@ fn every_problem_is_reported_at_once() {
             step: "b".into(),
             dependency: "ghost".into(),
         },
-        Problem::Orphan {
-            step: "lonely".into(),
-        },
         Problem::NotUpstream {
             step: "c".into(),
             referenced: "b".into(),
@@ -67,6 +64,36 @@ fn cycles_are_reported_with_their_path() {
         Problem::Cycle { path: cycle }.to_string(),
         "cycle: a -> b -> c -> a"
     );
+}
+
+#[test]
+fn steps_downstream_of_a_cycle_are_unreachable() {
+    let def = WorkflowDef::builder("w")
+        .step(StepDef::new("entry", "x"))
+        .step(StepDef::new("a", "x").depends_on(["entry", "b"]))
+        .step(StepDef::new("b", "x").depends_on(["a"]))
+        .step(StepDef::new("stuck", "x").depends_on(["b"]))
+        .step(StepDef::new("fine", "x").depends_on(["entry"]))
+        .build();
+    let found = problems(&def);
+    assert!(
+        found.contains(&Problem::Unreachable {
+            step: "stuck".into()
+        }),
+        "{found:?}"
+    );
+    assert!(!found
+        .iter()
+        .any(|p| matches!(p, Problem::Unreachable { step } if step != "stuck")));
+}
+
+#[test]
+fn independent_steps_are_valid() {
+    let def = WorkflowDef::builder("w")
+        .step(StepDef::new("a", "x"))
+        .step(StepDef::new("b", "x"))
+        .build();
+    assert_eq!(Plan::new(&def).unwrap().generations(), &[vec![0, 1]]);
 }
 
 #[test]

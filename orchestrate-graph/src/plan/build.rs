@@ -104,21 +104,25 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     }
     let acyclic = order.len() == n;
     if !acyclic {
-        for path in cycle::find_cycles(&graph) {
+        let cycles = cycle::find_cycles(&graph);
+        let mut on_cycle = vec![false; n];
+        for c in &cycles.members {
+            on_cycle[*c] = true;
+        }
+        for path in cycles.paths {
             problems.push(Problem::Cycle {
                 path: path.iter().map(|&i| def.steps[i].id.clone()).collect(),
             });
         }
-    }
-
-    if n > 1 {
-        for (i, step) in def.steps.iter().enumerate() {
-            if deps[i].is_empty()
-                && dependents[i].is_empty()
-                && index.get(step.id.as_str()) == Some(&i)
-            {
-                problems.push(Problem::Orphan {
-                    step: step.id.clone(),
+        // Whatever Kahn's pass did not reach and is not on a cycle waits on one.
+        let mut reached = vec![false; n];
+        for &i in &order {
+            reached[i] = true;
+        }
+        for i in 0..n {
+            if !reached[i] && !on_cycle[i] {
+                problems.push(Problem::Unreachable {
+                    step: def.steps[i].id.clone(),
                 });
             }
         }
@@ -164,7 +168,9 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                 }),
                 Some(&r) => {
                     *slot = r;
-                    if !deps[i].contains(&r) && !(acyclic && ancestors.is_ancestor(r, i, &deps)) {
+                    let upstream =
+                        deps[i].contains(&r) || (acyclic && ancestors.is_ancestor(r, i, &deps));
+                    if !upstream {
                         problems.push(Problem::NotUpstream {
                             step: step.id.clone(),
                             referenced: id.clone(),

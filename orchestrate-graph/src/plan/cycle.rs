@@ -5,11 +5,19 @@ use std::collections::VecDeque;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-/// One cycle per strongly connected component that has one, as node indices
-/// with the first repeated at the end (`[a, b, c, a]`).
-pub(super) fn find_cycles(graph: &DiGraph<(), ()>) -> Vec<Vec<usize>> {
+/// The cycles of a graph.
+pub(super) struct Cycles {
+    /// One cycle per strongly connected component that has one, as node
+    /// indices with the first repeated at the end (`[a, b, c, a]`).
+    pub(super) paths: Vec<Vec<usize>>,
+    /// Every node that lies on some cycle.
+    pub(super) members: Vec<usize>,
+}
+
+pub(super) fn find_cycles(graph: &DiGraph<(), ()>) -> Cycles {
     let mut in_scc = vec![usize::MAX; graph.node_count()];
     let mut cycles = Vec::new();
+    let mut members = Vec::new();
     let mut sccs = tarjan_scc(graph);
     // Report in a stable order: by the smallest step index of each component.
     for scc in &mut sccs {
@@ -22,7 +30,8 @@ pub(super) fn find_cycles(graph: &DiGraph<(), ()>) -> Vec<Vec<usize>> {
         if scc.len() == 1 && !self_loop {
             continue;
         }
-        if self_loop {
+        members.extend(scc.iter().map(|n| n.index()));
+        if scc.len() == 1 {
             cycles.push(vec![start.index(), start.index()]);
             continue;
         }
@@ -33,7 +42,10 @@ pub(super) fn find_cycles(graph: &DiGraph<(), ()>) -> Vec<Vec<usize>> {
             cycles.push(path);
         }
     }
-    cycles
+    Cycles {
+        paths: cycles,
+        members,
+    }
 }
 
 /// Breadth-first search from `start` back to itself inside one component.
