@@ -91,3 +91,25 @@ async fn unknown_execution_ids_are_typed_errors() {
         .unwrap_err();
     assert!(matches!(err, Error::ExecutionNotFound(ref id) if id.as_str() == "nope"));
 }
+
+#[tokio::test]
+async fn a_finished_failed_execution_read_back_reports_its_recorded_cause() {
+    let agent = MockAgent::new("agent").fail_always().permanent();
+    let orch = Orchestrator::builder()
+        .agent(agent)
+        .workflow(
+            WorkflowDef::builder("w")
+                .step(StepDef::new("s", "agent"))
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let wf = orch.workflow("w").unwrap();
+    let live = orch.run_with_key("k", &wf, json!(1)).await.unwrap();
+    assert_eq!(live.wait().await.unwrap_err().code(), "agent");
+    let again = orch.run_with_key("k", &wf, json!(1)).await.unwrap();
+    assert_eq!(again.id(), live.id());
+    let err = again.wait().await.unwrap_err();
+    assert_eq!(err.code(), "failed");
+    assert!(err.to_string().contains("scripted failure"), "{err}");
+}
