@@ -449,13 +449,14 @@ impl Driver {
 
     /// Skips `i`, then everything downstream that can no longer run.
     fn skip(&mut self, i: usize, reason: SkipReason) {
-        let wf = self.wf.clone();
-        self.record(EventKind::StepSkipped {
-            step: wf.plan.steps()[i].id().clone(),
-            reason,
-        });
-        self.mark_done(i);
+        self.record_skip(i, reason);
         self.block_dependents(i);
+    }
+
+    fn record_skip(&mut self, i: usize, reason: SkipReason) {
+        let step = self.wf.plan.steps()[i].id().clone();
+        self.record(EventKind::StepSkipped { step, reason });
+        self.mark_done(i);
     }
 
     fn block_dependents(&mut self, i: usize) {
@@ -466,12 +467,7 @@ impl Driver {
                 self.blocked_by[d].get_or_insert(s);
                 self.remaining[d] -= 1;
                 if self.remaining[d] == 0 && self.phase[d] == Phase::Waiting {
-                    let reason = upstream(&wf, self.blocked_by[d].unwrap_or(s));
-                    self.record(EventKind::StepSkipped {
-                        step: wf.plan.steps()[d].id().clone(),
-                        reason,
-                    });
-                    self.mark_done(d);
+                    self.record_skip(d, upstream(&wf, self.blocked_by[d].unwrap_or(s)));
                     stack.push(d);
                 }
             }
