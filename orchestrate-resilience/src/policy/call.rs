@@ -1,0 +1,303 @@
+//! Running an operation under a [`Policy`].
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{CallOptions, Policy};
+use crate::classify::Retryable;
+use crate::error::{ErrorKind, PolicyError};
+use crate::observe::{Observer, PolicyEvent};
+use crate::rate_limit::RateLimitMode;
+
+/// Builds an event only when someone listens: failure texts allocate.
+fn emit(observer: Option<&dyn Observer>, event: impl FnOnce() -> PolicyEvent) {
+    if let Some(o) = observer {
+        o.on_event(event());
+    }
+}
+
+fn is_cancelled(token: Option<&CancellationToken>) -> bool {
+    token.is_some_and(CancellationToken::is_cancelled)
+}
+
+/// Sleeps `delay`; `false` if cancelled first.
+async fn sleep_or_cancel(delay: Duration, token: Option<&CancellationToken>) -> bool {
+    match token {
+        None => {
+            tokio::time::sleep(delay).await;
+            true
+        }
+        Some(t) => tokio::select! {
+            biased;
+            _ = t.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        },
+    }
+}
+
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(t) => t.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Policy {
+    /// Runs `op` under the policy, classifying errors with [`Retryable`].
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] with the last cause and the attempts made.
+    pub async fn call<T, E, F, Fut>(&self, mut op: F) -> Result<T, PolicyError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Retryable + Display,
+    {
+        self.call_with(CallOptions::new(), move |_| op()).await
+    }
+
+    /// Runs `op` (given the attempt number, from 1) with cancellation and an
+    /// observer.
+    ///
+    /// Cancellation stops the policy before the next attempt and during any
+    /// wait (backoff, rate limit, bulkhead queue) with
+    /// [`ErrorKind::Cancelled`]; an attempt already running is not
+    /// interrupted: the operation sees the token itself.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] with the last cause and the attempts made.
+    pub async fn call_with<T, E, F, Fut>(
+        &self,
+        options: CallOptions<'_>,
+        op: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Retryable + Display,
+    {
+        self.run(options, |e: &E| (e.is_retryable(), e.retry_after()), op)
+            .await
+    }
+
+    /// Like [`call_with`](Self::call_with) with a custom classifier deciding
+    /// which operation errors are retried (timeouts always are; an open
+    /// circuit and cancellation never are).
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] with the last cause and the attempts made.
+    pub async fn call_classified<T, E, F, Fut, C>(
+        &self,
+        options: CallOptions<'_>,
+        classify: C,
+        op: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Display,
+        C: Fn(&E) -> bool,
+    {
+        self.run(options, |e: &E| (classify(e), None), op).await
+    }
+
+    pub(crate) async fn run<T, E, F, Fut, C>(
+        &self,
+        options: CallOptions<'_>,
+        classify: C,
+        mut op: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Display,
+        C: Fn(&E) -> (bool, Option<Duration>),
+    {
+        let b = &*self.inner;
+        let (token, observer) = (options.cancel, options.observer);
+        let deadline = b.retry.deadline.map(|d| Instant::now() + d);
+        let remaining = |now: Instant| deadline.map(|d| d.saturating_duration_since(now));
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if is_cancelled(token) {
+                return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1));
+            }
+            if let Some(limiter) = &b.limiter {
+                let max_wait = match limiter.config().mode {
+                    RateLimitMode::Reject => Some(Duration::ZERO),
+                    RateLimitMode::Wait => remaining(Instant::now()),
+                };
+                match limiter.reserve(max_wait) {
+                    Ok(wait) if wait.is_zero() => {}
+                    Ok(wait) => {
+                        emit(observer, || PolicyEvent::Throttled {
+                            attempt,
+                            delay: wait,
+                        });
+                        if !sleep_or_cancel(wait, token).await {
+                            return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1));
+                        }
+                    }
+                    Err(retry_after) => {
+                        let kind = ErrorKind::RateLimited {
+                            key: b.key.clone(),
+                            retry_after,
+                        };
+                        emit(observer, || PolicyEvent::Rejected {
+                            attempt,
+                            reason: kind.to_string(),
+                        });
+                        return Err(PolicyError::new(kind, attempt - 1));
+                    }
+                }
+            }
+            let slot = match &b.bulkhead {
+                None => None,
+                Some(bulkhead) => {
+                    let acquired = tokio::select! {
+                        biased;
+                        _ = cancelled(token) => return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1)),
+                        r = bulkhead.acquire() => r,
+                    };
+                    match acquired {
+                        Ok(slot) => Some(slot),
+                        Err(()) => {
+                            let config = bulkhead.config();
+                            let kind = ErrorKind::BulkheadFull {
+                                key: b.key.clone(),
+                                limit: config.max_concurrent,
+                                queue: config.max_queue,
+                            };
+                            emit(observer, || PolicyEvent::Rejected {
+                                attempt,
+                                reason: kind.to_string(),
+                            });
+                            return Err(PolicyError::new(kind, attempt - 1));
+                        }
+                    }
+                }
+            };
+            let permit = match &b.breaker {
+                None => None,
+                Some(breaker) => {
+                    let (admitted, transition) = breaker.try_acquire();
+                    if let Some((from, to)) = transition {
+                        emit(observer, || PolicyEvent::BreakerTransition {
+                            key: b.key.clone(),
+                            from,
+                            to,
+                        });
+                    }
+                    match admitted {
+                        Ok(permit) => Some(permit),
+                        Err(()) => {
+                            let kind = ErrorKind::CircuitOpen { key: b.key.clone() };
+                            emit(observer, || PolicyEvent::Rejected {
+                                attempt,
+                                reason: kind.to_string(),
+                            });
+                            return Err(PolicyError::new(kind, attempt - 1));
+                        }
+                    }
+                }
+            };
+
+            emit(observer, || PolicyEvent::AttemptStarted { attempt });
+            let span = tracing::info_span!("attempt", attempt);
+            let limit = match (b.timeout, remaining(Instant::now())) {
+                (Some(t), Some(r)) => Some(t.min(r)),
+                (t, r) => t.or(r),
+            };
+            let running = op(attempt).instrument(span.clone());
+            let outcome = match limit {
+                Some(after) => tokio::time::timeout(after, running)
+                    .await
+                    .map_err(|_| after),
+                None => Ok(running.await),
+            };
+
+            let transition;
+            let (last, retryable, asked_delay) = match outcome {
+                Ok(Ok(value)) => {
+                    if let (Some(breaker), Some(permit)) = (&b.breaker, permit) {
+                        if let Some((from, to)) = breaker.on_success(permit) {
+                            emit(observer, || PolicyEvent::BreakerTransition {
+                                key: b.key.clone(),
+                                from,
+                                to,
+                            });
+                        }
+                    }
+                    return Ok(value);
+                }
+                Ok(Err(error)) => {
+                    transition = match (&b.breaker, permit) {
+                        (Some(breaker), Some(permit)) => breaker.on_failure(permit, &error),
+                        _ => None,
+                    };
+                    let (retryable, asked) = classify(&error);
+                    span.in_scope(|| tracing::info!(%error, retryable, "attempt failed"));
+                    emit(observer, || PolicyEvent::AttemptFailed {
+                        attempt,
+                        error: error.to_string(),
+                        retryable,
+                    });
+                    (ErrorKind::Operation(error), retryable, asked)
+                }
+                Err(after) => {
+                    transition = match (&b.breaker, permit) {
+                        (Some(breaker), Some(permit)) => {
+                            breaker.on_failure(permit, &format_args!("timed out after {after:?}"))
+                        }
+                        _ => None,
+                    };
+                    span.in_scope(|| tracing::info!(?after, "attempt timed out"));
+                    emit(observer, || PolicyEvent::TimedOut { attempt, after });
+                    (ErrorKind::Timeout { after }, true, None)
+                }
+            };
+            if let Some((from, to)) = transition {
+                emit(observer, || PolicyEvent::BreakerTransition {
+                    key: b.key.clone(),
+                    from,
+                    to,
+                });
+            }
+            // The slot is not held while waiting to retry.
+            drop(slot);
+            if is_cancelled(token) {
+                return Err(PolicyError::new(ErrorKind::Cancelled, attempt));
+            }
+            if !retryable || attempt >= b.retry.max_attempts {
+                return Err(PolicyError::new(last, attempt));
+            }
+            let mut delay = b.retry.backoff.delay(attempt, self.rng());
+            if let Some(asked) = asked_delay {
+                delay = delay.max(asked);
+            }
+            if remaining(Instant::now()).is_some_and(|r| delay >= r) {
+                span.in_scope(|| {
+                    tracing::info!(?delay, "retry would pass the deadline; giving up")
+                });
+                return Err(PolicyError::new(last, attempt));
+            }
+            span.in_scope(|| tracing::info!(?delay, next_attempt = attempt + 1, "retry scheduled"));
+            emit(observer, || PolicyEvent::RetryScheduled {
+                next_attempt: attempt + 1,
+                delay,
+            });
+            if !sleep_or_cancel(delay, token).await {
+                return Err(PolicyError::new(ErrorKind::Cancelled, attempt));
+            }
+        }
+    }
+}
