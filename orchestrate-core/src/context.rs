@@ -15,7 +15,7 @@ use crate::ids::ExecutionId;
 /// Sends an attempt's custom events to its execution's journal.
 #[derive(Clone)]
 pub(crate) struct EventSink {
-    pub(crate) tx: mpsc::Sender<TaskMsg>,
+    pub(crate) tx: mpsc::UnboundedSender<TaskMsg>,
     pub(crate) emitted: Arc<AtomicU32>,
     pub(crate) limit: u32,
 }
@@ -149,7 +149,6 @@ impl Context {
                 name: name.into(),
                 payload,
             })
-            .await
             .map_err(|_| Error::Cancelled {
                 step: Some(self.step_id.clone()),
             })

@@ -122,6 +122,16 @@ impl AgentError {
     }
 }
 
+impl orchestrate_resilience::Retryable for AgentError {
+    fn is_retryable(&self) -> bool {
+        AgentError::is_retryable(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_delay()
+    }
+}
+
 impl fmt::Display for AgentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -194,6 +204,17 @@ pub enum Error {
         /// The agent.
         agent: Arc<str>,
     },
+    /// The agent's bulkhead was full or its rate limit exhausted; the attempt
+    /// did not run.
+    #[error("step `{step}`: agent `{agent}` refused the call: {reason}")]
+    Rejected {
+        /// The step.
+        step: Arc<str>,
+        /// The agent.
+        agent: Arc<str>,
+        /// Which limit and why.
+        reason: String,
+    },
     /// The execution or step was cancelled.
     #[error("{}", match step { Some(s) => format!("step `{s}` cancelled"), None => "execution cancelled".to_owned() })]
     Cancelled {
@@ -263,6 +284,7 @@ impl Error {
             Error::Agent { .. } => "agent",
             Error::Timeout { .. } => "timeout",
             Error::CircuitOpen { .. } => "circuit_open",
+            Error::Rejected { .. } => "rejected",
             Error::Cancelled { .. } => "cancelled",
             Error::BudgetExceeded { .. } => "budget_exceeded",
             Error::Panicked { .. } => "panicked",

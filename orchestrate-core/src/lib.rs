@@ -72,10 +72,14 @@ pub use error::{AgentError, BoxError, Error, ErrorInfo, Retry, SharedError};
 pub use execution::Execution;
 pub use ids::ExecutionId;
 pub use journal::{ExecutionStatus, ExecutionView, StepStatus};
-pub use orchestrator::{Limits, Orchestrator, OrchestratorBuilder, RunOptions, Workflow};
+pub use orchestrator::{
+    default_policy, Limits, Orchestrator, OrchestratorBuilder, RunOptions, Workflow,
+};
 
 /// Re-export of the planning crate, so hosts need one dependency.
 pub use orchestrate_graph as graph;
+/// Re-export of the resilience crate (policies, breakers, backoff).
+pub use orchestrate_resilience as resilience;
 
 /// The README's quickstart, compiled and run as a doctest.
 #[doc = include_str!("../../README.md")]

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrate_core::journal::SkipReason;
-use orchestrate_core::{agent_fn, Agent, ExecutionStatus, Orchestrator, StepStatus};
+use orchestrate_core::resilience::{Backoff, Jitter, RetryConfig};
+use orchestrate_core::{
+    agent_fn, default_policy, Agent, ExecutionStatus, Orchestrator, StepStatus,
+};
 use orchestrate_graph::{OnError, StepDef, WorkflowDef};
 use orchestrate_testing::MockAgent;
 use serde_json::json;
@@ -264,7 +267,7 @@ async fn on_error_continue_skips_dependents_and_lets_other_branches_finish() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn on_error_fallback_substitutes_the_value() {
     let def = WorkflowDef::builder("w")
         .step(StepDef::new("bad", "bad").on_error(OnError::Fallback(json!({"items": []}))))
@@ -373,8 +376,11 @@ async fn timeouts_and_panics_are_typed_failures() {
     let stuck = MockAgent::new("stuck")
         .latency(Duration::from_secs(3600))
         .ignore_cancel();
+    let no_jitter =
+        RetryConfig::default().with_backoff(Backoff::default().with_jitter(Jitter::None));
     let orch = Orchestrator::builder()
         .agent(stuck.clone())
+        .default_policy(default_policy().retry(no_jitter))
         .build()
         .unwrap();
     let start = tokio::time::Instant::now();
@@ -387,7 +393,8 @@ async fn timeouts_and_panics_are_typed_failures() {
     assert_eq!(err.code(), "timeout");
     assert_eq!(err.attempts(), Some(2));
     assert_eq!(stuck.call_count(), 2);
-    assert_eq!(start.elapsed(), ms(1_000));
+    // The step's 500 ms timeout, the 1 s backoff, then 500 ms again.
+    assert_eq!(start.elapsed(), ms(2_000));
 
     let def = WorkflowDef::builder("w")
         .step(StepDef::new("s", "boom").retries(3))

@@ -9,12 +9,12 @@
 //! use orchestrate_testing::MockAgent;
 //! use serde_json::json;
 //!
-//! # #[tokio::main(flavor = "current_thread")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let flaky = MockAgent::new("flaky").returns(json!("ok")).fail_first(2);
 //! let orchestrator = Orchestrator::builder()
 //!     .agent(flaky.clone())
-//!     .default_retries(2)
+//!     .default_policy(orchestrate_core::default_policy().retry(orchestrate_core::resilience::RetryConfig::attempts(3)))
 //!     .build()
 //!     .unwrap();
 //! let wf = orchestrator

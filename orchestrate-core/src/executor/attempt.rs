@@ -1,128 +1,153 @@
-//! One step's attempts, run in its own task.
+//! One step's attempts, run in its own task under the step's resilience
+//! policy.
 
 use std::any::Any;
+use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
 
 use futures::FutureExt;
+use orchestrate_resilience::{
+    CallOptions, ErrorKind, Observer, Policy, PolicyError, PolicyEvent, Retryable,
+};
 use serde_json::Value;
-use tracing::Instrument;
 
 use super::{StepResult, TaskMsg};
 use crate::agent::BoxAgent;
 use crate::context::Context;
-use crate::error::Error;
+use crate::error::{AgentError, Error};
 
-/// What one step does with its attempts.
-pub(crate) struct AttemptPolicy {
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) max_attempts: u32,
+/// How one attempt failed.
+enum AttemptError {
+    Agent(AgentError),
+    /// Panics are never retried.
+    Panicked(String),
 }
 
-/// Runs attempts until one succeeds, a failure is not retryable, attempts run
-/// out, or the execution is cancelled.
-pub(crate) async fn run_step(
-    agent: BoxAgent,
-    ctx: Context,
-    mut input: Value,
-    policy: AttemptPolicy,
-) -> StepResult {
-    let mut attempt = 1u32;
-    loop {
-        let actx = if attempt == 1 {
-            ctx.clone()
-        } else {
-            ctx.with_attempt(attempt)
-        };
-        // The input is only copied when another attempt may need it.
-        let this_input = if attempt < policy.max_attempts {
-            input.clone()
-        } else {
-            std::mem::take(&mut input)
-        };
-        let span = tracing::info_span!("attempt", attempt);
-        let result = call_once(&agent, this_input, &actx, policy.timeout, attempt)
-            .instrument(span)
-            .await;
-        let error = match result {
-            Ok(output) => {
-                return StepResult::Success {
-                    output,
-                    attempts: attempt,
-                }
-            }
-            Err(e) => e,
-        };
-        let retry = error.is_retryable() && attempt < policy.max_attempts && !ctx.is_cancelled();
-        if !retry {
-            return StepResult::Failure {
-                error,
-                attempts: attempt,
-            };
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptError::Agent(e) => e.fmt(f),
+            AttemptError::Panicked(m) => write!(f, "panicked: {m}"),
         }
-        tracing::info!(attempt, error = %error, "attempt failed; retrying");
-        if let Some(sink) = ctx.sink() {
-            let msg = TaskMsg::AttemptFailed {
-                step: ctx.step_index(),
-                attempt,
-                error: error.info(),
-            };
-            if sink.tx.send(msg).await.is_err() {
-                return StepResult::Failure {
-                    error,
-                    attempts: attempt,
-                };
-            }
-        }
-        if let Error::Agent { source, .. } = &error {
-            if let Some(delay) = source.retry_delay() {
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = ctx.cancelled() => return StepResult::Failure {
-                        error: Error::Cancelled { step: Some(ctx.step_id().into()) },
-                        attempts: attempt,
-                    },
-                }
-            }
-        }
-        attempt += 1;
     }
 }
 
-async fn call_once(
-    agent: &BoxAgent,
+impl Retryable for AttemptError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            AttemptError::Agent(e) => e.is_retryable(),
+            AttemptError::Panicked(_) => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            AttemptError::Agent(e) => e.retry_delay(),
+            AttemptError::Panicked(_) => None,
+        }
+    }
+}
+
+/// Forwards the policy's events to the driver, which journals them in order.
+struct JournalObserver<'a> {
+    ctx: &'a Context,
+}
+
+impl Observer for JournalObserver<'_> {
+    fn on_event(&self, event: PolicyEvent) {
+        if let Some(sink) = self.ctx.sink() {
+            // The driver outlives its tasks; a closed channel means the
+            // execution is over and nobody reads the journal any more.
+            let _ = sink.tx.send(TaskMsg::Policy {
+                step: self.ctx.step_index(),
+                event,
+            });
+        }
+    }
+}
+
+/// Runs the agent under `policy` until it succeeds or the policy gives up.
+pub(crate) async fn run_step(
+    agent: BoxAgent,
+    ctx: Context,
     input: Value,
-    ctx: &Context,
-    timeout: Option<Duration>,
-    attempt: u32,
-) -> Result<Value, Error> {
-    let call = AssertUnwindSafe(agent.call(input, ctx)).catch_unwind();
-    let outcome = match timeout {
-        Some(after) => match tokio::time::timeout(after, call).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                return Err(Error::Timeout {
-                    step: ctx.step_id().into(),
-                    attempts: attempt,
-                    after,
-                })
+    policy: Policy,
+) -> StepResult {
+    let observer = JournalObserver { ctx: &ctx };
+    let options = CallOptions::new()
+        .cancel(ctx.cancellation_token())
+        .observe(&observer);
+    let max_attempts = policy.retry_config().max_attempts;
+    let mut input = Some(input);
+    let mut last_attempt = 0;
+    let result = policy
+        .call_with(options, |attempt| {
+            last_attempt = attempt;
+            // The input is only copied when another attempt may need it.
+            let this_input = if attempt < max_attempts {
+                input.clone().unwrap_or_default()
+            } else {
+                input.take().unwrap_or_default()
+            };
+            let actx = ctx.with_attempt(attempt);
+            let agent = &agent;
+            async move {
+                match AssertUnwindSafe(agent.call(this_input, &actx))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(e)) => Err(AttemptError::Agent(e)),
+                    Err(panic) => Err(AttemptError::Panicked(panic_message(&*panic))),
+                }
             }
+        })
+        .await;
+    match result {
+        Ok(output) => StepResult::Success {
+            output,
+            attempts: last_attempt,
         },
-        None => call.await,
-    };
-    match outcome {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(source)) => Err(Error::Agent {
-            step: ctx.step_id().into(),
-            agent: agent.name().into(),
-            attempts: attempt,
+        Err(e) => {
+            let attempts = e.attempts();
+            StepResult::Failure {
+                error: to_error(e, &ctx, agent.name()),
+                attempts,
+            }
+        }
+    }
+}
+
+fn to_error(e: PolicyError<AttemptError>, ctx: &Context, agent: &str) -> Error {
+    let attempts = e.attempts();
+    let step = ctx.step_id().into();
+    match e.into_kind() {
+        ErrorKind::Operation(AttemptError::Agent(source)) => Error::Agent {
+            step,
+            agent: agent.into(),
+            attempts,
             source,
-        }),
-        Err(panic) => Err(Error::Panicked {
-            step: ctx.step_id().into(),
-            agent: agent.name().into(),
-            message: panic_message(&*panic),
-        }),
+        },
+        ErrorKind::Operation(AttemptError::Panicked(message)) => Error::Panicked {
+            step,
+            agent: agent.into(),
+            message,
+        },
+        ErrorKind::Timeout { after } => Error::Timeout {
+            step,
+            attempts,
+            after,
+        },
+        ErrorKind::CircuitOpen { .. } => Error::CircuitOpen {
+            step,
+            agent: agent.into(),
+        },
+        ErrorKind::Cancelled => Error::Cancelled { step: Some(step) },
+        other => Error::Rejected {
+            step,
+            agent: agent.into(),
+            reason: other.to_string(),
+        },
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use orchestrate_graph::template::Scope;
 use orchestrate_graph::OnError;
+use orchestrate_resilience::PolicyEvent;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
@@ -28,9 +29,12 @@ use crate::execution::Shared;
 use crate::journal::{Event, EventKind, ExecutionStatus, SkipReason};
 use crate::orchestrator::Bound;
 use crate::orchestrator::{Limits, Registry};
-use attempt::{run_step, AttemptPolicy};
+use attempt::run_step;
 
 /// Messages from step tasks to their driver.
+///
+/// The channel is unbounded, yet bounded in practice: custom events by
+/// [`Limits::max_custom_events`], policy events by the attempts of a step.
 #[derive(Debug)]
 pub(crate) enum TaskMsg {
     /// An agent's custom event.
@@ -39,12 +43,8 @@ pub(crate) enum TaskMsg {
         name: String,
         payload: Value,
     },
-    /// An attempt failed and the next one is starting.
-    AttemptFailed {
-        step: usize,
-        attempt: u32,
-        error: ErrorInfo,
-    },
+    /// What the step's resilience policy did.
+    Policy { step: usize, event: PolicyEvent },
 }
 
 /// How a step's task ended.
@@ -95,8 +95,8 @@ pub(crate) struct Driver {
     per_agent_limits: bool,
 
     tasks: JoinSet<(usize, StepResult)>,
-    tx: mpsc::Sender<TaskMsg>,
-    rx: mpsc::Receiver<TaskMsg>,
+    tx: mpsc::UnboundedSender<TaskMsg>,
+    rx: mpsc::UnboundedReceiver<TaskMsg>,
     emitted: Arc<AtomicU32>,
 
     seq: u64,
@@ -119,7 +119,7 @@ impl Driver {
         registry: Registry,
     ) -> Self {
         let n = wf.plan.len();
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = mpsc::unbounded_channel();
         Self {
             remaining: wf
                 .plan
@@ -306,10 +306,6 @@ impl Driver {
                         step: step.id().clone(),
                         agent: step.agent().clone(),
                     });
-                    self.record(EventKind::AttemptStarted {
-                        step: step.id().clone(),
-                        attempt: 1,
-                    });
                     starts.push((i, input));
                 }
                 Err(e) => self.step_failed(i, Error::Interpolation(e), 0),
@@ -341,10 +337,7 @@ impl Driver {
                 limit: self.limits.max_custom_events,
             },
         );
-        let policy = AttemptPolicy {
-            timeout: step.policy().timeout.or(self.limits.default_timeout),
-            max_attempts: 1 + step.policy().retries.unwrap_or(self.limits.default_retries),
-        };
+        let policy = self.wf.policies[i].clone();
         let agent = self.wf.agents[i].clone();
         let span = tracing::info_span!(
             "step",
@@ -368,21 +361,11 @@ impl Driver {
                 name,
                 payload,
             }),
-            TaskMsg::AttemptFailed {
-                step,
-                attempt,
-                error,
-            } => {
-                let id = wf.plan.steps()[step].id().clone();
-                self.record(EventKind::AttemptFailed {
-                    step: id.clone(),
-                    attempt,
-                    error,
-                });
-                self.record(EventKind::AttemptStarted {
-                    step: id,
-                    attempt: attempt + 1,
-                });
+            TaskMsg::Policy { step, event } => {
+                let step_id = wf.plan.steps()[step].id().clone();
+                if let Some(kind) = policy_event(step_id, wf.plan.steps()[step].agent(), event) {
+                    self.record(kind);
+                }
             }
         }
     }
@@ -536,6 +519,64 @@ impl Driver {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.shared.id);
     }
+}
+
+/// The journal entry for what a step's policy did.
+fn policy_event(step: Arc<str>, agent: &str, event: PolicyEvent) -> Option<EventKind> {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Some(match event {
+        PolicyEvent::AttemptStarted { attempt } => EventKind::AttemptStarted { step, attempt },
+        PolicyEvent::AttemptFailed {
+            attempt,
+            error,
+            retryable,
+        } => EventKind::AttemptFailed {
+            step,
+            attempt,
+            error: ErrorInfo {
+                code: "agent".into(),
+                message: error,
+                retryable,
+                attempts: Some(attempt),
+            },
+        },
+        PolicyEvent::TimedOut { attempt, after } => EventKind::AttemptFailed {
+            step,
+            attempt,
+            error: ErrorInfo {
+                code: "timeout".into(),
+                message: format!("attempt timed out after {after:?}"),
+                retryable: true,
+                attempts: Some(attempt),
+            },
+        },
+        PolicyEvent::RetryScheduled {
+            next_attempt,
+            delay,
+        } => EventKind::RetryScheduled {
+            step,
+            next_attempt,
+            delay_ms: ms(delay),
+        },
+        PolicyEvent::Throttled { attempt, delay } => EventKind::Throttled {
+            step,
+            attempt,
+            delay_ms: ms(delay),
+        },
+        PolicyEvent::Rejected { attempt, reason } => EventKind::AttemptRejected {
+            step,
+            attempt,
+            reason,
+        },
+        PolicyEvent::BreakerTransition { from, to, .. } => EventKind::BreakerTransition {
+            step,
+            breaker: agent.to_owned(),
+            from: from.to_string(),
+            to: to.to_string(),
+        },
+        // Step-level fallbacks are journaled with the step's result.
+        _ => return None,
+    })
 }
 
 fn upstream(wf: &Bound, step: usize) -> SkipReason {

@@ -76,6 +76,45 @@ pub enum EventKind {
         /// Why.
         error: ErrorInfo,
     },
+    /// The resilience policy waits before the next attempt.
+    RetryScheduled {
+        /// The step.
+        step: Arc<str>,
+        /// The attempt that will follow.
+        next_attempt: u32,
+        /// The wait, in milliseconds.
+        delay_ms: u64,
+    },
+    /// The agent's rate limiter delayed an attempt.
+    Throttled {
+        /// The step.
+        step: Arc<str>,
+        /// Attempt number.
+        attempt: u32,
+        /// The wait, in milliseconds.
+        delay_ms: u64,
+    },
+    /// An open breaker, a full bulkhead or an exhausted rate limit refused an
+    /// attempt before it ran.
+    AttemptRejected {
+        /// The step.
+        step: Arc<str>,
+        /// Attempt number.
+        attempt: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The agent's circuit breaker changed state during this step's call.
+    BreakerTransition {
+        /// The step whose call caused it.
+        step: Arc<str>,
+        /// The breaker's key (the agent name).
+        breaker: String,
+        /// Previous state (`closed`, `open`, `half_open`).
+        from: String,
+        /// New state.
+        to: String,
+    },
     /// A step produced its output.
     StepSucceeded {
         /// The step.
@@ -138,6 +177,10 @@ impl EventKind {
             | EventKind::StepStarted { step, .. }
             | EventKind::AttemptStarted { step, .. }
             | EventKind::AttemptFailed { step, .. }
+            | EventKind::RetryScheduled { step, .. }
+            | EventKind::Throttled { step, .. }
+            | EventKind::AttemptRejected { step, .. }
+            | EventKind::BreakerTransition { step, .. }
             | EventKind::StepSucceeded { step, .. }
             | EventKind::StepFailed { step, .. }
             | EventKind::StepSkipped { step, .. }
@@ -155,6 +198,10 @@ impl EventKind {
             EventKind::StepStarted { .. } => "step_started",
             EventKind::AttemptStarted { .. } => "attempt_started",
             EventKind::AttemptFailed { .. } => "attempt_failed",
+            EventKind::RetryScheduled { .. } => "retry_scheduled",
+            EventKind::Throttled { .. } => "throttled",
+            EventKind::AttemptRejected { .. } => "attempt_rejected",
+            EventKind::BreakerTransition { .. } => "breaker_transition",
             EventKind::StepSucceeded { .. } => "step_succeeded",
             EventKind::StepFailed { .. } => "step_failed",
             EventKind::StepSkipped { .. } => "step_skipped",

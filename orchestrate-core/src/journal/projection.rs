@@ -188,6 +188,17 @@ impl ExecutionView {
                 s.status = StepStatus::Cancelled;
                 s.finished_us = Some(at);
             }),
+            EventKind::AttemptRejected { step, reason, .. } => self.with_step(step, |s| {
+                s.error = Some(ErrorInfo {
+                    code: "rejected".into(),
+                    message: reason.clone(),
+                    retryable: false,
+                    attempts: None,
+                })
+            }),
+            EventKind::RetryScheduled { .. }
+            | EventKind::Throttled { .. }
+            | EventKind::BreakerTransition { .. } => {}
             EventKind::Custom { .. } => self.custom_events += 1,
             EventKind::CancelRequested => self.cancel_requested = true,
             EventKind::ExecutionFinished { status, error } => {

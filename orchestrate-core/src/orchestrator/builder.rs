@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrate_graph::WorkflowDef;
+use orchestrate_resilience::PolicyBuilder;
 
 use super::limits::Limits;
+use super::policies::Policies;
 use super::workflow::Workflow;
 use super::{Inner, Orchestrator};
 use crate::agent::{Agent, BoxAgent};
@@ -25,6 +27,7 @@ pub struct OrchestratorBuilder {
     bus: Option<Arc<dyn EventBus>>,
     workflows: Vec<WorkflowDef>,
     limits: Limits,
+    policies: Policies,
 }
 
 impl std::fmt::Debug for OrchestratorBuilder {
@@ -46,6 +49,7 @@ impl OrchestratorBuilder {
             bus: None,
             workflows: Vec::new(),
             limits: Limits::default(),
+            policies: Policies::default(),
         }
     }
 
@@ -106,15 +110,19 @@ impl OrchestratorBuilder {
         self
     }
 
-    /// Timeout of an attempt when the step sets none (default 30 s).
-    pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.limits.default_timeout = timeout;
+    /// The resilience policy of agents without their own (default:
+    /// [`default_policy`](crate::default_policy)). A step's `timeout_ms` and
+    /// `retries` override its timeout and attempts.
+    pub fn default_policy(mut self, policy: PolicyBuilder) -> Self {
+        self.policies.default = policy;
         self
     }
 
-    /// Retries of a retryable failure when the step sets none (default 0).
-    pub fn default_retries(mut self, retries: u32) -> Self {
-        self.limits.default_retries = retries;
+    /// The resilience policy of agent `name`. Its breaker, bulkhead and rate
+    /// limiter are keyed by the agent name, so every step calling the agent
+    /// shares them.
+    pub fn agent_policy(mut self, name: impl Into<String>, policy: PolicyBuilder) -> Self {
+        self.policies.per_agent.insert(name.into(), policy);
         self
     }
 
@@ -137,7 +145,12 @@ impl OrchestratorBuilder {
         }
         let mut workflows = HashMap::new();
         for def in &self.workflows {
-            let wf = Workflow::bind(def, &self.agents, &self.limits.agent_concurrency)?;
+            let wf = Workflow::bind(
+                def,
+                &self.agents,
+                &self.limits.agent_concurrency,
+                &self.policies,
+            )?;
             workflows.insert(def.name.clone(), wf);
         }
         let limits = Limits {
@@ -151,6 +164,7 @@ impl OrchestratorBuilder {
                 self.bus.unwrap_or_else(|| Arc::new(MemoryBus::new())),
                 workflows,
                 limits,
+                self.policies,
             )),
         })
     }

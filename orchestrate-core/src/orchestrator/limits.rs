@@ -18,11 +18,6 @@ pub struct Limits {
     /// How long running attempts get to return after cancellation before
     /// they are dropped (default 5 s).
     pub cancel_grace: Duration,
-    /// Timeout of one attempt when the step sets none (default 30 s; `None`
-    /// for no timeout).
-    pub default_timeout: Option<Duration>,
-    /// Retries after a retryable failure when the step sets none (default 0).
-    pub default_retries: u32,
     /// How long an idempotency key maps to its execution (default 10 min).
     pub idempotency_ttl: Duration,
     /// Custom events one execution may emit (default 10,000).
@@ -35,8 +30,6 @@ impl Default for Limits {
             max_concurrency: 10,
             agent_concurrency: HashMap::new(),
             cancel_grace: Duration::from_secs(5),
-            default_timeout: Some(Duration::from_secs(30)),
-            default_retries: 0,
             idempotency_ttl: Duration::from_secs(600),
             max_custom_events: 10_000,
         }

@@ -2,12 +2,14 @@
 
 mod builder;
 mod limits;
+mod policies;
 mod workflow;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use orchestrate_graph::WorkflowDef;
+use orchestrate_resilience::BreakerSnapshot;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,6 +17,8 @@ use tracing::Instrument;
 
 pub use builder::OrchestratorBuilder;
 pub use limits::Limits;
+pub use policies::default_policy;
+pub(crate) use policies::Policies;
 pub(crate) use workflow::Bound;
 pub use workflow::Workflow;
 
@@ -45,6 +49,7 @@ pub(crate) struct Inner {
     pub(crate) bus: Arc<dyn EventBus>,
     pub(crate) workflows: HashMap<String, Workflow>,
     pub(crate) limits: Arc<Limits>,
+    pub(crate) policies: Policies,
     pub(crate) running: Registry,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -57,6 +62,7 @@ impl Inner {
         bus: Arc<dyn EventBus>,
         workflows: HashMap<String, Workflow>,
         limits: Limits,
+        policies: Policies,
     ) -> Self {
         Self {
             agents,
@@ -64,6 +70,7 @@ impl Inner {
             bus,
             workflows,
             limits: Arc::new(limits),
+            policies,
             running: Arc::default(),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -134,7 +141,20 @@ impl Orchestrator {
             def,
             &self.inner.agents,
             &self.inner.limits.agent_concurrency,
+            &self.inner.policies,
         )
+    }
+
+    /// A snapshot of agent `agent`'s circuit breaker (health monitoring);
+    /// `None` until a workflow using the agent is bound, or when its policy
+    /// has no breaker.
+    pub fn circuit_breaker(&self, agent: &str) -> Option<BreakerSnapshot> {
+        self.inner.policies.breaker(agent)
+    }
+
+    /// Snapshots of every agent's circuit breaker, sorted by agent.
+    pub fn circuit_breakers(&self) -> Vec<BreakerSnapshot> {
+        self.inner.policies.registry.breaker_snapshots()
     }
 
     /// The limits in force.

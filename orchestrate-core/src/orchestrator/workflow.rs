@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use orchestrate_graph::{Plan, WorkflowDef};
+use orchestrate_resilience::Policy;
 
+use super::policies::Policies;
 use crate::agent::BoxAgent;
 use crate::error::Error;
 
@@ -24,6 +26,8 @@ pub(crate) struct Bound {
     pub(crate) slots: Vec<usize>,
     /// Limit per agent slot; 0 means no per-agent limit.
     pub(crate) slot_limits: Vec<usize>,
+    /// The resilience policy of each step, by plan index.
+    pub(crate) policies: Vec<Policy>,
 }
 
 impl Workflow {
@@ -31,20 +35,24 @@ impl Workflow {
         def: &WorkflowDef,
         agents: &HashMap<String, BoxAgent>,
         agent_limits: &HashMap<String, usize>,
+        policies: &Policies,
     ) -> Result<Self, Error> {
         let plan = Plan::new(def)?;
-        Self::bind_plan(plan, agents, agent_limits)
+        Self::bind_plan(plan, agents, agent_limits, policies)
     }
 
     pub(crate) fn bind_plan(
         plan: Plan,
         agents: &HashMap<String, BoxAgent>,
         agent_limits: &HashMap<String, usize>,
+        policies: &Policies,
     ) -> Result<Self, Error> {
         let mut bound = Vec::with_capacity(plan.len());
         let mut slots = Vec::with_capacity(plan.len());
         let mut slot_of: HashMap<&str, usize> = HashMap::new();
         let mut slot_limits = Vec::new();
+        let mut slot_policies: Vec<Policy> = Vec::new();
+        let mut step_policies = Vec::with_capacity(plan.len());
         for step in plan.steps() {
             let agent = agents
                 .get(&**step.agent())
@@ -58,8 +66,10 @@ impl Workflow {
             let slot = *slot_of.entry(step.agent()).or_insert(next);
             if slot == slot_limits.len() {
                 slot_limits.push(agent_limits.get(&**step.agent()).copied().unwrap_or(0));
+                slot_policies.push(policies.for_agent(step.agent()));
             }
             slots.push(slot);
+            step_policies.push(Policies::for_step(&slot_policies[slot], step.policy()));
         }
         Ok(Self {
             inner: Arc::new(Bound {
@@ -67,6 +77,7 @@ impl Workflow {
                 agents: bound,
                 slots,
                 slot_limits,
+                policies: step_policies,
             }),
         })
     }
