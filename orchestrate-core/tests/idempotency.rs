@@ -63,7 +63,7 @@ async fn key_expires_after_the_ttl_default_ten_minutes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_starts_with_one_key_share_one_execution() {
-    let (orch, agent) = setup(Duration::from_millis(20));
+    let (orch, agent) = setup(Duration::ZERO);
     let wf = orch.workflow("w").unwrap();
     let handles: Vec<_> = (0..16)
         .map(|i| {

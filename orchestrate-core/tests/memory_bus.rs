@@ -88,7 +88,7 @@ async fn a_dropped_subscriber_releases_a_blocked_publisher() {
     assert_eq!(bus.subscriber_count("t"), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn topics_are_isolated_and_fan_out_to_every_subscriber() {
     let bus = MemoryBus::new();
     let mut a = bus.subscribe("t").await.unwrap();

@@ -75,6 +75,11 @@ impl Bulkhead {
         self.waiting.load(Ordering::Acquire)
     }
 
+    /// Takes a slot if one is free now, without waiting.
+    pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
+        self.slots.try_acquire().ok()
+    }
+
     /// Takes a slot, waiting in line if the queue has room.
     ///
     /// # Errors

@@ -412,6 +412,7 @@ impl Driver {
         let wf = self.wf.clone();
         let step = &wf.plan.steps()[i];
         if let OnError::Fallback(value) = &step.policy().on_error {
+            tracing::info!(step = %step.id(), error = %error, "step failed; using its fallback value");
             self.succeed(i, value.clone(), attempts, Some(error.info()));
             return;
         }

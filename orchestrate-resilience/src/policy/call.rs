@@ -124,17 +124,21 @@ impl Policy {
         let b = &*self.inner;
         let (token, observer) = (options.cancel, options.observer);
         let deadline = b.retry.deadline.map(|d| Instant::now() + d);
-        let remaining = |now: Instant| deadline.map(|d| d.saturating_duration_since(now));
+        // The clock is only read when there is a deadline.
+        let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            // Everything about this attempt, admission included, is traced
+            // inside its span.
+            let span = tracing::info_span!("attempt", attempt);
             if is_cancelled(token) {
                 return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1));
             }
             if let Some(limiter) = &b.limiter {
                 let max_wait = match limiter.config().mode {
                     RateLimitMode::Reject => Some(Duration::ZERO),
-                    RateLimitMode::Wait => remaining(Instant::now()),
+                    RateLimitMode::Wait => remaining(),
                 };
                 match limiter.reserve(max_wait) {
                     Ok(wait) if wait.is_zero() => {}
@@ -152,6 +156,7 @@ impl Policy {
                             key: b.key.clone(),
                             retry_after,
                         };
+                        span.in_scope(|| tracing::info!(reason = %kind, "attempt rejected"));
                         emit(observer, || PolicyEvent::Rejected {
                             attempt,
                             reason: kind.to_string(),
@@ -162,34 +167,42 @@ impl Policy {
             }
             let slot = match &b.bulkhead {
                 None => None,
-                Some(bulkhead) => {
-                    let acquired = tokio::select! {
-                        biased;
-                        _ = cancelled(token) => return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1)),
-                        r = bulkhead.acquire() => r,
-                    };
-                    match acquired {
-                        Ok(slot) => Some(slot),
-                        Err(()) => {
-                            let config = bulkhead.config();
-                            let kind = ErrorKind::BulkheadFull {
-                                key: b.key.clone(),
-                                limit: config.max_concurrent,
-                                queue: config.max_queue,
-                            };
-                            emit(observer, || PolicyEvent::Rejected {
-                                attempt,
-                                reason: kind.to_string(),
-                            });
-                            return Err(PolicyError::new(kind, attempt - 1));
+                // A free slot is taken without touching the cancellation
+                // token: waiting on it costs a lock and a registration.
+                Some(bulkhead) => match bulkhead.try_acquire() {
+                    Some(slot) => Some(slot),
+                    None => {
+                        let acquired = tokio::select! {
+                            biased;
+                            _ = cancelled(token) => return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1)),
+                            r = bulkhead.acquire() => r,
+                        };
+                        match acquired {
+                            Ok(slot) => Some(slot),
+                            Err(()) => {
+                                let config = bulkhead.config();
+                                let kind = ErrorKind::BulkheadFull {
+                                    key: b.key.clone(),
+                                    limit: config.max_concurrent,
+                                    queue: config.max_queue,
+                                };
+                                span.in_scope(
+                                    || tracing::info!(reason = %kind, "attempt rejected"),
+                                );
+                                emit(observer, || PolicyEvent::Rejected {
+                                    attempt,
+                                    reason: kind.to_string(),
+                                });
+                                return Err(PolicyError::new(kind, attempt - 1));
+                            }
                         }
                     }
-                }
+                },
             };
             let permit = match &b.breaker {
                 None => None,
                 Some(breaker) => {
-                    let (admitted, transition) = breaker.try_acquire();
+                    let (admitted, transition) = span.in_scope(|| breaker.try_acquire());
                     if let Some((from, to)) = transition {
                         emit(observer, || PolicyEvent::BreakerTransition {
                             key: b.key.clone(),
@@ -201,6 +214,7 @@ impl Policy {
                         Ok(permit) => Some(permit),
                         Err(()) => {
                             let kind = ErrorKind::CircuitOpen { key: b.key.clone() };
+                            span.in_scope(|| tracing::info!(reason = %kind, "attempt rejected"));
                             emit(observer, || PolicyEvent::Rejected {
                                 attempt,
                                 reason: kind.to_string(),
@@ -212,8 +226,7 @@ impl Policy {
             };
 
             emit(observer, || PolicyEvent::AttemptStarted { attempt });
-            let span = tracing::info_span!("attempt", attempt);
-            let limit = match (b.timeout, remaining(Instant::now())) {
+            let limit = match (b.timeout, remaining()) {
                 (Some(t), Some(r)) => Some(t.min(r)),
                 (t, r) => t.or(r),
             };
@@ -229,7 +242,7 @@ impl Policy {
             let (last, retryable, asked_delay) = match outcome {
                 Ok(Ok(value)) => {
                     if let (Some(breaker), Some(permit)) = (&b.breaker, permit) {
-                        if let Some((from, to)) = breaker.on_success(permit) {
+                        if let Some((from, to)) = span.in_scope(|| breaker.on_success(permit)) {
                             emit(observer, || PolicyEvent::BreakerTransition {
                                 key: b.key.clone(),
                                 from,
@@ -241,7 +254,9 @@ impl Policy {
                 }
                 Ok(Err(error)) => {
                     transition = match (&b.breaker, permit) {
-                        (Some(breaker), Some(permit)) => breaker.on_failure(permit, &error),
+                        (Some(breaker), Some(permit)) => {
+                            span.in_scope(|| breaker.on_failure(permit, &error))
+                        }
                         _ => None,
                     };
                     let (retryable, asked) = classify(&error);
@@ -284,7 +299,7 @@ impl Policy {
             if let Some(asked) = asked_delay {
                 delay = delay.max(asked);
             }
-            if remaining(Instant::now()).is_some_and(|r| delay >= r) {
+            if remaining().is_some_and(|r| delay >= r) {
                 span.in_scope(|| {
                     tracing::info!(?delay, "retry would pass the deadline; giving up")
                 });
