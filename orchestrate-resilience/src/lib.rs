@@ -67,3 +67,8 @@ pub use key::Key;
 pub use observe::{NoObserver, Observer, PolicyEvent};
 pub use policy::{CallOptions, Outcome, Policy, PolicyBuilder, Registry, RetryConfig};
 pub use rate_limit::{RateLimitConfig, RateLimitMode, RateLimiter};
+
+/// The README's example, compiled as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
