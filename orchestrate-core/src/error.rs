@@ -167,6 +167,22 @@ pub enum Error {
         /// The unknown agent name.
         agent: Arc<str>,
     },
+    /// No registered workflow has this name.
+    #[error("no workflow named `{workflow}` is registered")]
+    UnknownWorkflow {
+        /// The name.
+        workflow: Arc<str>,
+    },
+    /// The workflow's steps differ from those the execution's journal records.
+    #[error(
+        "execution `{execution}` was started with other steps than workflow `{workflow}` has now"
+    )]
+    WorkflowMismatch {
+        /// The workflow.
+        workflow: Arc<str>,
+        /// The execution.
+        execution: ExecutionId,
+    },
     /// Two registered agents share a name.
     #[error("two agents are registered as `{agent}`")]
     DuplicateAgent {
@@ -281,6 +297,8 @@ impl Error {
             Error::Validation(_) => "validation",
             Error::UnknownAgent { .. } => "unknown_agent",
             Error::DuplicateAgent { .. } => "duplicate_agent",
+            Error::UnknownWorkflow { .. } => "unknown_workflow",
+            Error::WorkflowMismatch { .. } => "workflow_mismatch",
             Error::Agent { .. } => "agent",
             Error::Timeout { .. } => "timeout",
             Error::CircuitOpen { .. } => "circuit_open",

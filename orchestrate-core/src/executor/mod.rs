@@ -8,6 +8,7 @@
 //! output is journaled before its successors run.
 
 mod attempt;
+mod resume;
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU32;
@@ -105,6 +106,8 @@ pub(crate) struct Driver {
     journal_broken: bool,
     failure: Option<Error>,
     cancelling: bool,
+    /// A resumed execution whose journal already holds `CancelRequested`.
+    cancel_recorded: bool,
     any_failed: bool,
 }
 
@@ -145,6 +148,7 @@ impl Driver {
             journal_broken: false,
             failure: None,
             cancelling: false,
+            cancel_recorded: false,
             any_failed: false,
             shared,
             wf,
@@ -173,6 +177,11 @@ impl Driver {
         for i in wf.plan.entries() {
             self.make_ready(i);
         }
+        self.drive().await;
+    }
+
+    /// The scheduling loop, from whatever state the driver is in, to the end.
+    async fn drive(mut self) {
         self.dispatch().await;
         while self.unresolved > 0 {
             if self.shared.cancel.is_cancelled() {
@@ -468,7 +477,7 @@ impl Driver {
     /// not finished by then is recorded `Cancelled`.
     async fn cancel_running(&mut self) {
         self.cancelling = true;
-        if self.failure.is_none() {
+        if self.failure.is_none() && !self.cancel_recorded {
             self.record(EventKind::CancelRequested);
         }
         self.flush().await;

@@ -48,6 +48,12 @@ pub enum EventKind {
         /// Every step id, in plan order.
         steps: Vec<Arc<str>>,
     },
+    /// A process took the execution over from its journal after the one
+    /// running it stopped.
+    ExecutionResumed {
+        /// Steps that were scheduled or running when it stopped, and run again.
+        rerun: Vec<Arc<str>>,
+    },
     /// A step's dependencies are satisfied; it waits for a slot.
     StepScheduled {
         /// The step.
@@ -194,6 +200,7 @@ impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::ExecutionStarted { .. } => "execution_started",
+            EventKind::ExecutionResumed { .. } => "execution_resumed",
             EventKind::StepScheduled { .. } => "step_scheduled",
             EventKind::StepStarted { .. } => "step_started",
             EventKind::AttemptStarted { .. } => "attempt_started",

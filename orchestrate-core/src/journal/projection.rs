@@ -149,6 +149,12 @@ impl ExecutionView {
                     .map(|(i, s)| (s, i))
                     .collect();
             }
+            EventKind::ExecutionResumed { rerun } => {
+                self.status = ExecutionStatus::Running;
+                for step in rerun {
+                    self.with_step(step, |s| s.status = StepStatus::Pending);
+                }
+            }
             EventKind::StepScheduled { step } => {
                 self.with_step(step, |s| s.status = StepStatus::Scheduled);
             }
@@ -206,6 +212,18 @@ impl ExecutionView {
                 self.error = error.clone();
             }
         }
+    }
+
+    pub(crate) fn input_arc(&self) -> &Arc<Value> {
+        &self.input
+    }
+
+    pub(crate) fn correlation_arc(&self) -> &Arc<str> {
+        &self.correlation_id
+    }
+
+    pub(crate) fn idempotency_arc(&self) -> Option<&Arc<str>> {
+        self.idempotency_key.as_ref()
     }
 
     fn with_step(&mut self, step: &str, f: impl FnOnce(&mut StepView)) {

@@ -308,6 +308,132 @@ impl Orchestrator {
         ))))
     }
 
+    /// Takes over an execution whose process stopped before it finished:
+    /// rebuilds it from the store's journal, keeps the outputs of completed
+    /// steps (they are never run again), re-runs the steps that were in
+    /// flight, and continues. The workflow is the registered one of the name
+    /// the journal records.
+    ///
+    /// A running or finished execution is returned as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExecutionNotFound`], [`Error::UnknownWorkflow`] when its
+    /// workflow is not registered, [`Error::WorkflowMismatch`] when the
+    /// registered workflow's steps differ from the journal's, store errors.
+    pub async fn resume(&self, id: &ExecutionId) -> Result<Execution, Error> {
+        let (events, view) = match self.load_unfinished(id).await? {
+            Ok(view) => view,
+            Err(execution) => return Ok(execution),
+        };
+        let workflow = self
+            .inner
+            .workflows
+            .get(view.workflow())
+            .cloned()
+            .ok_or_else(|| Error::UnknownWorkflow {
+                workflow: view.workflow().into(),
+            })?;
+        self.restore(&workflow, id, &events, view)
+    }
+
+    /// Like [`resume`](Self::resume) with an explicit workflow (e.g. one bound
+    /// with [`bind`](Self::bind) rather than registered).
+    ///
+    /// # Errors
+    ///
+    /// As [`resume`](Self::resume).
+    pub async fn resume_with(
+        &self,
+        workflow: &Workflow,
+        id: &ExecutionId,
+    ) -> Result<Execution, Error> {
+        match self.load_unfinished(id).await? {
+            Ok((events, view)) => self.restore(workflow, id, &events, view),
+            Err(execution) => Ok(execution),
+        }
+    }
+
+    /// The journal and view of an unfinished execution no process here is
+    /// running, or the handle to use instead.
+    async fn load_unfinished(
+        &self,
+        id: &ExecutionId,
+    ) -> Result<Result<(Vec<Arc<crate::journal::Event>>, ExecutionView), Execution>, Error> {
+        if let Some(shared) = self.registry().get(id).cloned() {
+            return Ok(Err(Execution::new(shared)));
+        }
+        let events = match self.inner.store.load(id, 0).await {
+            Ok(events) if !events.is_empty() => events,
+            Ok(_) | Err(StoreError::NotFound { .. }) => {
+                return Err(Error::ExecutionNotFound(id.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let view = ExecutionView::from_events(events.iter().map(|e| &**e));
+        if view.status().is_terminal() {
+            return Ok(Err(self.execution(id).await?));
+        }
+        Ok(Ok((events, view)))
+    }
+
+    fn restore(
+        &self,
+        workflow: &Workflow,
+        id: &ExecutionId,
+        events: &[Arc<crate::journal::Event>],
+        view: ExecutionView,
+    ) -> Result<Execution, Error> {
+        let plan = workflow.plan();
+        let same_steps = view.steps().len() == plan.len()
+            && view
+                .steps()
+                .iter()
+                .zip(plan.steps())
+                .all(|(v, p)| v.id == *p.id());
+        if !same_steps {
+            return Err(Error::WorkflowMismatch {
+                workflow: plan.name().clone(),
+                execution: id.clone(),
+            });
+        }
+        let inner = &self.inner;
+        let shared = Arc::new(Shared::new(
+            id.clone(),
+            inner.store.clone(),
+            inner.bus.clone(),
+            inner.shutdown.child_token(),
+        ));
+        {
+            let mut registry = self.registry();
+            if let Some(live) = registry.get(id) {
+                return Ok(Execution::new(live.clone()));
+            }
+            registry.insert(id.clone(), shared.clone());
+        }
+        *shared.view.lock().unwrap_or_else(PoisonError::into_inner) = view.clone();
+        let span = tracing::info_span!(
+            "execution",
+            execution_id = %id,
+            workflow = %workflow.name(),
+            correlation_id = %view.correlation_id(),
+            resumed = true,
+        );
+        let last_at_us = events.last().map_or(0, |e| e.at_us);
+        let driver = Driver::new(
+            shared.clone(),
+            workflow.inner.clone(),
+            inner.limits.clone(),
+            view.input_arc().clone(),
+            view.correlation_arc().clone(),
+            view.idempotency_arc().cloned(),
+            inner.running.clone(),
+        )
+        .restore(&view, last_at_us);
+        inner.tracker.spawn(driver.run_restored().instrument(span));
+        Ok(Execution::new(shared))
+    }
+
     /// Cancels every running execution and waits for them to finish
     /// (each gets its cancellation grace period).
     pub async fn shutdown(&self) {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{check_batch, Store, StoreError};
+use super::{check_batch, ExecutionQuery, ExecutionSummary, Store, StoreError};
 use crate::ids::ExecutionId;
 use crate::journal::{Event, EventKind};
 
@@ -206,6 +206,42 @@ impl Store for MemoryStore {
             .unwrap_or(usize::MAX)
             .min(journal.len());
         Ok(journal[from..].to_vec())
+    }
+
+    async fn list_executions(
+        &self,
+        query: &ExecutionQuery,
+    ) -> Result<Vec<ExecutionSummary>, StoreError> {
+        let journals: Vec<Journal> = self
+            .journals
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut found: Vec<(u64, ExecutionSummary)> = journals
+            .iter()
+            .filter_map(|j| {
+                let j = j.lock().unwrap_or_else(PoisonError::into_inner);
+                let first = j.first()?;
+                let mut summary = ExecutionSummary::from_start(first)?;
+                for e in j.iter() {
+                    summary.apply(e);
+                }
+                let started = match &first.kind {
+                    EventKind::ExecutionStarted { started_at_ms, .. } => *started_at_ms,
+                    _ => 0,
+                };
+                summary.matches(query).then_some((started, summary))
+            })
+            .collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        let limit = if query.limit == 0 {
+            usize::MAX
+        } else {
+            query.limit
+        };
+        Ok(found.into_iter().take(limit).map(|(_, s)| s).collect())
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::error::SharedError;
 use crate::ids::ExecutionId;
-use crate::journal::Event;
+use crate::journal::{Event, EventKind, ExecutionStatus};
 
 pub use memory::{MemoryStore, MemoryStoreConfig};
 
@@ -51,6 +51,13 @@ pub trait Store: Send + Sync + 'static {
     async fn load(&self, execution: &ExecutionId, from: u64)
         -> Result<Vec<Arc<Event>>, StoreError>;
 
+    /// Summaries of the executions matching `query`, most recently started
+    /// first (e.g. the unfinished ones to resume after a crash).
+    async fn list_executions(
+        &self,
+        query: &ExecutionQuery,
+    ) -> Result<Vec<ExecutionSummary>, StoreError>;
+
     /// Reads a key of the key-value area; expired keys read as absent.
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError>;
 
@@ -73,6 +80,82 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a key; returns whether it was present.
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError>;
+}
+
+/// Which executions [`Store::list_executions`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionQuery {
+    /// Only executions in this status (`Running` includes executions whose
+    /// process stopped before they finished).
+    pub status: Option<ExecutionStatus>,
+    /// Only executions of this workflow.
+    pub workflow: Option<String>,
+    /// At most this many (0: no limit).
+    pub limit: usize,
+}
+
+impl ExecutionQuery {
+    /// Every execution.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Executions that started and have not finished.
+    pub fn unfinished() -> Self {
+        Self {
+            status: Some(ExecutionStatus::Running),
+            ..Self::default()
+        }
+    }
+}
+
+/// One execution as [`Store::list_executions`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionSummary {
+    /// The execution.
+    pub id: ExecutionId,
+    /// Its workflow.
+    pub workflow: String,
+    /// Its status, from its journal.
+    pub status: ExecutionStatus,
+    /// The idempotency key it was started with.
+    pub idempotency_key: Option<String>,
+    /// The number of events in its journal.
+    pub events: u64,
+}
+
+impl ExecutionSummary {
+    /// Starts a summary from an execution's first event.
+    pub fn from_start(event: &Event) -> Option<Self> {
+        match &event.kind {
+            EventKind::ExecutionStarted {
+                workflow,
+                idempotency_key,
+                ..
+            } => Some(Self {
+                id: event.execution_id.clone(),
+                workflow: workflow.to_string(),
+                status: ExecutionStatus::Running,
+                idempotency_key: idempotency_key.as_deref().map(str::to_owned),
+                events: 0,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Folds later events into the summary.
+    pub fn apply(&mut self, event: &Event) {
+        self.events = event.seq + 1;
+        if let EventKind::ExecutionFinished { status, .. } = &event.kind {
+            self.status = *status;
+        }
+    }
+
+    /// Whether it matches `query` (ignoring the limit).
+    pub fn matches(&self, query: &ExecutionQuery) -> bool {
+        query.status.is_none_or(|s| s == self.status)
+            && query.workflow.as_deref().is_none_or(|w| w == self.workflow)
+    }
 }
 
 /// A store failure.
@@ -103,6 +186,51 @@ pub enum StoreError {
     NotFound {
         /// The execution.
         execution: ExecutionId,
+    },
+    /// A stored record does not match its checksum, or cannot be decoded:
+    /// it was corrupted or tampered with, and is never returned as data.
+    #[error("execution `{execution}`, seq {seq}{}: corrupt record: {reason}", step.as_ref().map(|s| format!(", step `{s}`")).unwrap_or_default())]
+    Corrupt {
+        /// The execution.
+        execution: ExecutionId,
+        /// The record's sequence number.
+        seq: u64,
+        /// The step the record is about, when it could be read.
+        step: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database was written by a newer version of this library.
+    #[error(
+        "{location}: schema version {found} is newer than the {supported} this build supports"
+    )]
+    SchemaTooNew {
+        /// Which database.
+        location: String,
+        /// The version found.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The store could not be reached.
+    #[error("cannot reach the {backend} store at {location}: {source}")]
+    Unreachable {
+        /// Which backend.
+        backend: &'static str,
+        /// Where (a URL without its password, or a path).
+        location: String,
+        /// The cause.
+        #[source]
+        source: SharedError,
+    },
+    /// A stored value could not be encoded or decoded (e.g. a wrong
+    /// encryption key).
+    #[error("{what}: {reason}")]
+    Codec {
+        /// What was being read or written.
+        what: String,
+        /// Why it failed.
+        reason: String,
     },
     /// The backend failed (connection, I/O, ...).
     #[error("{backend} store: {source}")]

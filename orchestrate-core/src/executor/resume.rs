@@ -1,0 +1,93 @@
+//! Rebuilding a driver from an execution's journal after its process stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrate_graph::OnError;
+use tokio::time::Instant;
+
+use super::{Driver, Phase};
+use crate::error::Error;
+use crate::journal::{EventKind, ExecutionView, SkipReason, StepStatus};
+
+impl Driver {
+    /// Restores the state the journal describes: completed steps keep their
+    /// outputs and are never run again; steps that were scheduled or running
+    /// when the process stopped are scheduled anew.
+    ///
+    /// `view` must be the fold of the whole journal and its step ids must be
+    /// the plan's (checked by the caller); `last_at_us` is the last event's
+    /// timestamp, so that timestamps stay monotonic.
+    pub(crate) fn restore(mut self, view: &ExecutionView, last_at_us: u64) -> Self {
+        let wf = self.wf.clone();
+        self.seq = view.next_seq();
+        self.started = Instant::now()
+            .checked_sub(Duration::from_micros(last_at_us))
+            .unwrap_or_else(Instant::now);
+        self.cancel_recorded = view.cancel_requested();
+        let mut rerun = Vec::new();
+        for (i, step) in view.steps().iter().enumerate() {
+            match step.status {
+                StepStatus::Succeeded => self.outputs[i] = step.output.clone(),
+                StepStatus::Failed => {
+                    self.any_failed = true;
+                    if wf.plan.steps()[i].policy().on_error == OnError::Fail {
+                        // The process stopped between the failure and the end.
+                        self.failure.get_or_insert(Error::Failed {
+                            execution: self.shared.id.clone(),
+                            cause: step.error.clone(),
+                        });
+                    }
+                }
+                StepStatus::Skipped | StepStatus::Cancelled => {}
+                StepStatus::Scheduled | StepStatus::Running => {
+                    rerun.push(step.id.clone());
+                    continue;
+                }
+                StepStatus::Pending => continue,
+            }
+            self.phase[i] = Phase::Done;
+            self.unresolved -= 1;
+        }
+        self.record(EventKind::ExecutionResumed { rerun });
+        if self.failure.is_some() || self.cancel_recorded {
+            self.shared.cancel.cancel();
+        }
+        // Readiness of what is left, from the finished steps.
+        let succeeded = |i: usize| view.steps()[i].status == StepStatus::Succeeded;
+        for i in 0..wf.plan.len() {
+            if self.phase[i] == Phase::Done {
+                continue;
+            }
+            let deps = wf.plan.steps()[i].deps();
+            self.remaining[i] = deps
+                .iter()
+                .filter(|&&d| self.phase[d] != Phase::Done)
+                .count() as u32;
+            self.blocked_by[i] = deps
+                .iter()
+                .copied()
+                .find(|&d| self.phase[d] == Phase::Done && !succeeded(d));
+        }
+        for i in 0..wf.plan.len() {
+            if self.phase[i] != Phase::Waiting || self.remaining[i] != 0 {
+                continue;
+            }
+            match self.blocked_by[i] {
+                Some(b) => self.skip(
+                    i,
+                    SkipReason::Upstream {
+                        step: Arc::clone(wf.plan.steps()[b].id()),
+                    },
+                ),
+                None => self.make_ready(i),
+            }
+        }
+        self
+    }
+
+    /// Continues a restored execution to its end.
+    pub(crate) async fn run_restored(self) {
+        self.drive().await;
+    }
+}
