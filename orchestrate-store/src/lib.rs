@@ -1,17 +1,38 @@
 //! Durable backends for `orchestrate`: implementations of
-//! [`orchestrate_core::store::Store`] and [`orchestrate_core::bus::EventBus`].
+//! [`orchestrate_core::store::Store`] (and, to come, of
+//! [`orchestrate_core::bus::EventBus`]) behind cargo features.
 //!
-//! # Status
+//! | Feature  | Description                                        | Default |
+//! |----------|----------------------------------------------------|---------|
+//! | `sqlite` | [`sqlite::SqliteStore`]: one file, WAL, group commit | yes     |
+//! | `full`   | every backend                                      | no      |
 //!
-//! This crate is reserved and empty: the SQLite (default) and PostgreSQL
-//! stores and the Redis Streams bus land with the durable-state issue, each
-//! behind a cargo feature of its name.
+//! The PostgreSQL store and the Redis Streams bus are next.
 //!
-//! Until then, use the in-memory store and bus of `orchestrate-core`:
+//! Every backend stores each journal record once, with a record version and
+//! a CRC-32 checked on every read, and passes the conformance suite of
+//! `orchestrate-testing`.
 //!
 //! ```
-//! use orchestrate_core::store::MemoryStore;
-//! let _store = MemoryStore::new();
+//! use orchestrate_core::{agent_fn, Orchestrator};
+//! use orchestrate_graph::{StepDef, WorkflowDef};
+//! use orchestrate_store::sqlite::SqliteStore;
+//! use serde_json::json;
+//! use std::sync::Arc;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Arc::new(SqliteStore::open(dir.path().join("runs.db")).await?);
+//! let orchestrator = Orchestrator::builder()
+//!     .agent(agent_fn("echo", |input, _| async move { Ok(input) }))
+//!     .store(store.clone())
+//!     .build()?;
+//! let wf = orchestrator.bind(&WorkflowDef::builder("w").step(StepDef::new("s", "echo").input(json!(1))).build())?;
+//! let done = orchestrator.run(&wf, json!(null)).await?.await?;
+//! assert_eq!(done.output("s"), Some(&json!(1)));
+//! # Ok(())
+//! # }
 //! ```
 
 #![warn(
@@ -21,3 +42,13 @@
     unreachable_pub
 )]
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+#[cfg(feature = "sqlite")]
+mod codec;
+
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;

@@ -37,6 +37,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod mock;
+pub mod store_conformance;
 pub mod strategy;
 
 pub use mock::{Call, MockAgent};

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::time::Instant;
 
+use super::clock::{expiry_ms, Clock, TokioClock};
 use super::{check_batch, ExecutionQuery, ExecutionSummary, Store, StoreError};
 use crate::ids::ExecutionId;
 use crate::journal::{Event, EventKind};
@@ -18,12 +18,16 @@ pub struct MemoryStoreConfig {
     /// Finished executions kept; the oldest finished journal is dropped past
     /// this (default 10,000). Running executions are never dropped.
     pub max_finished_executions: usize,
+    /// The clock key-value expiry is measured against (default
+    /// [`TokioClock`], so paused tokio time moves it).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for MemoryStoreConfig {
     fn default() -> Self {
         Self {
             max_finished_executions: 10_000,
+            clock: Arc::new(TokioClock::new()),
         }
     }
 }
@@ -32,12 +36,12 @@ type Journal = Arc<Mutex<Vec<Arc<Event>>>>;
 
 struct KvEntry {
     value: Value,
-    expires: Option<Instant>,
+    expires_ms: Option<u64>,
 }
 
 impl KvEntry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|t| t > now)
+    fn live(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_none_or(|t| t > now_ms)
     }
 }
 
@@ -48,7 +52,7 @@ struct Kv {
 }
 
 impl Kv {
-    fn put(&mut self, key: &str, value: Value, ttl: Option<Duration>, now: Instant) {
+    fn put(&mut self, key: &str, value: Value, ttl: Option<Duration>, now: u64) {
         self.writes_since_sweep += 1;
         // Expired keys are dropped on read; a periodic sweep bounds the ones
         // nobody reads again.
@@ -60,7 +64,7 @@ impl Kv {
             key.to_owned(),
             KvEntry {
                 value,
-                expires: ttl.map(|t| now + t),
+                expires_ms: expiry_ms(now, ttl),
             },
         );
     }
@@ -245,7 +249,7 @@ impl Store for MemoryStore {
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        let now = Instant::now();
+        let now = self.config.clock.now_ms();
         let mut kv = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
         match kv.entries.get(key) {
             Some(e) if e.live(now) => Ok(Some(e.value.clone())),
@@ -263,7 +267,7 @@ impl Store for MemoryStore {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let now = Instant::now();
+        let now = self.config.clock.now_ms();
         self.kv
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -277,7 +281,7 @@ impl Store for MemoryStore {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<Option<Value>, StoreError> {
-        let now = Instant::now();
+        let now = self.config.clock.now_ms();
         let mut kv = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = kv.entries.get(key).filter(|e| e.live(now)) {
             return Ok(Some(e.value.clone()));
@@ -287,7 +291,7 @@ impl Store for MemoryStore {
     }
 
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
-        let now = Instant::now();
+        let now = self.config.clock.now_ms();
         let mut kv = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(kv.entries.remove(key).is_some_and(|e| e.live(now)))
     }

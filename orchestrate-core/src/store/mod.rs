@@ -1,5 +1,6 @@
 //! Persistence: the [`Store`] trait and the in-memory implementation.
 
+mod clock;
 mod memory;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::error::SharedError;
 use crate::ids::ExecutionId;
 use crate::journal::{Event, EventKind, ExecutionStatus};
 
+pub use clock::{expiry_ms, Clock, ManualClock, SystemClock, TokioClock};
 pub use memory::{MemoryStore, MemoryStoreConfig};
 
 /// Where executions keep their journals and the key-value area (cache,
@@ -258,10 +260,13 @@ impl StoreError {
     }
 }
 
-pub(crate) fn check_batch(
-    execution: &ExecutionId,
-    events: &[Arc<Event>],
-) -> Result<(), StoreError> {
+/// Checks that a batch is consecutive and all of `execution`; every backend
+/// calls it before writing.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidBatch`] naming the first offending event.
+pub fn check_batch(execution: &ExecutionId, events: &[Arc<Event>]) -> Result<(), StoreError> {
     let invalid = |reason: String| StoreError::InvalidBatch {
         execution: execution.clone(),
         reason,

@@ -1,0 +1,216 @@
+//! How journal events are stored: JSON with a record version and a CRC-32.
+
+use std::sync::Arc;
+
+use orchestrate_core::journal::{Event, EventKind, ExecutionStatus};
+use orchestrate_core::store::StoreError;
+use orchestrate_core::ExecutionId;
+
+/// The version of the stored record format this build writes and reads.
+pub(crate) const RECORD_VERSION: i64 = 1;
+
+/// One event ready to be written.
+pub(crate) struct Encoded {
+    pub(crate) seq: i64,
+    pub(crate) kind: &'static str,
+    pub(crate) step: Option<String>,
+    pub(crate) record: Vec<u8>,
+    pub(crate) checksum: i64,
+}
+
+pub(crate) fn checksum(record: &[u8]) -> i64 {
+    i64::from(crc32fast::hash(record))
+}
+
+pub(crate) fn encode(event: &Event) -> Result<Encoded, StoreError> {
+    let record = serde_json::to_vec(event).map_err(|e| StoreError::Codec {
+        what: format!("execution `{}`, seq {}", event.execution_id, event.seq),
+        reason: e.to_string(),
+    })?;
+    Ok(Encoded {
+        seq: i64::try_from(event.seq).unwrap_or(i64::MAX),
+        kind: event.kind.name(),
+        step: event.kind.step().map(|s| s.to_string()),
+        checksum: checksum(&record),
+        record,
+    })
+}
+
+/// Decodes a stored row, refusing anything whose checksum, version or
+/// identity does not match.
+pub(crate) fn decode(
+    execution: &ExecutionId,
+    seq: i64,
+    step: Option<String>,
+    record: &[u8],
+    stored_checksum: i64,
+    version: i64,
+) -> Result<Arc<Event>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        execution: execution.clone(),
+        seq: u64::try_from(seq).unwrap_or(0),
+        step: step.clone(),
+        reason,
+    };
+    if version > RECORD_VERSION {
+        return Err(corrupt(format!(
+            "record version {version} is newer than the {RECORD_VERSION} this build reads"
+        )));
+    }
+    let actual = checksum(record);
+    if actual != stored_checksum {
+        return Err(corrupt(format!(
+            "checksum mismatch (stored {stored_checksum:08x}, computed {actual:08x})"
+        )));
+    }
+    let event: Event =
+        serde_json::from_slice(record).map_err(|e| corrupt(format!("undecodable: {e}")))?;
+    if &event.execution_id != execution || i64::try_from(event.seq).ok() != Some(seq) {
+        return Err(corrupt(format!(
+            "record belongs to `{}` seq {}",
+            event.execution_id, event.seq
+        )));
+    }
+    Ok(Arc::new(event))
+}
+
+/// The stored text of a status.
+pub(crate) fn status_text(status: ExecutionStatus) -> &'static str {
+    match status {
+        ExecutionStatus::Pending => "pending",
+        ExecutionStatus::Running => "running",
+        ExecutionStatus::Succeeded => "succeeded",
+        ExecutionStatus::PartiallySucceeded => "partially_succeeded",
+        ExecutionStatus::Failed => "failed",
+        ExecutionStatus::Cancelled => "cancelled",
+    }
+}
+
+pub(crate) fn parse_status(text: &str) -> Option<ExecutionStatus> {
+    Some(match text {
+        "pending" => ExecutionStatus::Pending,
+        "running" => ExecutionStatus::Running,
+        "succeeded" => ExecutionStatus::Succeeded,
+        "partially_succeeded" => ExecutionStatus::PartiallySucceeded,
+        "failed" => ExecutionStatus::Failed,
+        "cancelled" => ExecutionStatus::Cancelled,
+        _ => return None,
+    })
+}
+
+/// What a batch of events changes in the executions projection.
+pub(crate) struct ProjectionChange<'a> {
+    /// `(workflow, idempotency key, started at)` when the batch starts the execution.
+    pub(crate) started: Option<(&'a str, Option<&'a str>, i64)>,
+    /// The final status when the batch finishes it.
+    pub(crate) finished: Option<ExecutionStatus>,
+    /// The journal length after the batch.
+    pub(crate) events: i64,
+}
+
+pub(crate) fn projection_change(events: &[Arc<Event>]) -> ProjectionChange<'_> {
+    let mut change = ProjectionChange {
+        started: None,
+        finished: None,
+        events: events
+            .last()
+            .map_or(0, |e| i64::try_from(e.seq + 1).unwrap_or(i64::MAX)),
+    };
+    for e in events {
+        match &e.kind {
+            EventKind::ExecutionStarted {
+                workflow,
+                idempotency_key,
+                started_at_ms,
+                ..
+            } => {
+                change.started = Some((
+                    workflow,
+                    idempotency_key.as_deref(),
+                    i64::try_from(*started_at_ms).unwrap_or(i64::MAX),
+                ))
+            }
+            EventKind::ExecutionResumed { .. } => change.finished = None,
+            EventKind::ExecutionFinished { status, .. } => change.finished = Some(*status),
+            _ => {}
+        }
+    }
+    change
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event {
+            execution_id: "e".into(),
+            seq: 3,
+            at_us: 7,
+            kind: EventKind::StepScheduled { step: "s".into() },
+        }
+    }
+
+    #[test]
+    fn round_trips_and_detects_any_flipped_bit() {
+        let enc = encode(&event()).unwrap();
+        let back = decode(
+            &"e".into(),
+            3,
+            enc.step.clone(),
+            &enc.record,
+            enc.checksum,
+            RECORD_VERSION,
+        )
+        .unwrap();
+        assert_eq!(*back, event());
+        for i in 0..enc.record.len() {
+            let mut bad = enc.record.clone();
+            bad[i] ^= 0x10;
+            let err = decode(
+                &"e".into(),
+                3,
+                Some("s".into()),
+                &bad,
+                enc.checksum,
+                RECORD_VERSION,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, StoreError::Corrupt { seq: 3, ref step, .. } if step.as_deref() == Some("s"))
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_newer_versions_and_misplaced_records() {
+        let enc = encode(&event()).unwrap();
+        assert!(decode(
+            &"e".into(),
+            3,
+            None,
+            &enc.record,
+            enc.checksum,
+            RECORD_VERSION + 1
+        )
+        .is_err());
+        assert!(decode(
+            &"other".into(),
+            3,
+            None,
+            &enc.record,
+            enc.checksum,
+            RECORD_VERSION
+        )
+        .is_err());
+        assert!(decode(
+            &"e".into(),
+            4,
+            None,
+            &enc.record,
+            enc.checksum,
+            RECORD_VERSION
+        )
+        .is_err());
+    }
+}

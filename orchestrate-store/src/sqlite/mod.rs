@@ -1,0 +1,390 @@
+//! The SQLite store: one file, WAL, a single group-committing writer.
+
+mod migrate;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestrate_core::journal::Event;
+use orchestrate_core::store::{
+    check_batch, expiry_ms, Clock, ExecutionQuery, ExecutionSummary, Store, StoreError, SystemClock,
+};
+use orchestrate_core::ExecutionId;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::{decode, encode, parse_status, projection_change};
+pub use migrate::SCHEMA_VERSION;
+use writer::{Append, WriteOp};
+
+/// What a committed write survives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// A crash or kill of the process (WAL with `synchronous=NORMAL`): the
+    /// default. A power loss may lose the last commits, never corrupt.
+    #[default]
+    Process,
+    /// A power loss as well (`synchronous=FULL`: every commit is fsynced).
+    PowerLoss,
+}
+
+/// Settings of a [`SqliteStore`].
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// What commits survive (default [`Durability::Process`]).
+    pub durability: Durability,
+    /// How long a write waits for another process's write lock (default 5 s).
+    pub busy_timeout: Duration,
+    /// Connections for reads (default 4).
+    pub read_connections: u32,
+    /// The clock key-value expiry is measured against (default the system clock).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Process,
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl SqliteConfig {
+    /// Sets the durability.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets the clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// A [`Store`] in one SQLite file: the embedded, durable default.
+///
+/// Every journal record is stored once with a record version and a CRC-32,
+/// and checked on every read: a corrupt record is an error naming the
+/// execution, the sequence number and the step, never data. Writes go
+/// through one task that commits whatever is queued in one transaction
+/// (group commit); reads use a pool. Several processes may share the file.
+///
+/// # Examples
+///
+/// ```
+/// use orchestrate_store::sqlite::SqliteStore;
+/// use orchestrate_core::store::Store;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), orchestrate_core::store::StoreError> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("orchestrate.db")).await?;
+/// store.kv_put("greeting", serde_json::json!("hello"), None).await?;
+/// assert_eq!(store.kv_get("greeting").await?, Some(serde_json::json!("hello")));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct SqliteStore {
+    reads: SqlitePool,
+    writes: mpsc::Sender<WriteOp>,
+    writer: tokio::task::JoinHandle<()>,
+    location: String,
+    clock: Arc<dyn Clock>,
+}
+
+pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
+    let retryable = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock.
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("5" | "6" | "517")),
+        _ => false,
+    };
+    StoreError::Backend {
+        backend: "sqlite",
+        retryable,
+        source: Arc::new(e),
+    }
+}
+
+pub(crate) fn parse_kv(key: &str, text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Codec {
+        what: format!("key `{key}`"),
+        reason: e.to_string(),
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default settings.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unreachable`] when the file cannot be opened or created,
+    /// [`StoreError::SchemaTooNew`] when a newer build wrote it.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteConfig::default()).await
+    }
+
+    /// Opens the database at `path` with `config`, applying migrations.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        config: SqliteConfig,
+    ) -> Result<Self, StoreError> {
+        let location = path.as_ref().display().to_string();
+        let options = SqliteConnectOptions::new()
+            .filename(path.as_ref())
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match config.durability {
+                Durability::Process => SqliteSynchronous::Normal,
+                Durability::PowerLoss => SqliteSynchronous::Full,
+            })
+            .busy_timeout(config.busy_timeout);
+        let unreachable = |e: sqlx::Error| StoreError::Unreachable {
+            backend: "sqlite",
+            location: location.clone(),
+            source: Arc::new(e),
+        };
+        let writes = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(unreachable)?;
+        migrate::migrate(&writes, &location).await?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(config.read_connections.max(1))
+            .connect_with(options)
+            .await
+            .map_err(unreachable)?;
+        let (tx, rx) = mpsc::channel(4096);
+        let writer = tokio::spawn(writer::run(writes, rx));
+        Ok(Self {
+            reads,
+            writes: tx,
+            writer,
+            location,
+            clock: config.clock,
+        })
+    }
+
+    /// Where the database is.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Finishes the queued writes and closes the database.
+    pub async fn close(self) {
+        drop(self.writes);
+        if let Err(e) = self.writer.await {
+            tracing::error!(error = %e, "sqlite writer task failed");
+        }
+        self.reads.close().await;
+    }
+
+    async fn write<T>(
+        &self,
+        op: WriteOp,
+        reply: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let closed = || StoreError::Backend {
+            backend: "sqlite",
+            retryable: false,
+            source: Arc::new(std::io::Error::other("the store's writer has stopped")),
+        };
+        self.writes.send(op).await.map_err(|_| closed())?;
+        reply.await.map_err(|_| closed())?
+    }
+
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
+    }
+
+    fn kv_expiry(&self, ttl: Option<Duration>) -> Option<i64> {
+        expiry_ms(self.clock.now_ms(), ttl).map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+    }
+}
+
+fn kv_text(key: &str, value: &Value) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Codec {
+        what: format!("key `{key}`"),
+        reason: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(
+        &self,
+        execution: &ExecutionId,
+        events: &[Arc<Event>],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        check_batch(execution, events)?;
+        let rows = events
+            .iter()
+            .map(|e| encode(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let append = Append::new(execution.clone(), rows, projection_change(events));
+        let (tx, rx) = oneshot::channel();
+        self.write(WriteOp::Append(append, tx), rx).await
+    }
+
+    async fn load(
+        &self,
+        execution: &ExecutionId,
+        from: u64,
+    ) -> Result<Vec<Arc<Event>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, step, record, checksum, record_version FROM orchestrate_journal
+             WHERE execution_id = ? AND seq >= ? ORDER BY seq",
+        )
+        .bind(execution.as_str())
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend_error)?;
+        if rows.is_empty() {
+            let exists =
+                sqlx::query("SELECT 1 FROM orchestrate_journal WHERE execution_id = ? LIMIT 1")
+                    .bind(execution.as_str())
+                    .fetch_optional(&self.reads)
+                    .await
+                    .map_err(backend_error)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound {
+                    execution: execution.clone(),
+                });
+            }
+        }
+        rows.iter()
+            .map(|row| {
+                let get = |e: sqlx::Error| backend_error(e);
+                decode(
+                    execution,
+                    row.try_get("seq").map_err(get)?,
+                    row.try_get("step").map_err(get)?,
+                    row.try_get::<&[u8], _>("record").map_err(get)?,
+                    row.try_get("checksum").map_err(get)?,
+                    row.try_get("record_version").map_err(get)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn list_executions(
+        &self,
+        query: &ExecutionQuery,
+    ) -> Result<Vec<ExecutionSummary>, StoreError> {
+        let status = query.status.map(crate::codec::status_text);
+        let limit = if query.limit == 0 {
+            -1
+        } else {
+            i64::try_from(query.limit).unwrap_or(i64::MAX)
+        };
+        let rows = sqlx::query(
+            "SELECT id, workflow, status, idempotency_key, events FROM orchestrate_executions
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
+             ORDER BY started_at_ms DESC, id LIMIT ?3",
+        )
+        .bind(status)
+        .bind(query.workflow.as_deref())
+        .bind(limit)
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| {
+                let get = |e: sqlx::Error| backend_error(e);
+                let id: String = row.try_get("id").map_err(get)?;
+                let status: String = row.try_get("status").map_err(get)?;
+                Ok(ExecutionSummary {
+                    status: parse_status(&status).ok_or_else(|| StoreError::Codec {
+                        what: format!("execution `{id}`"),
+                        reason: format!("unknown status `{status}`"),
+                    })?,
+                    id: id.into(),
+                    workflow: row.try_get("workflow").map_err(get)?,
+                    idempotency_key: row.try_get("idempotency_key").map_err(get)?,
+                    events: u64::try_from(row.try_get::<i64, _>("events").map_err(get)?)
+                        .unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query("SELECT value FROM orchestrate_kv WHERE key = ? AND (expires_at_ms IS NULL OR expires_at_ms > ?)")
+            .bind(key)
+            .bind(self.now_ms())
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(backend_error)?;
+        row.map(|r| {
+            parse_kv(
+                key,
+                &r.try_get::<String, _>("value").map_err(backend_error)?,
+            )
+        })
+        .transpose()
+    }
+
+    async fn kv_put(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op = WriteOp::KvPut {
+            key: key.to_owned(),
+            value: kv_text(key, &value)?,
+            expires_at_ms: self.kv_expiry(ttl),
+            now_ms: self.now_ms(),
+            reply: tx,
+        };
+        self.write(op, rx).await
+    }
+
+    async fn kv_put_if_absent(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<Option<Value>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op = WriteOp::KvPutIfAbsent {
+            key: key.to_owned(),
+            value: kv_text(key, &value)?,
+            expires_at_ms: self.kv_expiry(ttl),
+            now_ms: self.now_ms(),
+            reply: tx,
+        };
+        self.write(op, rx).await
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op = WriteOp::KvDelete {
+            key: key.to_owned(),
+            now_ms: self.now_ms(),
+            reply: tx,
+        };
+        self.write(op, rx).await
+    }
+}

@@ -1,0 +1,519 @@
+//! The conformance suite every [`Store`] must pass.
+//!
+//! Invoke [`store_conformance!`](crate::store_conformance) in a test file
+//! with a factory that makes a fresh, empty store for a [`ManualClock`]
+//! (key-value expiry is measured against it); every case becomes a
+//! `#[tokio::test]`:
+//!
+//! ```ignore
+//! orchestrate_testing::store_conformance!(|clock| async move {
+//!     let config = MemoryStoreConfig { clock: Arc::new(clock), ..Default::default() };
+//!     Subject::new(Arc::new(MemoryStore::with_config(config)))
+//! });
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrate_core::journal::{Event, EventKind, ExecutionStatus, SkipReason};
+use orchestrate_core::store::{ExecutionQuery, ManualClock, Store, StoreError};
+use orchestrate_core::{ErrorInfo, ExecutionId};
+use serde_json::json;
+
+/// A store under test, and whatever must live as long as it (a temporary
+/// directory, a schema to drop).
+pub struct Subject {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subject").finish_non_exhaustive()
+    }
+}
+
+impl Subject {
+    /// A store that needs nothing else.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, _keep: None }
+    }
+
+    /// A store that needs `guard` alive.
+    pub fn keeping(store: Arc<dyn Store>, guard: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            store,
+            _keep: Some(Box::new(guard)),
+        }
+    }
+}
+
+/// The clock every case starts at (milliseconds since the epoch).
+pub const START_MS: u64 = 1_700_000_000_000;
+
+async fn subject<F, Fut>(make: &F) -> (Subject, ManualClock)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let clock = ManualClock::new(START_MS);
+    (make(clock.clone()).await, clock)
+}
+
+fn ev(id: &str, seq: u64, kind: EventKind) -> Arc<Event> {
+    Arc::new(Event {
+        execution_id: id.into(),
+        seq,
+        at_us: seq * 10,
+        kind,
+    })
+}
+
+fn started(id: &str, workflow: &str, started_at_ms: u64, key: Option<&str>) -> Arc<Event> {
+    ev(
+        id,
+        0,
+        EventKind::ExecutionStarted {
+            workflow: workflow.into(),
+            version: "1".into(),
+            correlation_id: format!("corr-{id}").into(),
+            input: Arc::new(json!({"q": "x", "n": [1, 2.5, null]})),
+            idempotency_key: key.map(Into::into),
+            started_at_ms,
+            steps: vec!["a".into(), "b".into()],
+        },
+    )
+}
+
+fn finished(id: &str, seq: u64, status: ExecutionStatus) -> Arc<Event> {
+    ev(
+        id,
+        seq,
+        EventKind::ExecutionFinished {
+            status,
+            error: None,
+        },
+    )
+}
+
+/// One event of every kind, as execution `id`'s journal.
+pub fn every_kind(id: &str) -> Vec<Arc<Event>> {
+    let info = ErrorInfo {
+        code: "agent".into(),
+        message: "boom \u{1F4A5} \"quoted\"".into(),
+        retryable: true,
+        attempts: Some(2),
+    };
+    let kinds = vec![
+        EventKind::StepScheduled { step: "a".into() },
+        EventKind::StepStarted {
+            step: "a".into(),
+            agent: "agent-1".into(),
+        },
+        EventKind::AttemptStarted {
+            step: "a".into(),
+            attempt: 1,
+        },
+        EventKind::AttemptFailed {
+            step: "a".into(),
+            attempt: 1,
+            error: info.clone(),
+        },
+        EventKind::RetryScheduled {
+            step: "a".into(),
+            next_attempt: 2,
+            delay_ms: 1500,
+        },
+        EventKind::Throttled {
+            step: "a".into(),
+            attempt: 2,
+            delay_ms: 10,
+        },
+        EventKind::AttemptRejected {
+            step: "a".into(),
+            attempt: 2,
+            reason: "bulkhead full".into(),
+        },
+        EventKind::BreakerTransition {
+            step: "a".into(),
+            breaker: "agent-1".into(),
+            from: "closed".into(),
+            to: "open".into(),
+        },
+        EventKind::Custom {
+            step: "a".into(),
+            name: "progress".into(),
+            payload: json!({"pct": 50, "nested": {"deep": [true, false]}}),
+        },
+        EventKind::StepSucceeded {
+            step: "a".into(),
+            output: Arc::new(json!({"text": "ok", "big": 12345678901234_i64})),
+            attempts: 2,
+            fallback_from: Some(info.clone()),
+        },
+        EventKind::StepFailed {
+            step: "b".into(),
+            error: info.clone(),
+            attempts: 3,
+        },
+        EventKind::StepSkipped {
+            step: "b".into(),
+            reason: SkipReason::Upstream { step: "a".into() },
+        },
+        EventKind::StepCancelled { step: "b".into() },
+        EventKind::CancelRequested,
+        EventKind::ExecutionResumed {
+            rerun: vec!["b".into()],
+        },
+        EventKind::ExecutionFinished {
+            status: ExecutionStatus::Failed,
+            error: Some(info),
+        },
+    ];
+    let mut events = vec![started(id, "kinds", START_MS, Some("key-1"))];
+    events.extend(
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| ev(id, i as u64 + 1, k)),
+    );
+    events
+}
+
+/// Every event kind round-trips unchanged; loads start at any offset.
+pub async fn append_and_load_round_trip<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let id = ExecutionId::from("exec-round-trip");
+    let events = every_kind(id.as_str());
+    s.store.append(&id, &events[..3]).await.unwrap();
+    s.store.append(&id, &events[3..]).await.unwrap();
+    let loaded = s.store.load(&id, 0).await.unwrap();
+    assert_eq!(loaded.len(), events.len());
+    for (a, b) in loaded.iter().zip(&events) {
+        assert_eq!(**a, **b);
+    }
+    let tail = s.store.load(&id, 5).await.unwrap();
+    assert_eq!(tail.first().map(|e| e.seq), Some(5));
+    assert_eq!(tail.len(), events.len() - 5);
+    assert!(s.store.load(&id, 1_000).await.unwrap().is_empty());
+    s.store.append(&id, &[]).await.unwrap();
+}
+
+/// Appends must continue the journal exactly; anything else is refused.
+pub async fn appends_are_checked<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let id = ExecutionId::from("exec-checks");
+    let scheduled = |seq| {
+        ev(
+            "exec-checks",
+            seq,
+            EventKind::StepScheduled { step: "a".into() },
+        )
+    };
+    assert!(matches!(
+        s.store.append(&id, &[scheduled(1)]).await,
+        Err(StoreError::Conflict {
+            expected: 1,
+            actual: 0,
+            ..
+        })
+    ));
+    s.store
+        .append(
+            &id,
+            &[started("exec-checks", "w", START_MS, None), scheduled(1)],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.store.append(&id, &[scheduled(1)]).await,
+        Err(StoreError::Conflict {
+            expected: 1,
+            actual: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.store.append(&id, &[scheduled(2), scheduled(4)]).await,
+        Err(StoreError::InvalidBatch { .. })
+    ));
+    let foreign = ev("someone-else", 2, EventKind::CancelRequested);
+    assert!(matches!(
+        s.store.append(&id, &[foreign]).await,
+        Err(StoreError::InvalidBatch { .. })
+    ));
+    // A refused append wrote nothing.
+    assert_eq!(s.store.load(&id, 0).await.unwrap().len(), 2);
+    assert!(matches!(
+        s.store.load(&ExecutionId::from("never-written"), 0).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// Writers racing on one journal never both append the same sequence number.
+pub async fn racing_appends_never_duplicate<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let id = ExecutionId::from("exec-race");
+    s.store
+        .append(&id, &[started("exec-race", "w", START_MS, None)])
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, id) = (s.store.clone(), id.clone());
+            tokio::spawn(async move {
+                let mut won = 0u64;
+                for _ in 0..25 {
+                    let next = store.load(&id, 0).await.unwrap().len() as u64;
+                    let e = ev(id.as_str(), next, EventKind::CancelRequested);
+                    match store.append(&id, &[e]).await {
+                        Ok(()) => won += 1,
+                        Err(StoreError::Conflict { .. }) => {}
+                        Err(other) => panic!("unexpected {other}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += t.await.unwrap();
+    }
+    let journal = s.store.load(&id, 0).await.unwrap();
+    assert_eq!(journal.len() as u64, won + 1);
+    for (i, e) in journal.iter().enumerate() {
+        assert_eq!(e.seq, i as u64);
+    }
+}
+
+/// Executions are listed from their journals, filtered and newest first.
+pub async fn executions_are_listed<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let runs = [
+        ("e1", "alpha", START_MS, true),
+        ("e2", "alpha", START_MS + 10, false),
+        ("e3", "beta", START_MS + 20, false),
+    ];
+    for (id, wf, at, done) in runs {
+        let mut events = vec![started(id, wf, at, (id == "e2").then_some("k2"))];
+        if done {
+            events.push(finished(id, 1, ExecutionStatus::Succeeded));
+        }
+        s.store
+            .append(&ExecutionId::from(id), &events)
+            .await
+            .unwrap();
+    }
+    let ids = |list: Vec<orchestrate_core::store::ExecutionSummary>| -> Vec<String> {
+        list.into_iter().map(|e| e.id.to_string()).collect()
+    };
+    let all = s
+        .store
+        .list_executions(&ExecutionQuery::all())
+        .await
+        .unwrap();
+    assert_eq!(ids(all.clone()), ["e3", "e2", "e1"]);
+    let e2 = all.iter().find(|e| e.id.as_str() == "e2").unwrap();
+    assert_eq!(e2.idempotency_key.as_deref(), Some("k2"));
+    assert_eq!((e2.workflow.as_str(), e2.events), ("alpha", 1));
+    let unfinished = s
+        .store
+        .list_executions(&ExecutionQuery::unfinished())
+        .await
+        .unwrap();
+    assert_eq!(ids(unfinished), ["e3", "e2"]);
+    let alpha = ExecutionQuery {
+        workflow: Some("alpha".into()),
+        ..ExecutionQuery::all()
+    };
+    assert_eq!(
+        ids(s.store.list_executions(&alpha).await.unwrap()),
+        ["e2", "e1"]
+    );
+    let done = ExecutionQuery {
+        status: Some(ExecutionStatus::Succeeded),
+        ..ExecutionQuery::all()
+    };
+    let done = s.store.list_executions(&done).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].id.as_str(), done[0].events), ("e1", 2));
+    let first = ExecutionQuery {
+        limit: 1,
+        ..ExecutionQuery::all()
+    };
+    assert_eq!(ids(s.store.list_executions(&first).await.unwrap()), ["e3"]);
+    // Finishing moves an execution out of the unfinished list.
+    s.store
+        .append(
+            &ExecutionId::from("e3"),
+            &[finished("e3", 1, ExecutionStatus::Cancelled)],
+        )
+        .await
+        .unwrap();
+    let unfinished = s
+        .store
+        .list_executions(&ExecutionQuery::unfinished())
+        .await
+        .unwrap();
+    assert_eq!(ids(unfinished), ["e2"]);
+}
+
+/// Get, put, overwrite, delete and put-if-absent.
+pub async fn kv_basics<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let store = &s.store;
+    assert_eq!(store.kv_get("k").await.unwrap(), None);
+    store
+        .kv_put("k", json!({"a": [1, "two"]}), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kv_get("k").await.unwrap(),
+        Some(json!({"a": [1, "two"]}))
+    );
+    store.kv_put("k", json!(2), None).await.unwrap();
+    assert_eq!(store.kv_get("k").await.unwrap(), Some(json!(2)));
+    assert_eq!(
+        store.kv_put_if_absent("k", json!(3), None).await.unwrap(),
+        Some(json!(2))
+    );
+    assert_eq!(
+        store.kv_put_if_absent("new", json!(4), None).await.unwrap(),
+        None
+    );
+    assert_eq!(store.kv_get("new").await.unwrap(), Some(json!(4)));
+    assert!(store.kv_delete("k").await.unwrap());
+    assert!(!store.kv_delete("k").await.unwrap());
+    assert_eq!(store.kv_get("k").await.unwrap(), None);
+}
+
+/// Keys expire after their TTL, measured on the store's clock.
+pub async fn kv_entries_expire<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, clock) = subject(&make).await;
+    let store = &s.store;
+    store
+        .kv_put("short", json!(1), Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    store.kv_put("forever", json!(2), None).await.unwrap();
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(store.kv_get("short").await.unwrap(), Some(json!(1)));
+    assert_eq!(
+        store
+            .kv_put_if_absent("short", json!(9), None)
+            .await
+            .unwrap(),
+        Some(json!(1))
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(store.kv_get("short").await.unwrap(), None);
+    assert!(
+        !store.kv_delete("short").await.unwrap(),
+        "an expired key is absent"
+    );
+    store
+        .kv_put("short", json!(1), Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(
+        store
+            .kv_put_if_absent("short", json!(3), Some(Duration::from_secs(5)))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.kv_get("short").await.unwrap(), Some(json!(3)));
+    assert_eq!(store.kv_get("forever").await.unwrap(), Some(json!(2)));
+}
+
+/// Of many concurrent put-if-absent calls on one key, exactly one wins.
+pub async fn concurrent_put_if_absent_has_one_winner<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = s.store.clone();
+            tokio::spawn(async move {
+                (
+                    i,
+                    store
+                        .kv_put_if_absent("idem", json!(i), None)
+                        .await
+                        .unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut seen = Vec::new();
+    for t in tasks {
+        let (i, previous) = t.await.unwrap();
+        match previous {
+            None => winners.push(i),
+            Some(v) => seen.push(v),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    assert!(seen.iter().all(|v| *v == json!(winners[0])));
+    assert_eq!(
+        s.store.kv_get("idem").await.unwrap(),
+        Some(json!(winners[0]))
+    );
+}
+
+/// Expands to one `#[tokio::test]` per conformance case for the store made
+/// by `$make`, a `Fn(ManualClock) -> impl Future<Output = Subject>`.
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::__store_case!($make, append_and_load_round_trip);
+        $crate::__store_case!($make, appends_are_checked);
+        $crate::__store_case!($make, racing_appends_never_duplicate);
+        $crate::__store_case!($make, executions_are_listed);
+        $crate::__store_case!($make, kv_basics);
+        $crate::__store_case!($make, kv_entries_expire);
+        $crate::__store_case!($make, concurrent_put_if_absent_has_one_winner);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_case {
+    ($make:expr, $case:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            $crate::store_conformance::$case($make).await;
+        }
+    };
+}
