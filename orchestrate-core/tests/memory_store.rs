@@ -141,6 +141,7 @@ async fn kv_entries_expire_after_their_ttl() {
 async fn finished_journals_are_retained_up_to_the_limit() {
     let store = MemoryStore::with_config(MemoryStoreConfig {
         max_finished_executions: 3,
+        ..MemoryStoreConfig::default()
     });
     for i in 0..5 {
         let id = format!("e{i}");

@@ -4,6 +4,7 @@ mod migrate;
 mod writer;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,6 +102,7 @@ pub struct SqliteStore {
     writer: tokio::task::JoinHandle<()>,
     location: String,
     clock: Arc<dyn Clock>,
+    commits: Arc<AtomicU64>,
 }
 
 pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
@@ -171,19 +173,55 @@ impl SqliteStore {
             .await
             .map_err(unreachable)?;
         let (tx, rx) = mpsc::channel(4096);
-        let writer = tokio::spawn(writer::run(writes, rx));
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(writer::run(writes, rx, commits.clone()));
         Ok(Self {
             reads,
             writes: tx,
             writer,
             location,
             clock: config.clock,
+            commits,
         })
+    }
+
+    /// Write transactions committed so far. With group commit this grows
+    /// slower than the number of writes when many executions write at once.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Where the database is.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// Reads a pragma through the store's connections (diagnostics: e.g.
+    /// `synchronous`, `journal_mode`).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors; an unknown pragma name is refused.
+    pub async fn pragma(&self, name: &str) -> Result<String, StoreError> {
+        let sql = match name {
+            "synchronous" => "PRAGMA synchronous",
+            "journal_mode" => "PRAGMA journal_mode",
+            "busy_timeout" => "PRAGMA busy_timeout",
+            other => {
+                return Err(StoreError::Codec {
+                    what: format!("pragma `{other}`"),
+                    reason: "not one of synchronous, journal_mode, busy_timeout".into(),
+                })
+            }
+        };
+        let row = sqlx::query(sql)
+            .fetch_one(&self.reads)
+            .await
+            .map_err(backend_error)?;
+        row.try_get::<i64, _>(0)
+            .map(|v| v.to_string())
+            .or_else(|_| row.try_get::<String, _>(0))
+            .map_err(backend_error)
     }
 
     /// Finishes the queued writes and closes the database.

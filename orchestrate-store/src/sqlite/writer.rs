@@ -5,6 +5,9 @@
 //! commits go into the next transaction together, so many executions share
 //! one fsync, and no write waits for anything but the commit before it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use orchestrate_core::store::StoreError;
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
@@ -112,7 +115,11 @@ impl Done {
     }
 }
 
-pub(super) async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<WriteOp>) {
+pub(super) async fn run(
+    pool: SqlitePool,
+    mut rx: mpsc::Receiver<WriteOp>,
+    commits: Arc<AtomicU64>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut kv_writes = 0u64;
     while let Some(op) = rx.recv().await {
@@ -123,12 +130,15 @@ pub(super) async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<WriteOp>) {
                 Err(_) => break,
             }
         }
-        commit(&pool, &mut batch, &mut kv_writes).await;
+        if commit(&pool, &mut batch, &mut kv_writes).await {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
     }
     pool.close().await;
 }
 
-async fn commit(pool: &SqlitePool, batch: &mut Vec<WriteOp>, kv_writes: &mut u64) {
+/// Runs `batch` in one transaction; whether it committed.
+async fn commit(pool: &SqlitePool, batch: &mut Vec<WriteOp>, kv_writes: &mut u64) -> bool {
     let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => {
@@ -136,7 +146,7 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<WriteOp>, kv_writes: &mut u64
             for op in batch.drain(..) {
                 pending(op).fail(&error).send();
             }
-            return;
+            return false;
         }
     };
     let mut done = Vec::with_capacity(batch.len());
@@ -144,7 +154,7 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<WriteOp>, kv_writes: &mut u64
     for op in batch.drain(..) {
         if !matches!(op, WriteOp::Append(..)) {
             *kv_writes += 1;
-            if *kv_writes % SWEEP_EVERY == 0 {
+            if kv_writes.is_multiple_of(SWEEP_EVERY) {
                 sweep_before = Some(now_of(&op));
             }
         }
@@ -178,12 +188,14 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<WriteOp>, kv_writes: &mut u64
         }
     }
     let committed = tx.commit().await.map_err(backend_error);
+    let ok = committed.is_ok();
     for d in done {
         match &committed {
             Ok(()) => d.send(),
             Err(error) => d.fail(error).send(),
         }
     }
+    ok
 }
 
 fn now_of(op: &WriteOp) -> i64 {

@@ -1,0 +1,219 @@
+//! SQLite specifics: corruption, schema versions, unreachable files,
+//! durability modes, group commit, and orchestrator runs that survive.
+#![cfg(feature = "sqlite")]
+
+use std::sync::Arc;
+
+use orchestrate_core::journal::{Event, EventKind};
+use orchestrate_core::store::{Store, StoreError};
+use orchestrate_core::{agent_fn, ExecutionId, Orchestrator};
+use orchestrate_graph::{StepDef, WorkflowDef};
+use orchestrate_store::sqlite::{Durability, SqliteConfig, SqliteStore, SCHEMA_VERSION};
+use serde_json::json;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, Row};
+
+fn scheduled(id: &str, seq: u64, step: &str) -> Arc<Event> {
+    Arc::new(Event {
+        execution_id: id.into(),
+        seq,
+        at_us: 0,
+        kind: EventKind::StepScheduled { step: step.into() },
+    })
+}
+
+async fn raw(path: &std::path::Path) -> sqlx::SqliteConnection {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_tampered_record_is_reported_never_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let id = ExecutionId::from("x");
+    store
+        .append(
+            &id,
+            &[scheduled("x", 0, "fetch"), scheduled("x", 1, "parse")],
+        )
+        .await
+        .unwrap();
+    let mut conn = raw(&path).await;
+    sqlx::query(
+        "UPDATE orchestrate_journal SET record = replace(record, 'parse', 'pwned') WHERE seq = 1",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    match store.load(&id, 0).await {
+        Err(StoreError::Corrupt {
+            execution,
+            seq,
+            step,
+            reason,
+        }) => {
+            assert_eq!(
+                (execution.as_str(), seq, step.as_deref()),
+                ("x", 1, Some("parse"))
+            );
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected a corrupt-record error, got {other:?}"),
+    }
+    // The record before it is intact.
+    let first = store.load(&id, 0).await;
+    assert!(
+        first.is_err(),
+        "a load that covers the bad record fails as a whole"
+    );
+    assert!(store.load(&id, 2).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    SqliteStore::open(&path).await.unwrap().close().await;
+    let mut conn = raw(&path).await;
+    sqlx::query("INSERT INTO orchestrate_schema (version, applied_at_ms) VALUES (99, 0)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    match SqliteStore::open(&path).await {
+        Err(StoreError::SchemaTooNew {
+            location,
+            found,
+            supported,
+        }) => {
+            assert!(location.ends_with("new.db"));
+            assert_eq!((found, supported), (99, SCHEMA_VERSION));
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_path_is_a_typed_error_naming_it() {
+    let err = SqliteStore::open("/nonexistent-dir/sub/x.db")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unreachable { backend: "sqlite", ref location, .. } if location.contains("nonexistent-dir"))
+    );
+    assert!(err.to_string().contains("/nonexistent-dir/sub/x.db"));
+}
+
+#[tokio::test]
+async fn concurrent_opens_apply_each_migration_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { SqliteStore::open(path).await })
+        })
+        .collect();
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+    let mut conn = raw(&path).await;
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM orchestrate_schema")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(rows, SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn durability_modes_set_the_synchronous_pragma_and_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, expected) in [(Durability::Process, 1i64), (Durability::PowerLoss, 2)] {
+        let path = dir.path().join(format!("{expected}.db"));
+        let store = SqliteStore::open_with(&path, SqliteConfig::default().with_durability(mode))
+            .await
+            .unwrap();
+        // Probe through the store's own connections: the pragma is per connection.
+        let sync = store.pragma("synchronous").await.unwrap();
+        let journal = store.pragma("journal_mode").await.unwrap();
+        assert_eq!(
+            (sync, journal.as_str()),
+            (expected.to_string(), "wal"),
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_group_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("g.db")).await.unwrap());
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = format!("exec-{i}");
+                store
+                    .append(&id.as_str().into(), &[scheduled(&id, 0, "s")])
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let commits = store.commits();
+    assert!(commits < 200, "200 appends took {commits} transactions");
+    for i in [0, 199] {
+        let id = format!("exec-{i}");
+        assert_eq!(store.load(&id.as_str().into(), 0).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn an_orchestrator_run_is_journaled_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.db");
+    let def = WorkflowDef::builder("w")
+        .step(StepDef::new("a", "double").input(json!("${input.n}")))
+        .step(
+            StepDef::new("b", "double")
+                .depends_on(["a"])
+                .input(json!("${steps.a.output}")),
+        )
+        .build();
+    let double = || {
+        agent_fn("double", |n, _| async move {
+            Ok(json!(n.as_i64().unwrap() * 2))
+        })
+    };
+    let id = {
+        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let orch = Orchestrator::builder()
+            .agent(double())
+            .store(store)
+            .build()
+            .unwrap();
+        let exec = orch
+            .run(&orch.bind(&def).unwrap(), json!({"n": 5}))
+            .await
+            .unwrap();
+        assert_eq!(exec.clone().await.unwrap().output("b"), Some(&json!(20)));
+        exec.id().clone()
+    };
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let orch = Orchestrator::builder()
+        .agent(double())
+        .store(store)
+        .build()
+        .unwrap();
+    let view = orch.execution(&id).await.unwrap().wait().await.unwrap();
+    assert_eq!(view.output("b"), Some(&json!(20)));
+}
