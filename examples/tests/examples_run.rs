@@ -43,3 +43,66 @@ async fn research_pipeline_fans_out_and_joins() {
     let papers = done.step("papers").unwrap();
     assert!(web.started_us < papers.finished_us && papers.started_us < web.finished_us);
 }
+
+#[path = "../durable_resume.rs"]
+#[allow(dead_code)]
+mod durable_resume;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_resume_stops_then_finishes_what_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("resume.db");
+    // The first invocation runs on a runtime of its own, dropped when it
+    // stops: its tasks die as they would with the process.
+    let first = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(durable_resume::run(&db, Some(3))).unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        matches!(first, durable_resume::Outcome::Stopped(3)),
+        "{first:?}"
+    );
+    match durable_resume::run(&db, None).await.unwrap() {
+        durable_resume::Outcome::Finished { view, resumed } => {
+            assert!(resumed);
+            assert_eq!(view.status(), ExecutionStatus::Succeeded);
+            assert_eq!(
+                view.output("publish"),
+                Some(
+                    &json!({"text": "Durable agents +fetch +clean +summarize +translate +review +publish"})
+                )
+            );
+        }
+        other => panic!("expected a finished run, got {other:?}"),
+    }
+    // Steps finished before the stop ran once; only the rest ran after it.
+    use orchestrate_core::store::{ExecutionQuery, Store};
+    let store = orchestrate_store::sqlite::SqliteStore::open(&db)
+        .await
+        .unwrap();
+    let id = store.list_executions(&ExecutionQuery::all()).await.unwrap()[0]
+        .id
+        .clone();
+    let events = store.load(&id, 0).await.unwrap();
+    for step in ["fetch", "clean", "summarize"] {
+        let starts = events
+            .iter()
+            .filter(|e| {
+                e.kind.name() == "step_started" && e.kind.step().is_some_and(|s| &**s == step)
+            })
+            .count();
+        assert_eq!(starts, 1, "{step} ran again after the resume");
+    }
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind.name() == "execution_resumed")
+            .count(),
+        1
+    );
+}
