@@ -47,7 +47,7 @@ pub enum Outcome {
     /// Stopped on purpose after this many steps; the execution is unfinished.
     Stopped(usize),
     /// Finished; `resumed` says whether it continued an earlier run.
-    Finished { view: ExecutionView, resumed: bool },
+    Finished { view: Box<ExecutionView>, resumed: bool },
 }
 
 /// Resumes the unfinished run in `db`, or starts one; with `stop_after`,
@@ -92,7 +92,7 @@ pub async fn run(db: &Path, stop_after: Option<usize>) -> Result<Outcome, BoxErr
         }
     }
     Ok(Outcome::Finished {
-        view: execution.wait().await?,
+        view: Box::new(execution.wait().await?),
         resumed,
     })
 }
