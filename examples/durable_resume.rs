@@ -47,7 +47,10 @@ pub enum Outcome {
     /// Stopped on purpose after this many steps; the execution is unfinished.
     Stopped(usize),
     /// Finished; `resumed` says whether it continued an earlier run.
-    Finished { view: Box<ExecutionView>, resumed: bool },
+    Finished {
+        view: Box<ExecutionView>,
+        resumed: bool,
+    },
 }
 
 /// Resumes the unfinished run in `db`, or starts one; with `stop_after`,

@@ -48,6 +48,8 @@
 
 #[cfg(feature = "sqlite")]
 mod codec;
+#[cfg(feature = "sqlite")]
+mod group_commit;
 
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

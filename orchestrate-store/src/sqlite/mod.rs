@@ -1,7 +1,7 @@
 //! The SQLite store: one file, WAL, a single group-committing writer.
 
 mod migrate;
-mod writer;
+mod txn;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +20,8 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{decode, encode, parse_status, projection_change};
+use crate::group_commit::{self, parse_kv, Append, WriteOp};
 pub use migrate::SCHEMA_VERSION;
-use writer::{Append, WriteOp};
 
 /// What a committed write survives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,13 +119,6 @@ pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-pub(crate) fn parse_kv(key: &str, text: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Codec {
-        what: format!("key `{key}`"),
-        reason: e.to_string(),
-    })
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with default settings.
     ///
@@ -174,7 +167,11 @@ impl SqliteStore {
             .map_err(unreachable)?;
         let (tx, rx) = mpsc::channel(4096);
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = tokio::spawn(writer::run(writes, rx, commits.clone()));
+        let writer = tokio::spawn(group_commit::run(
+            txn::SqliteWriter(writes),
+            rx,
+            commits.clone(),
+        ));
         Ok(Self {
             reads,
             writes: tx,
@@ -413,7 +410,8 @@ impl Store for SqliteStore {
             now_ms: self.now_ms(),
             reply: tx,
         };
-        self.write(op, rx).await
+        let existing = self.write(op, rx).await?;
+        existing.map(|text| parse_kv(key, &text)).transpose()
     }
 
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {

@@ -1,0 +1,324 @@
+//! The single writer of a SQL store: group commit of every write that is
+//! ready together.
+//!
+//! Writes are queued to one task; it takes whatever is queued, runs it in one
+//! transaction (each write in its own savepoint, so one refused write leaves
+//! the others), commits, and answers. Many executions thus share one commit
+//! (one fsync), and no write waits for anything but the commit before it.
+//! The SQL of each backend lives behind [`WriteTxn`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use orchestrate_core::store::StoreError;
+use orchestrate_core::ExecutionId;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::{status_text, Encoded, ProjectionChange};
+
+/// Writes one transaction may carry.
+const MAX_BATCH: usize = 512;
+/// Key-value writes between two sweeps of expired keys.
+const SWEEP_EVERY: u64 = 1024;
+
+/// One open write transaction of a backend.
+#[async_trait]
+pub(crate) trait WriteTxn: Send {
+    async fn savepoint(&mut self) -> Result<(), StoreError>;
+    async fn release(&mut self) -> Result<(), StoreError>;
+    async fn rollback_to(&mut self) -> Result<(), StoreError>;
+    /// The journal's next sequence number.
+    async fn next_seq(&mut self, execution: &str) -> Result<i64, StoreError>;
+    /// Inserts one row; a duplicate `(execution, seq)` is a conflict.
+    async fn insert_event(
+        &mut self,
+        execution: &ExecutionId,
+        row: &Encoded,
+    ) -> Result<(), StoreError>;
+    async fn start_execution(&mut self, execution: &str, append: &Append)
+        -> Result<(), StoreError>;
+    async fn update_execution(
+        &mut self,
+        execution: &str,
+        append: &Append,
+    ) -> Result<(), StoreError>;
+    /// The live (unexpired) value of `key`, as stored text.
+    async fn kv_live(&mut self, key: &str, now_ms: i64) -> Result<Option<String>, StoreError>;
+    async fn kv_upsert(
+        &mut self,
+        key: &str,
+        value: &str,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(), StoreError>;
+    async fn kv_remove(&mut self, key: &str) -> Result<(), StoreError>;
+    async fn kv_sweep(&mut self, now_ms: i64) -> Result<(), StoreError>;
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A backend that can open write transactions.
+#[async_trait]
+pub(crate) trait WriteBackend: Send + Sync + 'static {
+    async fn begin(&self) -> Result<Box<dyn WriteTxn>, StoreError>;
+    async fn close(&self);
+}
+
+/// An append, encoded and ready for the writer.
+pub(crate) struct Append {
+    pub(crate) execution: ExecutionId,
+    pub(crate) rows: Vec<Encoded>,
+    pub(crate) started: Option<(String, Option<String>, i64)>,
+    pub(crate) finished: Option<&'static str>,
+    pub(crate) events: i64,
+}
+
+impl Append {
+    pub(crate) fn new(
+        execution: ExecutionId,
+        rows: Vec<Encoded>,
+        change: ProjectionChange<'_>,
+    ) -> Self {
+        Self {
+            execution,
+            rows,
+            started: change
+                .started
+                .map(|(w, k, at)| (w.to_owned(), k.map(str::to_owned), at)),
+            finished: change.finished.map(status_text),
+            events: change.events,
+        }
+    }
+}
+
+pub(crate) enum WriteOp {
+    Append(Append, oneshot::Sender<Result<(), StoreError>>),
+    KvPut {
+        key: String,
+        value: String,
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    KvPutIfAbsent {
+        key: String,
+        value: String,
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<Option<String>, StoreError>>,
+    },
+    KvDelete {
+        key: String,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+}
+
+/// An operation's result, held until its transaction commits.
+enum Done {
+    Unit(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+    Found(
+        oneshot::Sender<Result<Option<String>, StoreError>>,
+        Result<Option<String>, StoreError>,
+    ),
+    Deleted(
+        oneshot::Sender<Result<bool, StoreError>>,
+        Result<bool, StoreError>,
+    ),
+}
+
+impl Done {
+    fn is_ok(&self) -> bool {
+        match self {
+            Done::Unit(_, r) => r.is_ok(),
+            Done::Found(_, r) => r.is_ok(),
+            Done::Deleted(_, r) => r.is_ok(),
+        }
+    }
+
+    /// Replaces the result with `error` (the write did not commit).
+    fn fail(self, error: &StoreError) -> Self {
+        match self {
+            Done::Unit(tx, _) => Done::Unit(tx, Err(error.clone())),
+            Done::Found(tx, _) => Done::Found(tx, Err(error.clone())),
+            Done::Deleted(tx, _) => Done::Deleted(tx, Err(error.clone())),
+        }
+    }
+
+    fn send(self) {
+        // A caller that went away no longer needs the answer.
+        match self {
+            Done::Unit(tx, r) => drop(tx.send(r)),
+            Done::Found(tx, r) => drop(tx.send(r)),
+            Done::Deleted(tx, r) => drop(tx.send(r)),
+        }
+    }
+}
+
+/// The writer task: runs until every sender is dropped.
+pub(crate) async fn run<B: WriteBackend>(
+    backend: B,
+    mut rx: mpsc::Receiver<WriteOp>,
+    commits: Arc<AtomicU64>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut kv_writes = 0u64;
+    while let Some(op) = rx.recv().await {
+        batch.push(op);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        if commit(&backend, &mut batch, &mut kv_writes).await {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    backend.close().await;
+}
+
+/// Runs `batch` in one transaction; whether it committed.
+async fn commit<B: WriteBackend>(
+    backend: &B,
+    batch: &mut Vec<WriteOp>,
+    kv_writes: &mut u64,
+) -> bool {
+    let mut tx = match backend.begin().await {
+        Ok(tx) => tx,
+        Err(error) => {
+            for op in batch.drain(..) {
+                pending(op).fail(&error).send();
+            }
+            return false;
+        }
+    };
+    let mut done = Vec::with_capacity(batch.len());
+    let mut sweep_before = None;
+    for op in batch.drain(..) {
+        if let Some(now) = kv_now(&op) {
+            *kv_writes += 1;
+            if kv_writes.is_multiple_of(SWEEP_EVERY) {
+                sweep_before = Some(now);
+            }
+        }
+        let result = match tx.savepoint().await {
+            Ok(()) => apply(tx.as_mut(), op).await,
+            Err(e) => pending(op).fail(&e),
+        };
+        let closed = if result.is_ok() {
+            tx.release().await
+        } else {
+            tx.rollback_to().await
+        };
+        // A savepoint that cannot be closed fails its write; the commit then
+        // tells the others.
+        done.push(match closed {
+            Ok(()) => result,
+            Err(e) => result.fail(&e),
+        });
+    }
+    if let Some(now) = sweep_before {
+        if let Err(e) = tx.kv_sweep(now).await {
+            tracing::warn!(error = %e, "sweeping expired keys failed");
+        }
+    }
+    let committed = tx.commit().await;
+    let ok = committed.is_ok();
+    for d in done {
+        match &committed {
+            Ok(()) => d.send(),
+            Err(error) => d.fail(error).send(),
+        }
+    }
+    ok
+}
+
+fn kv_now(op: &WriteOp) -> Option<i64> {
+    match op {
+        WriteOp::KvPut { now_ms, .. }
+        | WriteOp::KvPutIfAbsent { now_ms, .. }
+        | WriteOp::KvDelete { now_ms, .. } => Some(*now_ms),
+        WriteOp::Append(..) => None,
+    }
+}
+
+/// The reply slot of an operation, before it ran.
+fn pending(op: WriteOp) -> Done {
+    match op {
+        WriteOp::Append(_, reply) | WriteOp::KvPut { reply, .. } => Done::Unit(reply, Ok(())),
+        WriteOp::KvPutIfAbsent { reply, .. } => Done::Found(reply, Ok(None)),
+        WriteOp::KvDelete { reply, .. } => Done::Deleted(reply, Ok(false)),
+    }
+}
+
+async fn apply(tx: &mut dyn WriteTxn, op: WriteOp) -> Done {
+    match op {
+        WriteOp::Append(append, reply) => Done::Unit(reply, append_events(tx, &append).await),
+        WriteOp::KvPut {
+            key,
+            value,
+            expires_at_ms,
+            reply,
+            ..
+        } => Done::Unit(reply, tx.kv_upsert(&key, &value, expires_at_ms).await),
+        WriteOp::KvPutIfAbsent {
+            key,
+            value,
+            expires_at_ms,
+            now_ms,
+            reply,
+        } => {
+            let result = match tx.kv_live(&key, now_ms).await {
+                Ok(Some(existing)) => Ok(Some(existing)),
+                Ok(None) => tx
+                    .kv_upsert(&key, &value, expires_at_ms)
+                    .await
+                    .map(|()| None),
+                Err(e) => Err(e),
+            };
+            Done::Found(reply, result)
+        }
+        WriteOp::KvDelete { key, now_ms, reply } => {
+            let result = match tx.kv_live(&key, now_ms).await {
+                Ok(live) => tx.kv_remove(&key).await.map(|()| live.is_some()),
+                Err(e) => Err(e),
+            };
+            Done::Deleted(reply, result)
+        }
+    }
+}
+
+async fn append_events(tx: &mut dyn WriteTxn, append: &Append) -> Result<(), StoreError> {
+    let Some(first) = append.rows.first() else {
+        return Ok(());
+    };
+    let id = append.execution.as_str();
+    let next = tx.next_seq(id).await?;
+    if first.seq != next {
+        return Err(StoreError::Conflict {
+            execution: append.execution.clone(),
+            expected: u64::try_from(first.seq).unwrap_or(0),
+            actual: u64::try_from(next).unwrap_or(0),
+        });
+    }
+    for row in &append.rows {
+        tx.insert_event(&append.execution, row).await?;
+    }
+    if append.started.is_some() {
+        tx.start_execution(id, append).await
+    } else {
+        tx.update_execution(id, append).await
+    }
+}
+
+/// Parses a stored key-value text.
+pub(crate) fn parse_kv(key: &str, text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Codec {
+        what: format!("key `{key}`"),
+        reason: e.to_string(),
+    })
+}
