@@ -22,11 +22,9 @@ pub(crate) fn checksum(record: &[u8]) -> i64 {
     i64::from(crc32fast::hash(record))
 }
 
+/// Encodes an event; the checksum covers the record's bytes.
 pub(crate) fn encode(event: &Event) -> Result<Encoded, StoreError> {
-    let record = serde_json::to_vec(event).map_err(|e| StoreError::Codec {
-        what: format!("execution `{}`, seq {}", event.execution_id, event.seq),
-        reason: e.to_string(),
-    })?;
+    let record = serde_json::to_vec(event).map_err(|e| codec_error(event, e.to_string()))?;
     Ok(Encoded {
         seq: i64::try_from(event.seq).unwrap_or(i64::MAX),
         kind: event.kind.name(),
@@ -34,6 +32,22 @@ pub(crate) fn encode(event: &Event) -> Result<Encoded, StoreError> {
         checksum: checksum(&record),
         record,
     })
+}
+
+/// Encodes an event for a backend that normalises JSON; the checksum covers
+/// the canonical form (see [`decode_normalised`]).
+#[cfg(feature = "postgres")]
+pub(crate) fn encode_normalised(event: &Event) -> Result<Encoded, StoreError> {
+    let mut encoded = encode(event)?;
+    encoded.checksum = canonical_checksum(event).map_err(|e| codec_error(event, e))?;
+    Ok(encoded)
+}
+
+fn codec_error(event: &Event, reason: String) -> StoreError {
+    StoreError::Codec {
+        what: format!("execution `{}`, seq {}", event.execution_id, event.seq),
+        reason,
+    }
 }
 
 /// Decodes a stored row, refusing anything whose checksum, version or
@@ -72,6 +86,85 @@ pub(crate) fn decode(
         )));
     }
     Ok(Arc::new(event))
+}
+
+/// Decodes a record stored as JSONB, whose text comes back normalised (key
+/// order, spacing, number spelling): the checksum covers a canonical form
+/// (keys sorted, serde's spelling), recomputed from the decoded event.
+#[cfg(feature = "postgres")]
+pub(crate) fn decode_normalised(
+    execution: &ExecutionId,
+    seq: i64,
+    step: Option<String>,
+    text: &str,
+    stored_checksum: i64,
+    version: i64,
+) -> Result<Arc<Event>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        execution: execution.clone(),
+        seq: u64::try_from(seq).unwrap_or(0),
+        step: step.clone(),
+        reason,
+    };
+    if version > RECORD_VERSION {
+        return Err(corrupt(format!(
+            "record version {version} is newer than the {RECORD_VERSION} this build reads"
+        )));
+    }
+    let event: Event =
+        serde_json::from_str(text).map_err(|e| corrupt(format!("undecodable: {e}")))?;
+    let actual = canonical_checksum(&event).map_err(corrupt)?;
+    if actual != stored_checksum {
+        return Err(corrupt(format!(
+            "checksum mismatch (stored {stored_checksum:08x}, computed {actual:08x})"
+        )));
+    }
+    if &event.execution_id != execution || i64::try_from(event.seq).ok() != Some(seq) {
+        return Err(corrupt(format!(
+            "record belongs to `{}` seq {}",
+            event.execution_id, event.seq
+        )));
+    }
+    Ok(Arc::new(event))
+}
+
+/// CRC-32 of the event as JSON with every object's keys sorted.
+#[cfg(feature = "postgres")]
+pub(crate) fn canonical_checksum(event: &Event) -> Result<i64, String> {
+    fn write(v: &serde_json::Value, out: &mut Vec<u8>) {
+        use serde_json::Value;
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(Value::String(k.clone()).to_string().as_bytes());
+                    out.push(b':');
+                    write(&map[k], out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        }
+    }
+    let value = serde_json::to_value(event).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    write(&value, &mut out);
+    Ok(checksum(&out))
 }
 
 /// The stored text of a status.

@@ -53,6 +53,24 @@ pub(crate) trait WriteTxn: Send {
         expires_at_ms: Option<i64>,
     ) -> Result<(), StoreError>;
     async fn kv_remove(&mut self, key: &str) -> Result<(), StoreError>;
+    /// Writes `key` unless a live value exists, returning that value. The
+    /// default reads then writes, which is atomic for backends whose write
+    /// transactions exclude each other (SQLite's `BEGIN IMMEDIATE`).
+    async fn kv_insert_if_absent(
+        &mut self,
+        key: &str,
+        value: &str,
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        match self.kv_live(key, now_ms).await? {
+            Some(existing) => Ok(Some(existing)),
+            None => self
+                .kv_upsert(key, value, expires_at_ms)
+                .await
+                .map(|()| None),
+        }
+    }
     async fn kv_sweep(&mut self, now_ms: i64) -> Result<(), StoreError>;
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
@@ -271,17 +289,11 @@ async fn apply(tx: &mut dyn WriteTxn, op: WriteOp) -> Done {
             expires_at_ms,
             now_ms,
             reply,
-        } => {
-            let result = match tx.kv_live(&key, now_ms).await {
-                Ok(Some(existing)) => Ok(Some(existing)),
-                Ok(None) => tx
-                    .kv_upsert(&key, &value, expires_at_ms)
-                    .await
-                    .map(|()| None),
-                Err(e) => Err(e),
-            };
-            Done::Found(reply, result)
-        }
+        } => Done::Found(
+            reply,
+            tx.kv_insert_if_absent(&key, &value, expires_at_ms, now_ms)
+                .await,
+        ),
         WriteOp::KvDelete { key, now_ms, reply } => {
             let result = match tx.kv_live(&key, now_ms).await {
                 Ok(live) => tx.kv_remove(&key).await.map(|()| live.is_some()),

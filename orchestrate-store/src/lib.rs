@@ -4,10 +4,11 @@
 //!
 //! | Feature  | Description                                        | Default |
 //! |----------|----------------------------------------------------|---------|
-//! | `sqlite` | [`sqlite::SqliteStore`]: one file, WAL, group commit | yes     |
+//! | `sqlite` | `sqlite::SqliteStore`: one file, WAL, group commit | yes     |
+//! | `postgres` | `postgres::PostgresStore`: JSONB, many processes   | no      |
 //! | `full`   | every backend                                      | no      |
 //!
-//! The PostgreSQL store and the Redis Streams bus are next.
+//! The Redis Streams bus is next.
 //!
 //! Every backend stores each journal record once, with a record version and
 //! a CRC-32 checked on every read, and passes the conformance suite of
@@ -46,11 +47,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod codec;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_commit;
 
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;

@@ -4,8 +4,11 @@
 //! stable idempotency key (only steps in flight at a kill may appear twice),
 //! and a journal without gaps or duplicates.
 //!
-//! One binary plays both parts: run with `--worker <db> <ledger>` it is the
-//! process that gets killed.
+//! Runs on SQLite always and on PostgreSQL when
+//! `ORCHESTRATE_TEST_POSTGRES_URL` is set (in a schema of its own).
+//!
+//! One binary plays both parts: run with `--worker <backend> <location>
+//! <ledger>` it is the process that gets killed.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -19,6 +22,64 @@ use orchestrate_core::store::{ExecutionQuery, MemoryStore, Store};
 use orchestrate_core::{agent_fn, Agent, ExecutionId, Orchestrator, StepStatus};
 use orchestrate_graph::{StepDef, WorkflowDef};
 use orchestrate_store::sqlite::SqliteStore;
+
+/// Where the crash test keeps its state.
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(String),
+    #[cfg(feature = "postgres")]
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        match self {
+            Backend::Sqlite(path) => vec!["sqlite".into(), path.clone()],
+            #[cfg(feature = "postgres")]
+            Backend::Postgres { url, schema } => vec!["postgres".into(), format!("{url}#{schema}")],
+        }
+    }
+
+    fn from_args(kind: &str, location: &str) -> Self {
+        match kind {
+            #[cfg(feature = "postgres")]
+            "postgres" => {
+                let (url, schema) = location.rsplit_once('#').unwrap();
+                Backend::Postgres {
+                    url: url.into(),
+                    schema: schema.into(),
+                }
+            }
+            _ => Backend::Sqlite(location.into()),
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Sqlite(path) => Arc::new(SqliteStore::open(path).await.unwrap()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres { url, schema } => Arc::new(
+                orchestrate_store::postgres::PostgresStore::connect_with(
+                    url,
+                    orchestrate_store::postgres::PostgresConfig::default().with_schema(schema),
+                )
+                .await
+                .unwrap(),
+            ),
+        }
+    }
+}
 use serde_json::{json, Value};
 
 const STEPS: usize = 200;
@@ -80,7 +141,7 @@ fn outputs(view: &ExecutionView) -> Vec<Option<Value>> {
 }
 
 /// The killed process: resumes the run if it exists, starts it otherwise.
-async fn worker(db: &str, ledger: &str) {
+async fn worker(backend: Backend, ledger: &str) {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -92,7 +153,7 @@ async fn worker(db: &str, ledger: &str) {
         let line = format!("{key}\t{step}\n");
         file.lock().unwrap().write_all(line.as_bytes()).unwrap();
     };
-    let store = Arc::new(SqliteStore::open(db).await.unwrap());
+    let store = backend.open().await;
     let orch = Orchestrator::builder()
         .agent(work(effect, true))
         .store(store.clone())
@@ -138,25 +199,23 @@ async fn reference() -> Vec<Option<Value>> {
 }
 
 async fn journal_of(
-    db: &Path,
+    backend: &Backend,
 ) -> Option<(ExecutionId, Vec<Arc<orchestrate_core::journal::Event>>)> {
-    let store = SqliteStore::open(db).await.unwrap();
+    let store = backend.open().await;
     let all = store.list_executions(&ExecutionQuery::all()).await.unwrap();
     let id = all.first()?.id.clone();
     let events = store.load(&id, 0).await.unwrap();
-    store.close().await;
     Some((id, events))
 }
 
-async fn crash_test() -> Result<(), String> {
+async fn crash_test(backend: Backend, dir: &Path) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let db = dir.path().join("crash.db");
-    let ledger = dir.path().join("ledger.tsv");
+    let db = &backend;
+    let ledger = dir.join(format!("ledger-{}.tsv", backend.name()));
     let worker_cmd = || {
         let mut c = Command::new(&exe);
         c.arg("--worker")
-            .arg(&db)
+            .args(backend.args())
             .arg(&ledger)
             .stdout(Stdio::null());
         c
@@ -183,7 +242,7 @@ async fn crash_test() -> Result<(), String> {
             child.kill().map_err(|e| e.to_string())?; // SIGKILL
         }
         child.wait().map_err(|e| e.to_string())?;
-        if let Some((_, events)) = journal_of(&db).await {
+        if let Some((_, events)) = journal_of(db).await {
             let view = ExecutionView::from_events(events.iter().map(|e| &**e));
             for s in view.steps() {
                 if matches!(s.status, StepStatus::Running | StepStatus::Scheduled) {
@@ -192,14 +251,17 @@ async fn crash_test() -> Result<(), String> {
             }
         }
     }
-    let context = format!("seed {SEED:#x}, kill points (ms after start) {kill_points:?}");
+    let context = format!(
+        "{}: seed {SEED:#x}, kill points (ms after start) {kill_points:?}",
+        backend.name()
+    );
     // The last run is never killed.
     let status = worker_cmd().status().map_err(|e| e.to_string())?;
     if !status.success() {
         return Err(format!("final run failed: {status}; {context}"));
     }
 
-    let (id, events) = journal_of(&db)
+    let (id, events) = journal_of(db)
         .await
         .ok_or(format!("no execution; {context}"))?;
     // (c) no gap, no duplicate.
@@ -268,22 +330,61 @@ fn main() {
         .build()
         .unwrap();
     if args.get(1).map(String::as_str) == Some("--worker") {
-        rt.block_on(worker(&args[2], &args[3]));
+        rt.block_on(worker(Backend::from_args(&args[2], &args[3]), &args[4]));
         return;
     }
-    // `cargo test` may pass a filter; run unless it excludes this test.
-    if args
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = vec![(
+        "sqlite_crash_resume",
+        Some(Backend::Sqlite(
+            dir.path().join("crash.db").display().to_string(),
+        )),
+    )];
+    #[cfg(feature = "postgres")]
+    cases.push((
+        "postgres_crash_resume",
+        std::env::var("ORCHESTRATE_TEST_POSTGRES_URL")
+            .ok()
+            .map(|url| Backend::Postgres {
+                url,
+                schema: format!("crash_{}", std::process::id()),
+            }),
+    ));
+    // `cargo test` may pass a filter: run the cases whose name contains it.
+    let filters: Vec<&String> = args
         .iter()
         .skip(1)
-        .any(|a| !a.starts_with('-') && !"sqlite_crash_resume".contains(a.as_str()))
-    {
-        return;
-    }
-    match rt.block_on(crash_test()) {
-        Ok(()) => println!("test sqlite_crash_resume ... ok\n\ncrash: 1 passed, 0 failed"),
-        Err(e) => {
-            eprintln!("test sqlite_crash_resume ... FAILED\n{e}");
-            std::process::exit(1);
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, backend) in cases {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
         }
+        let Some(backend) = backend else {
+            println!("test {name} ... skipped: ORCHESTRATE_TEST_POSTGRES_URL is not set");
+            continue;
+        };
+        let result = rt.block_on(crash_test(backend.clone(), dir.path()));
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres { url, schema } = &backend {
+            let _ = rt.block_on(orchestrate_store::postgres::PostgresStore::drop_schema(
+                url, schema,
+            ));
+        }
+        match result {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(e) => {
+                eprintln!("test {name} ... FAILED\n{e}");
+                failed += 1;
+            }
+        }
+    }
+    println!("\ncrash: {passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
     }
 }

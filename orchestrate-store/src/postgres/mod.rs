@@ -1,0 +1,482 @@
+//! The PostgreSQL store: JSONB records, many processes, group commit.
+
+mod migrate;
+mod txn;
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestrate_core::journal::Event;
+use orchestrate_core::store::{
+    check_batch, expiry_ms, Clock, ExecutionQuery, ExecutionSummary, Store, StoreError, SystemClock,
+};
+use orchestrate_core::ExecutionId;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::{
+    decode_normalised, encode_normalised, parse_status, projection_change, status_text,
+};
+use crate::group_commit::{self, parse_kv, Append, WriteOp};
+pub use migrate::SCHEMA_VERSION;
+
+/// Settings of a [`PostgresStore`].
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// The schema holding the tables (created if missing); `None` uses the
+    /// connection's default (`public`). Tests give each run its own.
+    pub schema: Option<String>,
+    /// Connections for reads (default 8); writes use one more.
+    pub read_connections: u32,
+    /// How long to wait for a connection (default 10 s).
+    pub connect_timeout: Duration,
+    /// The clock key-value expiry is measured against (default the system clock).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            schema: None,
+            read_connections: 8,
+            connect_timeout: Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// Uses `schema`.
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// Sets the clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// A [`Store`] in PostgreSQL, for many processes and machines.
+///
+/// Journal records are JSONB, checksummed and versioned; the primary key
+/// `(execution_id, seq)` makes appends optimistic: of two writers appending
+/// sequence N, one gets [`StoreError::Conflict`]. Commits are synchronous
+/// (`synchronous_commit=on` is set on every connection, so a server default
+/// cannot weaken it silently), and one writer task per store group-commits
+/// the writes that are ready together.
+#[derive(Debug)]
+pub struct PostgresStore {
+    reads: PgPool,
+    writes: mpsc::Sender<WriteOp>,
+    writer: tokio::task::JoinHandle<()>,
+    location: String,
+    clock: Arc<dyn Clock>,
+    commits: Arc<AtomicU64>,
+}
+
+pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
+    let retryable = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        // serialization_failure, deadlock_detected, connection exceptions
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c == "40001" || c == "40P01" || c.starts_with("08")),
+        _ => false,
+    };
+    StoreError::Backend {
+        backend: "postgres",
+        retryable,
+        source: Arc::new(e),
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn valid_schema(schema: &str) -> bool {
+    !schema.is_empty()
+        && schema.len() <= 63
+        && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        // PostgreSQL reserves `pg_` for itself.
+        && !schema.to_ascii_lowercase().starts_with("pg_")
+}
+
+impl PostgresStore {
+    /// Connects to `url` with default settings, applying migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unreachable`] (the URL without its password) when the
+    /// server cannot be reached, [`StoreError::SchemaTooNew`] when a newer
+    /// build migrated the database.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresConfig::default()).await
+    }
+
+    /// Connects with `config`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect); [`StoreError::Codec`] for a schema name
+    /// that is not a plain identifier.
+    pub async fn connect_with(url: &str, config: PostgresConfig) -> Result<Self, StoreError> {
+        let location = redact(url);
+        let unreachable = |e: sqlx::Error| StoreError::Unreachable {
+            backend: "postgres",
+            location: location.clone(),
+            source: Arc::new(e),
+        };
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(unreachable)?
+            .options([("synchronous_commit", "on")]);
+        if let Some(schema) = &config.schema {
+            if !valid_schema(schema) {
+                return Err(StoreError::Codec {
+                    what: format!("schema `{schema}`"),
+                    reason: "use letters, digits and `_`, not starting with a digit or `pg_`"
+                        .into(),
+                });
+            }
+            let bootstrap = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(config.connect_timeout)
+                .connect_with(options.clone())
+                .await
+                .map_err(unreachable)?;
+            // `IF NOT EXISTS` still races between two sessions: serialise
+            // creators with an advisory lock. The name was checked above to
+            // be a plain identifier.
+            let mut tx = bootstrap.begin().await.map_err(backend_error)?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('orchestrate_create_schema'))")
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            tx.commit().await.map_err(backend_error)?;
+            bootstrap.close().await;
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        let location = match &config.schema {
+            Some(schema) => format!("{location} (schema {schema})"),
+            None => location.clone(),
+        };
+        let connect = |n: u32| {
+            PgPoolOptions::new()
+                .max_connections(n)
+                .acquire_timeout(config.connect_timeout)
+                .connect_with(options.clone())
+        };
+        let writes = connect(1).await.map_err(unreachable)?;
+        migrate::migrate(&writes, &location).await?;
+        let reads = connect(config.read_connections.max(1))
+            .await
+            .map_err(unreachable)?;
+        let (tx, rx) = mpsc::channel(4096);
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(group_commit::run(
+            txn::PgWriter(writes),
+            rx,
+            commits.clone(),
+        ));
+        Ok(Self {
+            reads,
+            writes: tx,
+            writer,
+            location,
+            clock: config.clock,
+            commits,
+        })
+    }
+
+    /// Where the database is (without the password).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Write transactions committed so far (see group commit).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Finishes the queued writes and closes the connections.
+    pub async fn close(self) {
+        drop(self.writes);
+        if let Err(e) = self.writer.await {
+            tracing::error!(error = %e, "postgres writer task failed");
+        }
+        self.reads.close().await;
+    }
+
+    /// Drops `schema` and everything in it (for tests that made their own).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors; [`StoreError::Codec`] for an invalid name.
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::Codec {
+                what: format!("schema `{schema}`"),
+                reason: "not a plain identifier".into(),
+            });
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(backend_error)?;
+        let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .map_err(backend_error)?;
+        pool.close().await;
+        Ok(())
+    }
+
+    async fn write<T>(
+        &self,
+        op: WriteOp,
+        reply: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let closed = || StoreError::Backend {
+            backend: "postgres",
+            retryable: false,
+            source: Arc::new(std::io::Error::other("the store's writer has stopped")),
+        };
+        self.writes.send(op).await.map_err(|_| closed())?;
+        reply.await.map_err(|_| closed())?
+    }
+
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
+    }
+
+    fn kv_expiry(&self, ttl: Option<Duration>) -> Option<i64> {
+        expiry_ms(self.clock.now_ms(), ttl).map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+    }
+}
+
+fn kv_text(key: &str, value: &Value) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Codec {
+        what: format!("key `{key}`"),
+        reason: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn append(
+        &self,
+        execution: &ExecutionId,
+        events: &[Arc<Event>],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        check_batch(execution, events)?;
+        let rows = events
+            .iter()
+            .map(|e| encode_normalised(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let append = Append::new(execution.clone(), rows, projection_change(events));
+        let (tx, rx) = oneshot::channel();
+        self.write(WriteOp::Append(append, tx), rx).await
+    }
+
+    async fn load(
+        &self,
+        execution: &ExecutionId,
+        from: u64,
+    ) -> Result<Vec<Arc<Event>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, step, record::text AS record, checksum, record_version FROM orchestrate_journal
+             WHERE execution_id = $1 AND seq >= $2 ORDER BY seq",
+        )
+        .bind(execution.as_str())
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend_error)?;
+        if rows.is_empty() {
+            let exists =
+                sqlx::query("SELECT 1 FROM orchestrate_journal WHERE execution_id = $1 LIMIT 1")
+                    .bind(execution.as_str())
+                    .fetch_optional(&self.reads)
+                    .await
+                    .map_err(backend_error)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound {
+                    execution: execution.clone(),
+                });
+            }
+        }
+        rows.iter()
+            .map(|row| {
+                decode_normalised(
+                    execution,
+                    row.try_get("seq").map_err(backend_error)?,
+                    row.try_get("step").map_err(backend_error)?,
+                    row.try_get::<&str, _>("record").map_err(backend_error)?,
+                    row.try_get("checksum").map_err(backend_error)?,
+                    i64::from(
+                        row.try_get::<i32, _>("record_version")
+                            .map_err(backend_error)?,
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    async fn list_executions(
+        &self,
+        query: &ExecutionQuery,
+    ) -> Result<Vec<ExecutionSummary>, StoreError> {
+        let limit = if query.limit == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(query.limit).unwrap_or(i64::MAX)
+        };
+        let rows = sqlx::query(
+            "SELECT id, workflow, status, idempotency_key, events FROM orchestrate_executions
+             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow = $2)
+             ORDER BY started_at_ms DESC, id LIMIT $3",
+        )
+        .bind(query.status.map(status_text))
+        .bind(query.workflow.as_deref())
+        .bind(limit)
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id").map_err(backend_error)?;
+                let status: String = row.try_get("status").map_err(backend_error)?;
+                Ok(ExecutionSummary {
+                    status: parse_status(&status).ok_or_else(|| StoreError::Codec {
+                        what: format!("execution `{id}`"),
+                        reason: format!("unknown status `{status}`"),
+                    })?,
+                    id: id.into(),
+                    workflow: row.try_get("workflow").map_err(backend_error)?,
+                    idempotency_key: row.try_get("idempotency_key").map_err(backend_error)?,
+                    events: u64::try_from(row.try_get::<i64, _>("events").map_err(backend_error)?)
+                        .unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query(
+            "SELECT value::text AS value FROM orchestrate_kv
+             WHERE key = $1 AND (expires_at_ms IS NULL OR expires_at_ms > $2)",
+        )
+        .bind(key)
+        .bind(self.now_ms())
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(backend_error)?;
+        row.map(|r| parse_kv(key, r.try_get::<&str, _>("value").map_err(backend_error)?))
+            .transpose()
+    }
+
+    async fn kv_put(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op = WriteOp::KvPut {
+            key: key.to_owned(),
+            value: kv_text(key, &value)?,
+            expires_at_ms: self.kv_expiry(ttl),
+            now_ms: self.now_ms(),
+            reply: tx,
+        };
+        self.write(op, rx).await
+    }
+
+    async fn kv_put_if_absent(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<Option<Value>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op = WriteOp::KvPutIfAbsent {
+            key: key.to_owned(),
+            value: kv_text(key, &value)?,
+            expires_at_ms: self.kv_expiry(ttl),
+            now_ms: self.now_ms(),
+            reply: tx,
+        };
+        let existing = self.write(op, rx).await?;
+        existing.map(|text| parse_kv(key, &text)).transpose()
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op = WriteOp::KvDelete {
+            key: key.to_owned(),
+            now_ms: self.now_ms(),
+            reply: tx,
+        };
+        self.write(op, rx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db?x=@"), "postgres://h/db?x=@");
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(valid_schema("test_run_42"));
+        assert!(!valid_schema("x\"; DROP TABLE y; --"));
+        assert!(!valid_schema("1abc"));
+        assert!(!valid_schema(""));
+        assert!(!valid_schema("pg_mine"));
+    }
+}

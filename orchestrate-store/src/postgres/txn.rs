@@ -1,0 +1,226 @@
+//! The PostgreSQL statements of the group-committing writer.
+
+use async_trait::async_trait;
+use orchestrate_core::store::StoreError;
+use orchestrate_core::ExecutionId;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use super::backend_error;
+use crate::codec::{Encoded, RECORD_VERSION};
+use crate::group_commit::{Append, WriteBackend, WriteTxn};
+
+pub(super) struct PgWriter(pub(super) PgPool);
+
+#[async_trait]
+impl WriteBackend for PgWriter {
+    async fn begin(&self) -> Result<Box<dyn WriteTxn>, StoreError> {
+        let tx = self.0.begin().await.map_err(backend_error)?;
+        Ok(Box::new(PgTxn(tx)))
+    }
+
+    async fn close(&self) {
+        self.0.close().await;
+    }
+}
+
+struct PgTxn(Transaction<'static, Postgres>);
+
+impl PgTxn {
+    async fn exec(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        sqlx::query(sql)
+            .execute(&mut *self.0)
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
+    }
+}
+
+fn utf8(record: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(record).map_err(|e| StoreError::Codec {
+        what: "journal record".into(),
+        reason: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl WriteTxn for PgTxn {
+    async fn savepoint(&mut self) -> Result<(), StoreError> {
+        self.exec("SAVEPOINT op").await
+    }
+
+    async fn release(&mut self) -> Result<(), StoreError> {
+        self.exec("RELEASE SAVEPOINT op").await
+    }
+
+    async fn rollback_to(&mut self) -> Result<(), StoreError> {
+        self.exec("ROLLBACK TO SAVEPOINT op").await
+    }
+
+    async fn next_seq(&mut self, execution: &str) -> Result<i64, StoreError> {
+        sqlx::query("SELECT COALESCE(MAX(seq) + 1, 0) AS next FROM orchestrate_journal WHERE execution_id = $1")
+            .bind(execution)
+            .fetch_one(&mut *self.0)
+            .await
+            .and_then(|row| row.try_get("next"))
+            .map_err(backend_error)
+    }
+
+    async fn insert_event(
+        &mut self,
+        execution: &ExecutionId,
+        row: &Encoded,
+    ) -> Result<(), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO orchestrate_journal (execution_id, seq, kind, step, record, checksum, record_version)
+             VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+        )
+        .bind(execution.as_str())
+        .bind(row.seq)
+        .bind(row.kind)
+        .bind(row.step.as_deref())
+        .bind(utf8(&row.record)?)
+        .bind(row.checksum)
+        .bind(i32::try_from(RECORD_VERSION).unwrap_or(i32::MAX))
+        .execute(&mut *self.0)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            // Another process committed this sequence number first.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
+                Err(StoreError::Conflict {
+                    execution: execution.clone(),
+                    expected: u64::try_from(row.seq).unwrap_or(0),
+                    actual: u64::try_from(row.seq).unwrap_or(0) + 1,
+                })
+            }
+            Err(e) => Err(backend_error(e)),
+        }
+    }
+
+    async fn start_execution(
+        &mut self,
+        execution: &str,
+        append: &Append,
+    ) -> Result<(), StoreError> {
+        let Some((workflow, key, started_at_ms)) = &append.started else {
+            return Ok(());
+        };
+        sqlx::query(
+            "INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms, events)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET events = excluded.events",
+        )
+        .bind(execution)
+        .bind(workflow)
+        .bind(append.finished.unwrap_or("running"))
+        .bind(key.as_deref())
+        .bind(started_at_ms)
+        .bind(append.events)
+        .execute(&mut *self.0)
+        .await
+        .map(|_| ())
+        .map_err(backend_error)
+    }
+
+    async fn update_execution(
+        &mut self,
+        execution: &str,
+        append: &Append,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE orchestrate_executions SET events = $1, status = COALESCE($2, 'running') WHERE id = $3",
+        )
+        .bind(append.events)
+        .bind(append.finished)
+        .bind(execution)
+        .execute(&mut *self.0)
+        .await
+        .map(|_| ())
+        .map_err(backend_error)
+    }
+
+    async fn kv_live(&mut self, key: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT value::text AS value FROM orchestrate_kv
+             WHERE key = $1 AND (expires_at_ms IS NULL OR expires_at_ms > $2) FOR UPDATE",
+        )
+        .bind(key)
+        .bind(now_ms)
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(backend_error)?;
+        row.map(|r| r.try_get("value").map_err(backend_error))
+            .transpose()
+    }
+
+    async fn kv_upsert(
+        &mut self,
+        key: &str,
+        value: &str,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO orchestrate_kv (key, value, expires_at_ms) VALUES ($1, $2::jsonb, $3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at_ms = excluded.expires_at_ms",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(expires_at_ms)
+        .execute(&mut *self.0)
+        .await
+        .map(|_| ())
+        .map_err(backend_error)
+    }
+
+    async fn kv_remove(&mut self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM orchestrate_kv WHERE key = $1")
+            .bind(key)
+            .execute(&mut *self.0)
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
+    }
+
+    async fn kv_insert_if_absent(
+        &mut self,
+        key: &str,
+        value: &str,
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        // One statement, atomic across processes: it inserts, replaces an
+        // expired value, or (returning nothing) leaves a live one locked.
+        let won = sqlx::query(
+            "INSERT INTO orchestrate_kv (key, value, expires_at_ms) VALUES ($1, $2::jsonb, $3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at_ms = excluded.expires_at_ms
+             WHERE orchestrate_kv.expires_at_ms IS NOT NULL AND orchestrate_kv.expires_at_ms <= $4
+             RETURNING key",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(expires_at_ms)
+        .bind(now_ms)
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(backend_error)?;
+        if won.is_some() {
+            return Ok(None);
+        }
+        self.kv_live(key, now_ms).await
+    }
+
+    async fn kv_sweep(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM orchestrate_kv WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= $1",
+        )
+        .bind(now_ms)
+        .execute(&mut *self.0)
+        .await
+        .map(|_| ())
+        .map_err(backend_error)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.0.commit().await.map_err(backend_error)
+    }
+}
