@@ -6,9 +6,8 @@
 //! |----------|----------------------------------------------------|---------|
 //! | `sqlite` | `sqlite::SqliteStore`: one file, WAL, group commit | yes     |
 //! | `postgres` | `postgres::PostgresStore`: JSONB, many processes   | no      |
+//! | `redis`  | `redis::RedisBus`: Redis Streams, consumer groups  | no      |
 //! | `full`   | every backend                                      | no      |
-//!
-//! The Redis Streams bus is next.
 //!
 //! Every backend stores each journal record once, with a record version and
 //! a CRC-32 checked on every read, and passes the conformance suite of
@@ -59,3 +58,7 @@ pub mod sqlite;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;

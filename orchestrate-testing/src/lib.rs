@@ -36,6 +36,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod bus_conformance;
 mod mock;
 pub mod store_conformance;
 pub mod strategy;

@@ -105,6 +105,17 @@ pub enum BusError {
         /// The queue capacity.
         capacity: usize,
     },
+    /// The bus could not be reached.
+    #[error("cannot reach the {backend} bus at {location}: {source}")]
+    Unreachable {
+        /// Which backend.
+        backend: &'static str,
+        /// Where (without credentials).
+        location: String,
+        /// The cause.
+        #[source]
+        source: SharedError,
+    },
     /// The backend failed.
     #[error("{backend} bus: {source}")]
     Backend {

@@ -1,0 +1,338 @@
+//! A consumer-group reader: explicit acks, reclaim, dead letters, dedupe.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use orchestrate_core::bus::BusError;
+use orchestrate_core::journal::Event;
+use redis::aio::ConnectionManager;
+use redis::Value;
+
+use super::reply::{self, Entry};
+use super::{event_id, redis_error, RedisBusConfig};
+
+/// One message handed to a consumer; acknowledge it with
+/// [`RedisConsumer::ack`] once processed.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The event.
+    pub event: Arc<Event>,
+    /// The stream entry id.
+    pub message_id: String,
+    /// How many times the group has delivered it (1 the first time).
+    pub deliveries: u64,
+}
+
+/// Event ids acknowledged recently, to drop duplicates (an event published
+/// twice, e.g. by a retried publish). Bounded.
+struct Seen {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+    capacity: usize,
+}
+
+impl Seen {
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: String) {
+        if self.capacity == 0 || !self.set.insert(id.clone()) {
+            return;
+        }
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// A member of a consumer group on one topic's stream.
+///
+/// [`next`](Self::next) serves, in this order: messages this consumer took
+/// earlier and never acknowledged (after a restart or a dropped connection),
+/// messages other consumers took and left unacknowledged past the
+/// visibility timeout (`XAUTOCLAIM`), then new messages. A message delivered
+/// more than `max_deliveries` times, or that is not a valid event, goes to
+/// the dead-letter stream instead of blocking the group.
+pub struct RedisConsumer {
+    pub(super) conn: ConnectionManager,
+    pub(super) stream: String,
+    pub(super) dead: String,
+    pub(super) group: String,
+    pub(super) name: String,
+    pub(super) config: Arc<RedisBusConfig>,
+    pub(super) own_pending_first: bool,
+    pub(super) ready: VecDeque<Delivery>,
+    seen: Seen,
+}
+
+impl std::fmt::Debug for RedisConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConsumer")
+            .field("stream", &self.stream)
+            .field("group", &self.group)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConsumer {
+    pub(super) fn new(
+        conn: ConnectionManager,
+        stream: String,
+        dead: String,
+        group: String,
+        name: String,
+        config: Arc<RedisBusConfig>,
+    ) -> Self {
+        let capacity = config.dedupe_window;
+        Self {
+            conn,
+            stream,
+            dead,
+            group,
+            name,
+            config,
+            own_pending_first: true,
+            ready: VecDeque::new(),
+            seen: Seen {
+                order: VecDeque::new(),
+                set: HashSet::new(),
+                capacity,
+            },
+        }
+    }
+
+    /// The Redis client id of this consumer's connection (diagnostics; it
+    /// changes when the connection is re-established).
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Backend`].
+    pub async fn client_id(&mut self) -> Result<i64, BusError> {
+        redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)
+    }
+
+    /// The consumer's name in its group.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next delivery, or `None` when nothing arrived within the
+    /// configured block time.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Backend`] when Redis cannot be reached; the next call
+    /// reconnects and serves this consumer's unacknowledged messages again.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message read but not returned stays pending for this
+    /// consumer and is served again.
+    pub async fn next(&mut self) -> Result<Option<Delivery>, BusError> {
+        loop {
+            if let Some(d) = self.ready.pop_front() {
+                return Ok(Some(d));
+            }
+            match self.fill().await {
+                // Everything read was dead-lettered or a duplicate: read on.
+                Ok(true) if self.ready.is_empty() => continue,
+                Ok(true) => {}
+                // Blocked for new messages and none came.
+                Ok(false) => return Ok(None),
+                Err(e) => {
+                    // Whatever was read before the failure is pending here.
+                    self.own_pending_first = true;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Acknowledges a processed delivery; its event id is remembered to drop
+    /// duplicates.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Backend`] when Redis cannot be reached (the message stays
+    /// pending and will be delivered again).
+    pub async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
+        let _: i64 = redis::cmd("XACK")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&delivery.message_id)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)?;
+        self.seen.insert(event_id(&delivery.event));
+        Ok(())
+    }
+
+    /// Reads one batch into `ready`; `false` when a blocking read for new
+    /// messages timed out empty.
+    async fn fill(&mut self) -> Result<bool, BusError> {
+        let batch = self.config.batch.max(1);
+        if self.own_pending_first {
+            let v: Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&self.group)
+                .arg(&self.name)
+                .arg("COUNT")
+                .arg(batch)
+                .arg("STREAMS")
+                .arg(&self.stream)
+                .arg("0")
+                .query_async(&mut self.conn)
+                .await
+                .map_err(redis_error)?;
+            let entries = reply::read_group(&v);
+            if entries.is_empty() {
+                self.own_pending_first = false;
+            } else {
+                let counts = self.delivery_counts(&entries).await?;
+                return self.admit(entries, Some(counts)).await.map(|()| true);
+            }
+        }
+        let visibility_ms =
+            u64::try_from(self.config.visibility_timeout.as_millis()).unwrap_or(u64::MAX);
+        let v: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&self.name)
+            .arg(visibility_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(batch)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)?;
+        let claimed = reply::autoclaim(&v);
+        if !claimed.is_empty() {
+            let counts = self.delivery_counts(&claimed).await?;
+            return self.admit(claimed, Some(counts)).await.map(|()| true);
+        }
+        let block_ms = u64::try_from(self.config.block.as_millis()).unwrap_or(u64::MAX);
+        let v: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(batch)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)?;
+        let fresh = reply::read_group(&v);
+        if fresh.is_empty() {
+            return Ok(false);
+        }
+        self.admit(fresh, None).await.map(|()| true)
+    }
+
+    async fn delivery_counts(&mut self, entries: &[Entry]) -> Result<Vec<(String, u64)>, BusError> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(Vec::new());
+        };
+        let v: Value = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&first.id)
+            .arg(&last.id)
+            .arg(entries.len())
+            .arg(&self.name)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(reply::delivery_counts(&v))
+    }
+
+    /// Turns entries into deliveries, sending the malformed, the too often
+    /// delivered and the duplicates where they belong.
+    async fn admit(
+        &mut self,
+        entries: Vec<Entry>,
+        counts: Option<Vec<(String, u64)>>,
+    ) -> Result<(), BusError> {
+        for entry in entries {
+            let deliveries = counts
+                .as_ref()
+                .and_then(|c| c.iter().find(|(id, _)| *id == entry.id).map(|(_, n)| *n))
+                .unwrap_or(1);
+            let event = entry
+                .field("event")
+                .ok_or_else(|| "no `event` field".to_owned())
+                .and_then(|raw| {
+                    serde_json::from_slice::<Event>(raw)
+                        .map_err(|e| format!("undecodable event: {e}"))
+                });
+            let event = match event {
+                Ok(event) => event,
+                Err(reason) => {
+                    tracing::warn!(stream = %self.stream, id = %entry.id, %reason, "malformed message moved to the dead-letter stream");
+                    self.bury(&entry, &reason).await?;
+                    continue;
+                }
+            };
+            if deliveries > self.config.max_deliveries {
+                let reason = format!("delivered {deliveries} times");
+                tracing::warn!(stream = %self.stream, id = %entry.id, %reason, "message moved to the dead-letter stream");
+                self.bury(&entry, &reason).await?;
+                continue;
+            }
+            if self.seen.contains(&event_id(&event)) {
+                self.ack_id(&entry.id).await?;
+                continue;
+            }
+            self.ready.push_back(Delivery {
+                event: Arc::new(event),
+                message_id: entry.id,
+                deliveries,
+            });
+        }
+        Ok(())
+    }
+
+    async fn ack_id(&mut self, id: &str) -> Result<(), BusError> {
+        let _: i64 = redis::cmd("XACK")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(id)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    /// Copies the entry to the dead-letter stream, then acknowledges it.
+    async fn bury(&mut self, entry: &Entry, reason: &str) -> Result<(), BusError> {
+        let mut add = redis::cmd("XADD");
+        add.arg(&self.dead)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.max_len)
+            .arg("*")
+            .arg("reason")
+            .arg(reason)
+            .arg("source_id")
+            .arg(&entry.id)
+            .arg("group")
+            .arg(&self.group);
+        for (k, v) in &entry.fields {
+            add.arg(format!("field:{k}")).arg(v.as_slice());
+        }
+        let _: Value = add.query_async(&mut self.conn).await.map_err(redis_error)?;
+        self.ack_id(&entry.id).await
+    }
+}

@@ -1,0 +1,142 @@
+//! Reading stream replies (`XREADGROUP`, `XAUTOCLAIM`, `XPENDING`).
+
+use redis::Value;
+
+/// One stream entry: its id and its field/value pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Entry {
+    pub(super) id: String,
+    pub(super) fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Entry {
+    pub(super) fn field(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+pub(super) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+fn items(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => &[],
+    }
+}
+
+/// `[id, [field, value, ...]]` entries; a deleted entry (nil fields) is kept
+/// with no fields so that it can be acknowledged.
+pub(super) fn entries(v: &Value) -> Vec<Entry> {
+    items(v)
+        .iter()
+        .filter_map(|e| {
+            let parts = items(e);
+            let id = text(parts.first()?)?;
+            let flat = parts.get(1).map(items).unwrap_or(&[]);
+            let fields = flat
+                .chunks(2)
+                .filter_map(|kv| Some((text(kv.first()?)?, bytes(kv.get(1)?)?)))
+                .collect();
+            Some(Entry { id, fields })
+        })
+        .collect()
+}
+
+/// The entries of an `XREADGROUP` reply for one stream (nil on timeout).
+pub(super) fn read_group(v: &Value) -> Vec<Entry> {
+    match v {
+        Value::Nil => Vec::new(),
+        Value::Map(streams) => streams.first().map(|(_, e)| entries(e)).unwrap_or_default(),
+        other => items(other)
+            .first()
+            .map(|stream| entries(items(stream).get(1).unwrap_or(&Value::Nil)))
+            .unwrap_or_default(),
+    }
+}
+
+/// `XAUTOCLAIM` replies `[next-start, entries, deleted-ids]`.
+pub(super) fn autoclaim(v: &Value) -> Vec<Entry> {
+    items(v).get(1).map(entries).unwrap_or_default()
+}
+
+/// Delivery counts from an extended `XPENDING` reply:
+/// `[[id, consumer, idle-ms, deliveries], ...]`.
+pub(super) fn delivery_counts(v: &Value) -> Vec<(String, u64)> {
+    items(v)
+        .iter()
+        .filter_map(|e| {
+            let parts = items(e);
+            let id = text(parts.first()?)?;
+            let count = match parts.get(3)? {
+                Value::Int(n) => u64::try_from(*n).ok()?,
+                other => text(other)?.parse().ok()?,
+            };
+            Some((id, count))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn parses_read_group_replies_in_both_protocols() {
+        let entry = Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![bulk("event"), bulk("{}")]),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![entry.clone()]),
+        ])]);
+        let resp3 = Value::Map(vec![(bulk("s"), Value::Array(vec![entry]))]);
+        for reply in [resp2, resp3] {
+            let got = read_group(&reply);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].id, "1-0");
+            assert_eq!(got[0].field("event"), Some(&b"{}"[..]));
+        }
+        assert!(read_group(&Value::Nil).is_empty());
+    }
+
+    #[test]
+    fn parses_pending_counts_and_deleted_entries() {
+        let pending = Value::Array(vec![Value::Array(vec![
+            bulk("2-0"),
+            bulk("c"),
+            Value::Int(10),
+            Value::Int(3),
+        ])]);
+        assert_eq!(delivery_counts(&pending), [("2-0".to_owned(), 3)]);
+        let claimed = Value::Array(vec![
+            bulk("0-0"),
+            Value::Array(vec![Value::Array(vec![bulk("3-0"), Value::Nil])]),
+            Value::Array(vec![]),
+        ]);
+        let got = autoclaim(&claimed);
+        assert_eq!((got[0].id.as_str(), got[0].fields.len()), ("3-0", 0));
+    }
+}
