@@ -51,6 +51,7 @@ pub struct AgentError {
     message: Arc<str>,
     retry: Retry,
     source: Option<SharedError>,
+    interrupt: Option<Arc<serde_json::Value>>,
 }
 
 impl AgentError {
@@ -75,7 +76,40 @@ impl AgentError {
             message: error.to_string().into(),
             retry: Retry::Transient,
             source: Some(Arc::new(error)),
+            interrupt: None,
         }
+    }
+
+    /// Not a failure: the step needs an external decision (human approval)
+    /// before it can produce its output. The execution parks once nothing
+    /// else can run; [`Orchestrator::approve`](crate::Orchestrator::approve)
+    /// supplies the step's output, [`Orchestrator::reject`](crate::Orchestrator::reject)
+    /// fails it. `payload` tells the reviewer what to decide.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use orchestrate_core::AgentError;
+    /// let ask = AgentError::interrupt(serde_json::json!({"question": "ship it?"}));
+    /// assert!(ask.is_interrupt());
+    /// ```
+    pub fn interrupt(payload: serde_json::Value) -> Self {
+        Self {
+            message: "waiting for an external decision".into(),
+            retry: Retry::Permanent,
+            source: None,
+            interrupt: Some(Arc::new(payload)),
+        }
+    }
+
+    /// Whether this is an [`interrupt`](Self::interrupt).
+    pub fn is_interrupt(&self) -> bool {
+        self.interrupt.is_some()
+    }
+
+    /// The payload of an [`interrupt`](Self::interrupt).
+    pub fn interrupt_payload(&self) -> Option<&Arc<serde_json::Value>> {
+        self.interrupt.as_ref()
     }
 
     fn with(message: impl Into<String>, retry: Retry) -> Self {
@@ -83,6 +117,7 @@ impl AgentError {
             message: message.into().into(),
             retry,
             source: None,
+            interrupt: None,
         }
     }
 
@@ -284,6 +319,24 @@ pub enum Error {
         /// The recorded cause.
         cause: Option<ErrorInfo>,
     },
+    /// The execution is parked: steps wait for an external decision
+    /// ([`Orchestrator::approve`](crate::Orchestrator::approve) or
+    /// [`reject`](crate::Orchestrator::reject)).
+    #[error("execution `{execution}` is parked, waiting for a decision on {}", steps.join(", "))]
+    Parked {
+        /// The execution.
+        execution: ExecutionId,
+        /// The steps waiting.
+        steps: Vec<String>,
+    },
+    /// A decision named a step that is not waiting for one.
+    #[error("execution `{execution}`: step `{step}` is not waiting for a decision")]
+    NotInterrupted {
+        /// The execution.
+        execution: ExecutionId,
+        /// The step.
+        step: String,
+    },
     /// The journal shows the execution unfinished, but no process is
     /// running it here (its process stopped).
     #[error("execution `{0}` is unfinished and not running in this process")]
@@ -313,6 +366,8 @@ impl Error {
             Error::ExecutionNotFound(_) => "execution_not_found",
             Error::Orphaned(_) => "orphaned",
             Error::Failed { .. } => "failed",
+            Error::Parked { .. } => "parked",
+            Error::NotInterrupted { .. } => "not_interrupted",
         }
     }
 

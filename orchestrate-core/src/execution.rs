@@ -63,6 +63,10 @@ impl Shared {
                 execution: id.clone(),
                 cause: view.error().cloned(),
             }),
+            ExecutionStatus::Parked => Err(Error::Parked {
+                execution: id.clone(),
+                steps: parked_steps(&view),
+            }),
             ExecutionStatus::Pending | ExecutionStatus::Running => Err(Error::Orphaned(id.clone())),
         };
         let shared = Self::new(id, store, bus, CancellationToken::new());
@@ -77,6 +81,15 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+/// The steps of `view` waiting for a decision.
+pub(crate) fn parked_steps(view: &ExecutionView) -> Vec<String> {
+    view.steps()
+        .iter()
+        .filter(|s| s.status == crate::journal::StepStatus::Interrupted)
+        .map(|s| s.id.to_string())
+        .collect()
 }
 
 /// A handle on one execution: its id and status, its events, cancellation,

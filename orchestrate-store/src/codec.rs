@@ -176,6 +176,7 @@ pub(crate) fn status_text(status: ExecutionStatus) -> &'static str {
         ExecutionStatus::PartiallySucceeded => "partially_succeeded",
         ExecutionStatus::Failed => "failed",
         ExecutionStatus::Cancelled => "cancelled",
+        ExecutionStatus::Parked => "parked",
     }
 }
 
@@ -187,6 +188,7 @@ pub(crate) fn parse_status(text: &str) -> Option<ExecutionStatus> {
         "partially_succeeded" => ExecutionStatus::PartiallySucceeded,
         "failed" => ExecutionStatus::Failed,
         "cancelled" => ExecutionStatus::Cancelled,
+        "parked" => ExecutionStatus::Parked,
         _ => return None,
     })
 }
@@ -195,7 +197,8 @@ pub(crate) fn parse_status(text: &str) -> Option<ExecutionStatus> {
 pub(crate) struct ProjectionChange<'a> {
     /// `(workflow, idempotency key, started at)` when the batch starts the execution.
     pub(crate) started: Option<(&'a str, Option<&'a str>, i64)>,
-    /// The final status when the batch finishes it.
+    /// The status the batch leaves the execution in, when it changes it
+    /// (finished, parked, resumed).
     pub(crate) finished: Option<ExecutionStatus>,
     /// The journal length after the batch.
     pub(crate) events: i64,
@@ -223,7 +226,8 @@ pub(crate) fn projection_change(events: &[Arc<Event>]) -> ProjectionChange<'_> {
                     i64::try_from(*started_at_ms).unwrap_or(i64::MAX),
                 ))
             }
-            EventKind::ExecutionResumed { .. } => change.finished = None,
+            EventKind::ExecutionResumed { .. } => change.finished = Some(ExecutionStatus::Running),
+            EventKind::ExecutionParked { .. } => change.finished = Some(ExecutionStatus::Parked),
             EventKind::ExecutionFinished { status, .. } => change.finished = Some(*status),
             _ => {}
         }

@@ -217,3 +217,54 @@ async fn an_orchestrator_run_is_journaled_and_survives_reopening() {
     let view = orch.execution(&id).await.unwrap().wait().await.unwrap();
     assert_eq!(view.output("b"), Some(&json!(20)));
 }
+
+#[tokio::test]
+async fn a_parked_execution_is_approved_after_the_process_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hitl.db");
+    let def = WorkflowDef::builder("hitl")
+        .step(StepDef::new("ask", "ask").input(json!("${input}")))
+        .step(
+            StepDef::new("after", "echo")
+                .depends_on(["ask"])
+                .input(json!("${steps.ask.output.answer}")),
+        )
+        .build();
+    let build = |store: Arc<SqliteStore>| {
+        Orchestrator::builder()
+            .agent(agent_fn("ask", |q, _| async move {
+                Err(orchestrate_core::AgentError::interrupt(
+                    json!({"question": q}),
+                ))
+            }))
+            .agent(agent_fn("echo", |v, _| async move { Ok(v) }))
+            .store(store)
+            .workflow(def.clone())
+            .build()
+            .unwrap()
+    };
+    let id = {
+        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let orch = build(store);
+        let exec = orch
+            .run(&orch.workflow("hitl").unwrap(), json!("deploy?"))
+            .await
+            .unwrap();
+        assert_eq!(exec.wait().await.unwrap_err().code(), "parked");
+        exec.id().clone()
+    };
+    let orch = build(Arc::new(SqliteStore::open(&path).await.unwrap()));
+    let parked = orch.execution(&id).await.unwrap().view();
+    assert_eq!(
+        parked.step("ask").unwrap().interrupt.as_deref(),
+        Some(&json!({"question": "deploy?"}))
+    );
+    let view = orch
+        .approve(&id, "ask", json!({"answer": "yes"}))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(view.output("after"), Some(&json!("yes")));
+}

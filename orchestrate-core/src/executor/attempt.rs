@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use futures::FutureExt;
 use orchestrate_resilience::{
@@ -66,6 +67,13 @@ impl Observer for JournalObserver<'_> {
     }
 }
 
+/// What a successful attempt produced: an output, or a request for an
+/// external decision (which is not a failure: no retry, no breaker count).
+pub(crate) enum Produced {
+    Output(Value),
+    Interrupt(Arc<Value>),
+}
+
 /// Runs the agent under `policy` until it succeeds or the policy gives up.
 pub(crate) async fn run_step(
     agent: BoxAgent,
@@ -96,18 +104,22 @@ pub(crate) async fn run_step(
                     .catch_unwind()
                     .await
                 {
-                    Ok(Ok(value)) => Ok(value),
-                    Ok(Err(e)) => Err(AttemptError::Agent(e)),
+                    Ok(Ok(value)) => Ok(Produced::Output(value)),
+                    Ok(Err(e)) => match e.interrupt_payload() {
+                        Some(payload) => Ok(Produced::Interrupt(payload.clone())),
+                        None => Err(AttemptError::Agent(e)),
+                    },
                     Err(panic) => Err(AttemptError::Panicked(panic_message(&*panic))),
                 }
             }
         })
         .await;
     match result {
-        Ok(output) => StepResult::Success {
+        Ok(Produced::Output(output)) => StepResult::Success {
             output,
             attempts: last_attempt,
         },
+        Ok(Produced::Interrupt(payload)) => StepResult::Interrupted { payload },
         Err(e) => {
             let attempts = e.attempts();
             StepResult::Failure {

@@ -10,6 +10,8 @@
 mod attempt;
 mod resume;
 
+pub(crate) use resume::Decision;
+
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, PoisonError};
@@ -52,6 +54,7 @@ pub(crate) enum TaskMsg {
 pub(crate) enum StepResult {
     Success { output: Value, attempts: u32 },
     Failure { error: Error, attempts: u32 },
+    Interrupted { payload: Arc<Value> },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,8 @@ enum Phase {
     Waiting,
     Ready,
     Running,
+    /// Interrupted: waits for an external decision.
+    Parked,
     Done,
 }
 
@@ -188,6 +193,10 @@ impl Driver {
                 self.cancel_running().await;
                 break;
             }
+            if self.running == 0 && self.ready.is_empty() && self.parked() > 0 {
+                // Everything left waits on a decision: park.
+                break;
+            }
             if self.running == 0 && self.ready.is_empty() {
                 // Unreachable for a validated plan; never hang on a bug.
                 tracing::error!(unresolved = self.unresolved, "no runnable step left");
@@ -264,6 +273,10 @@ impl Driver {
         let step = self.wf.plan.steps()[i].id().clone();
         self.record(EventKind::StepScheduled { step });
         self.ready.push_back(i);
+    }
+
+    fn parked(&self) -> usize {
+        self.phase.iter().filter(|p| **p == Phase::Parked).count()
     }
 
     fn mark_done(&mut self, i: usize) {
@@ -386,6 +399,15 @@ impl Driver {
             StepResult::Success { output, attempts } => self.succeed(i, output, attempts, None),
             StepResult::Failure { .. } if self.cancelling => self.cancel_step(i),
             StepResult::Failure { error, attempts } => self.step_failed(i, error, attempts),
+            StepResult::Interrupted { .. } if self.cancelling => self.cancel_step(i),
+            StepResult::Interrupted { payload } => {
+                let step = self.wf.plan.steps()[i].id().clone();
+                tracing::info!(%step, "step waits for an external decision");
+                self.record(EventKind::StepInterrupted { step, payload });
+                self.running -= 1;
+                self.agent_running[self.wf.slots[i]] -= 1;
+                self.phase[i] = Phase::Parked;
+            }
         }
     }
 
@@ -505,6 +527,9 @@ impl Driver {
     }
 
     async fn finish(mut self) {
+        if self.unresolved > 0 && !self.cancelling && self.failure.is_none() {
+            return self.park().await;
+        }
         let (status, result_error) = match (&self.failure, self.cancelling) {
             (Some(e), _) => (ExecutionStatus::Failed, Some(e.clone())),
             (None, true) => (
@@ -523,6 +548,28 @@ impl Driver {
             Some(e) => Err(e),
             None => Ok(self.shared.view()),
         };
+        self.conclude(outcome);
+    }
+
+    /// Every step left waits for a decision: journal that, and stop. A
+    /// decision resumes the execution from the store, in this process or
+    /// another.
+    async fn park(mut self) {
+        let steps: Vec<Arc<str>> = (0..self.phase.len())
+            .filter(|&i| self.phase[i] == Phase::Parked)
+            .map(|i| self.wf.plan.steps()[i].id().clone())
+            .collect();
+        let names = steps.iter().map(|s| s.to_string()).collect();
+        self.record(EventKind::ExecutionParked { steps });
+        self.flush().await;
+        let parked = Error::Parked {
+            execution: self.shared.id.clone(),
+            steps: names,
+        };
+        self.conclude(Err(parked));
+    }
+
+    fn conclude(self, outcome: Result<crate::journal::ExecutionView, Error>) {
         self.shared.done.send_replace(Some(outcome));
         self.registry
             .lock()

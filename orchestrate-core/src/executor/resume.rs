@@ -7,6 +7,12 @@ use orchestrate_graph::OnError;
 use tokio::time::Instant;
 
 use super::{Driver, Phase};
+
+/// An external decision on an interrupted step.
+pub(crate) enum Decision {
+    Approve(serde_json::Value),
+    Reject(String),
+}
 use crate::error::Error;
 use crate::journal::{EventKind, ExecutionView, SkipReason, StepStatus};
 
@@ -42,6 +48,10 @@ impl Driver {
                 StepStatus::Skipped | StepStatus::Cancelled => {}
                 StepStatus::Scheduled | StepStatus::Running => {
                     rerun.push(step.id.clone());
+                    continue;
+                }
+                StepStatus::Interrupted => {
+                    self.phase[i] = Phase::Parked;
                     continue;
                 }
                 StepStatus::Pending => continue,
@@ -84,6 +94,45 @@ impl Driver {
             }
         }
         self
+    }
+
+    /// Applies an external decision to interrupted step `i` of a restored
+    /// execution: approval makes `value` its output; rejection fails it
+    /// (under its `on_error` policy).
+    pub(crate) fn decide(&mut self, i: usize, decision: Decision) {
+        let wf = self.wf.clone();
+        let step = wf.plan.steps()[i].id().clone();
+        self.phase[i] = Phase::Running;
+        // `succeed` and `step_failed` release a running slot.
+        self.running += 1;
+        self.agent_running[wf.slots[i]] += 1;
+        match decision {
+            Decision::Approve(value) => {
+                let value = Arc::new(value);
+                self.record(EventKind::StepDecided {
+                    step,
+                    approved: true,
+                    value: Some(value.clone()),
+                    reason: None,
+                });
+                self.succeed(i, Arc::unwrap_or_clone(value), 1, None);
+            }
+            Decision::Reject(reason) => {
+                self.record(EventKind::StepDecided {
+                    step: step.clone(),
+                    approved: false,
+                    value: None,
+                    reason: Some(reason.clone()),
+                });
+                let error = Error::Agent {
+                    step,
+                    agent: wf.plan.steps()[i].agent().clone(),
+                    attempts: 1,
+                    source: crate::AgentError::permanent(format!("rejected: {reason}")),
+                };
+                self.step_failed(i, error, 1);
+            }
+        }
     }
 
     /// Continues a restored execution to its end.

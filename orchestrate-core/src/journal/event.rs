@@ -133,6 +133,27 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fallback_from: Option<ErrorInfo>,
     },
+    /// A step asked for an external decision; it waits until one arrives.
+    StepInterrupted {
+        /// The step.
+        step: Arc<str>,
+        /// What the reviewer is asked.
+        payload: Arc<Value>,
+    },
+    /// An external decision on an interrupted step arrived.
+    StepDecided {
+        /// The step.
+        step: Arc<str>,
+        /// Approved (the step succeeds with `value`) or rejected (it fails
+        /// with `reason`).
+        approved: bool,
+        /// The approved output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<Arc<Value>>,
+        /// Why it was rejected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// A step failed for good.
     StepFailed {
         /// The step.
@@ -165,6 +186,12 @@ pub enum EventKind {
     },
     /// Cancellation was requested.
     CancelRequested,
+    /// Nothing can run until the interrupted steps are decided; the process
+    /// may exit, and a decision resumes the execution from the store.
+    ExecutionParked {
+        /// The steps waiting for a decision.
+        steps: Vec<Arc<str>>,
+    },
     /// The execution ended.
     ExecutionFinished {
         /// Final status.
@@ -191,6 +218,8 @@ impl EventKind {
             | EventKind::StepFailed { step, .. }
             | EventKind::StepSkipped { step, .. }
             | EventKind::StepCancelled { step }
+            | EventKind::StepInterrupted { step, .. }
+            | EventKind::StepDecided { step, .. }
             | EventKind::Custom { step, .. } => Some(step),
             _ => None,
         }
@@ -210,6 +239,9 @@ impl EventKind {
             EventKind::AttemptRejected { .. } => "attempt_rejected",
             EventKind::BreakerTransition { .. } => "breaker_transition",
             EventKind::StepSucceeded { .. } => "step_succeeded",
+            EventKind::StepInterrupted { .. } => "step_interrupted",
+            EventKind::StepDecided { .. } => "step_decided",
+            EventKind::ExecutionParked { .. } => "execution_parked",
             EventKind::StepFailed { .. } => "step_failed",
             EventKind::StepSkipped { .. } => "step_skipped",
             EventKind::StepCancelled { .. } => "step_cancelled",
@@ -249,12 +281,17 @@ pub enum ExecutionStatus {
     Failed,
     /// Cancelled by request.
     Cancelled,
+    /// Waiting for decisions on interrupted steps; not finished.
+    Parked,
 }
 
 impl ExecutionStatus {
     /// Whether the execution has ended.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, ExecutionStatus::Pending | ExecutionStatus::Running)
+        !matches!(
+            self,
+            ExecutionStatus::Pending | ExecutionStatus::Running | ExecutionStatus::Parked
+        )
     }
 }
 
@@ -268,6 +305,8 @@ pub enum StepStatus {
     Scheduled,
     /// Its agent is running.
     Running,
+    /// Waiting for an external decision.
+    Interrupted,
     /// Produced an output (possibly a fallback).
     Succeeded,
     /// Failed.

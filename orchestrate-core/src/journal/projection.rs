@@ -29,6 +29,8 @@ pub struct StepView {
     pub skip_reason: Option<SkipReason>,
     /// Whether the output is the fallback value.
     pub fallback: bool,
+    /// What an interrupted step asks, until it is decided.
+    pub interrupt: Option<Arc<Value>>,
     /// When it started, µs since the execution started.
     pub started_us: Option<u64>,
     /// When it reached a final state, µs since the execution started.
@@ -45,6 +47,7 @@ impl StepView {
             error: None,
             skip_reason: None,
             fallback: false,
+            interrupt: None,
             started_us: None,
             finished_us: None,
         }
@@ -180,6 +183,12 @@ impl ExecutionView {
                 s.error = fallback_from.clone();
                 s.finished_us = Some(at);
             }),
+            EventKind::StepInterrupted { step, payload } => self.with_step(step, |s| {
+                s.status = StepStatus::Interrupted;
+                s.interrupt = Some(payload.clone());
+            }),
+            EventKind::StepDecided { step, .. } => self.with_step(step, |s| s.interrupt = None),
+            EventKind::ExecutionParked { .. } => self.status = ExecutionStatus::Parked,
             EventKind::StepFailed { step, error, .. } => self.with_step(step, |s| {
                 s.status = StepStatus::Failed;
                 s.error = Some(error.clone());

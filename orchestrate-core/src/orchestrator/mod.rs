@@ -26,7 +26,7 @@ use crate::agent::BoxAgent;
 use crate::bus::EventBus;
 use crate::error::Error;
 use crate::execution::{Execution, Shared};
-use crate::executor::Driver;
+use crate::executor::{Decision, Driver};
 use crate::ids::ExecutionId;
 use crate::journal::ExecutionView;
 use crate::store::{Store, StoreError};
@@ -377,12 +377,97 @@ impl Orchestrator {
         Ok(Ok((events, view)))
     }
 
+    /// Approves interrupted step `step` of a parked execution: `value`
+    /// becomes its output and the execution continues from the store, in
+    /// this process, whichever process parked it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotInterrupted`] when the step is not waiting for a decision
+    /// (or the execution is not parked yet), [`Error::ExecutionNotFound`],
+    /// [`Error::UnknownWorkflow`], store errors.
+    pub async fn approve(
+        &self,
+        id: &ExecutionId,
+        step: &str,
+        value: Value,
+    ) -> Result<Execution, Error> {
+        self.decide(id, step, Decision::Approve(value)).await
+    }
+
+    /// Rejects interrupted step `step` of a parked execution: it fails with
+    /// `reason`, and its `on_error` policy decides what follows.
+    ///
+    /// # Errors
+    ///
+    /// As [`approve`](Self::approve).
+    pub async fn reject(
+        &self,
+        id: &ExecutionId,
+        step: &str,
+        reason: impl Into<String>,
+    ) -> Result<Execution, Error> {
+        self.decide(id, step, Decision::Reject(reason.into())).await
+    }
+
+    async fn decide(
+        &self,
+        id: &ExecutionId,
+        step: &str,
+        decision: Decision,
+    ) -> Result<Execution, Error> {
+        let not_interrupted = || Error::NotInterrupted {
+            execution: id.clone(),
+            step: step.to_owned(),
+        };
+        let (events, view) = match self.load_unfinished(id).await? {
+            Ok(loaded) => loaded,
+            Err(_) => return Err(not_interrupted()),
+        };
+        let waiting = view
+            .step(step)
+            .is_some_and(|s| s.status == crate::journal::StepStatus::Interrupted);
+        if view.status() != crate::journal::ExecutionStatus::Parked || !waiting {
+            return Err(not_interrupted());
+        }
+        let workflow = self
+            .inner
+            .workflows
+            .get(view.workflow())
+            .cloned()
+            .ok_or_else(|| Error::UnknownWorkflow {
+                workflow: view.workflow().into(),
+            })?;
+        let index = workflow.plan().index_of(step).ok_or_else(not_interrupted)?;
+        self.start_restored(&workflow, id, &events, view, Some((index, decision)))
+    }
+
     fn restore(
         &self,
         workflow: &Workflow,
         id: &ExecutionId,
         events: &[Arc<crate::journal::Event>],
         view: ExecutionView,
+    ) -> Result<Execution, Error> {
+        if view.status() == crate::journal::ExecutionStatus::Parked {
+            // Nothing to run until a decision arrives.
+            return Ok(Execution::new(Arc::new(Shared::from_journal(
+                id.clone(),
+                view,
+                self.inner.store.clone(),
+                self.inner.bus.clone(),
+            ))));
+        }
+        self.start_restored(workflow, id, events, view, None)
+    }
+
+    fn start_restored(
+        &self,
+        workflow: &Workflow,
+        id: &ExecutionId,
+        events: &[Arc<crate::journal::Event>],
+        view: ExecutionView,
+        decision: Option<(usize, Decision)>,
     ) -> Result<Execution, Error> {
         let plan = workflow.plan();
         let same_steps = view.steps().len() == plan.len()
@@ -420,7 +505,7 @@ impl Orchestrator {
             resumed = true,
         );
         let last_at_us = events.last().map_or(0, |e| e.at_us);
-        let driver = Driver::new(
+        let mut driver = Driver::new(
             shared.clone(),
             workflow.inner.clone(),
             inner.limits.clone(),
@@ -430,6 +515,9 @@ impl Orchestrator {
             inner.running.clone(),
         )
         .restore(&view, last_at_us);
+        if let Some((index, decision)) = decision {
+            driver.decide(index, decision);
+        }
         inner.tracker.spawn(driver.run_restored().instrument(span));
         Ok(Execution::new(shared))
     }

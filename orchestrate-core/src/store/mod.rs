@@ -148,8 +148,11 @@ impl ExecutionSummary {
     /// Folds later events into the summary.
     pub fn apply(&mut self, event: &Event) {
         self.events = event.seq + 1;
-        if let EventKind::ExecutionFinished { status, .. } = &event.kind {
-            self.status = *status;
+        match &event.kind {
+            EventKind::ExecutionFinished { status, .. } => self.status = *status,
+            EventKind::ExecutionParked { .. } => self.status = ExecutionStatus::Parked,
+            EventKind::ExecutionResumed { .. } => self.status = ExecutionStatus::Running,
+            _ => {}
         }
     }
 

@@ -128,7 +128,7 @@ impl WriteTxn for PgTxn {
         append: &Append,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE orchestrate_executions SET events = $1, status = COALESCE($2, 'running') WHERE id = $3",
+            "UPDATE orchestrate_executions SET events = $1, status = COALESCE($2, status) WHERE id = $3",
         )
         .bind(append.events)
         .bind(append.finished)

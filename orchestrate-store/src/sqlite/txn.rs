@@ -116,7 +116,7 @@ impl WriteTxn for SqliteTxn {
         execution: &str,
         append: &Append,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orchestrate_executions SET events = ?, status = COALESCE(?, 'running') WHERE id = ?")
+        sqlx::query("UPDATE orchestrate_executions SET events = ?, status = COALESCE(?, status) WHERE id = ?")
             .bind(append.events)
             .bind(append.finished)
             .bind(execution)
