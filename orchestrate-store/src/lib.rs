@@ -7,6 +7,7 @@
 //! | `sqlite` | `sqlite::SqliteStore`: one file, WAL, group commit | yes     |
 //! | `postgres` | `postgres::PostgresStore`: JSONB, many processes   | no      |
 //! | `redis`  | `redis::RedisBus`: Redis Streams, consumer groups  | no      |
+//! | `encryption` | `encrypted::EncryptedStore`: AES-256-GCM at rest | no  |
 //! | `full`   | every backend                                      | no      |
 //!
 //! Every backend stores each journal record once, with a record version and
@@ -62,3 +63,7 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub mod encrypted;

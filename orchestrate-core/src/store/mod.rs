@@ -84,6 +84,60 @@ pub trait Store: Send + Sync + 'static {
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError>;
 }
 
+/// A shared store is a store: wrappers (e.g. an encrypting one) can hold an
+/// `Arc<dyn Store>` or an `Arc` of a concrete store.
+#[async_trait]
+impl<S: Store + ?Sized> Store for Arc<S> {
+    async fn append(
+        &self,
+        execution: &ExecutionId,
+        events: &[Arc<Event>],
+    ) -> Result<(), StoreError> {
+        (**self).append(execution, events).await
+    }
+
+    async fn load(
+        &self,
+        execution: &ExecutionId,
+        from: u64,
+    ) -> Result<Vec<Arc<Event>>, StoreError> {
+        (**self).load(execution, from).await
+    }
+
+    async fn list_executions(
+        &self,
+        query: &ExecutionQuery,
+    ) -> Result<Vec<ExecutionSummary>, StoreError> {
+        (**self).list_executions(query).await
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        (**self).kv_get(key).await
+    }
+
+    async fn kv_put(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        (**self).kv_put(key, value, ttl).await
+    }
+
+    async fn kv_put_if_absent(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<Option<Value>, StoreError> {
+        (**self).kv_put_if_absent(key, value, ttl).await
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
+        (**self).kv_delete(key).await
+    }
+}
+
 /// Which executions [`Store::list_executions`] returns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecutionQuery {
