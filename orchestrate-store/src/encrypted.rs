@@ -11,7 +11,10 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use orchestrate_core::journal::{Event, EventKind};
-use orchestrate_core::store::{ExecutionQuery, ExecutionSummary, Store, StoreError};
+use orchestrate_core::store::{
+    ExecutionQuery, ExecutionSummary, FetchOptions, Message, MessageQuery, NewMessage, Store,
+    StoreError,
+};
 use orchestrate_core::ExecutionId;
 use serde_json::{json, Value};
 
@@ -326,5 +329,45 @@ impl<S: Store> Store for EncryptedStore<S> {
 
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
         self.inner.kv_delete(key).await
+    }
+
+    async fn send_message(&self, mut message: NewMessage) -> Result<i64, StoreError> {
+        // Ids are assigned by the store, so the seal is bound to the mailbox.
+        let place = message_place(&message.recipient);
+        message.payload = self.seal(&message.payload, &place)?;
+        self.inner.send_message(message).await
+    }
+
+    async fn fetch_messages(
+        &self,
+        recipient: &str,
+        options: &FetchOptions,
+    ) -> Result<Vec<Message>, StoreError> {
+        let messages = self.inner.fetch_messages(recipient, options).await?;
+        messages.into_iter().map(|m| self.open_message(m)).collect()
+    }
+
+    async fn ack_message(&self, id: i64) -> Result<(), StoreError> {
+        self.inner.ack_message(id).await
+    }
+
+    async fn release_message(&self, id: i64) -> Result<(), StoreError> {
+        self.inner.release_message(id).await
+    }
+
+    async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        let messages = self.inner.list_messages(query).await?;
+        messages.into_iter().map(|m| self.open_message(m)).collect()
+    }
+}
+
+fn message_place(recipient: &str) -> String {
+    format!("mailbox `{recipient}`")
+}
+
+impl<S: Store> EncryptedStore<S> {
+    fn open_message(&self, mut message: Message) -> Result<Message, StoreError> {
+        message.payload = self.open(&message.payload, &message_place(&message.recipient))?;
+        Ok(message)
     }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use orchestrate_core::store::StoreError;
+use orchestrate_core::store::{Message, NewMessage, StoreError};
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -72,6 +72,18 @@ pub(crate) trait WriteTxn: Send {
         }
     }
     async fn kv_sweep(&mut self, now_ms: i64) -> Result<(), StoreError>;
+    /// Inserts a message (payload as JSON text); returns its id.
+    async fn message_insert(
+        &mut self,
+        message: &NewMessage,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError>;
+    /// Claims up to `limit` due messages of `recipient` (see
+    /// [`Store::fetch_messages`](orchestrate_core::store::Store::fetch_messages)).
+    async fn message_claim(&mut self, claim: &Claim) -> Result<Vec<Message>, StoreError>;
+    /// Acknowledges (`ack`) or releases a message.
+    async fn message_settle(&mut self, id: i64, ack: bool) -> Result<(), StoreError>;
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
@@ -109,7 +121,29 @@ impl Append {
     }
 }
 
+/// What a fetch claims.
+pub(crate) struct Claim {
+    pub(crate) recipient: String,
+    pub(crate) now_ms: i64,
+    /// Delivered messages delivered at or before this are due again.
+    pub(crate) cutoff_ms: i64,
+    pub(crate) limit: i64,
+    pub(crate) max_deliveries: i64,
+}
+
 pub(crate) enum WriteOp {
+    SendMessage {
+        message: NewMessage,
+        payload: String,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<i64, StoreError>>,
+    },
+    FetchMessages(Claim, oneshot::Sender<Result<Vec<Message>, StoreError>>),
+    SettleMessage {
+        id: i64,
+        ack: bool,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Append(Append, oneshot::Sender<Result<(), StoreError>>),
     KvPut {
         key: String,
@@ -134,6 +168,14 @@ pub(crate) enum WriteOp {
 
 /// An operation's result, held until its transaction commits.
 enum Done {
+    Id(
+        oneshot::Sender<Result<i64, StoreError>>,
+        Result<i64, StoreError>,
+    ),
+    Messages(
+        oneshot::Sender<Result<Vec<Message>, StoreError>>,
+        Result<Vec<Message>, StoreError>,
+    ),
     Unit(
         oneshot::Sender<Result<(), StoreError>>,
         Result<(), StoreError>,
@@ -151,6 +193,8 @@ enum Done {
 impl Done {
     fn is_ok(&self) -> bool {
         match self {
+            Done::Id(_, r) => r.is_ok(),
+            Done::Messages(_, r) => r.is_ok(),
             Done::Unit(_, r) => r.is_ok(),
             Done::Found(_, r) => r.is_ok(),
             Done::Deleted(_, r) => r.is_ok(),
@@ -160,6 +204,8 @@ impl Done {
     /// Replaces the result with `error` (the write did not commit).
     fn fail(self, error: &StoreError) -> Self {
         match self {
+            Done::Id(tx, _) => Done::Id(tx, Err(error.clone())),
+            Done::Messages(tx, _) => Done::Messages(tx, Err(error.clone())),
             Done::Unit(tx, _) => Done::Unit(tx, Err(error.clone())),
             Done::Found(tx, _) => Done::Found(tx, Err(error.clone())),
             Done::Deleted(tx, _) => Done::Deleted(tx, Err(error.clone())),
@@ -169,6 +215,8 @@ impl Done {
     fn send(self) {
         // A caller that went away no longer needs the answer.
         match self {
+            Done::Id(tx, r) => drop(tx.send(r)),
+            Done::Messages(tx, r) => drop(tx.send(r)),
             Done::Unit(tx, r) => drop(tx.send(r)),
             Done::Found(tx, r) => drop(tx.send(r)),
             Done::Deleted(tx, r) => drop(tx.send(r)),
@@ -260,13 +308,16 @@ fn kv_now(op: &WriteOp) -> Option<i64> {
         WriteOp::KvPut { now_ms, .. }
         | WriteOp::KvPutIfAbsent { now_ms, .. }
         | WriteOp::KvDelete { now_ms, .. } => Some(*now_ms),
-        WriteOp::Append(..) => None,
+        _ => None,
     }
 }
 
 /// The reply slot of an operation, before it ran.
 fn pending(op: WriteOp) -> Done {
     match op {
+        WriteOp::SendMessage { reply, .. } => Done::Id(reply, Ok(0)),
+        WriteOp::FetchMessages(_, reply) => Done::Messages(reply, Ok(Vec::new())),
+        WriteOp::SettleMessage { reply, .. } => Done::Unit(reply, Ok(())),
         WriteOp::Append(_, reply) | WriteOp::KvPut { reply, .. } => Done::Unit(reply, Ok(())),
         WriteOp::KvPutIfAbsent { reply, .. } => Done::Found(reply, Ok(None)),
         WriteOp::KvDelete { reply, .. } => Done::Deleted(reply, Ok(false)),
@@ -275,6 +326,18 @@ fn pending(op: WriteOp) -> Done {
 
 async fn apply(tx: &mut dyn WriteTxn, op: WriteOp) -> Done {
     match op {
+        WriteOp::SendMessage {
+            message,
+            payload,
+            now_ms,
+            reply,
+        } => Done::Id(reply, tx.message_insert(&message, &payload, now_ms).await),
+        WriteOp::FetchMessages(claim, reply) => {
+            Done::Messages(reply, tx.message_claim(&claim).await)
+        }
+        WriteOp::SettleMessage { id, ack, reply } => {
+            Done::Unit(reply, tx.message_settle(id, ack).await)
+        }
         WriteOp::Append(append, reply) => Done::Unit(reply, append_events(tx, &append).await),
         WriteOp::KvPut {
             key,

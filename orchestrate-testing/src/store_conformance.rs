@@ -20,7 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrate_core::journal::{Event, EventKind, ExecutionStatus, SkipReason};
-use orchestrate_core::store::{ExecutionQuery, ManualClock, Store, StoreError};
+use orchestrate_core::store::{
+    ExecutionQuery, FetchOptions, ManualClock, MessageQuery, MessageStatus, NewMessage, Store,
+    StoreError,
+};
 use orchestrate_core::{ErrorInfo, ExecutionId};
 use serde_json::json;
 
@@ -495,6 +498,195 @@ where
     );
 }
 
+/// Mailboxes hand out the highest priority first, FIFO within a priority.
+pub async fn messages_come_by_priority_then_fifo<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let store = &s.store;
+    let mut ids = Vec::new();
+    for (i, priority) in [0, 5, 0, 5].into_iter().enumerate() {
+        let m = NewMessage::new("a", json!({"n": i}))
+            .priority(priority)
+            .from("boss")
+            .in_thread("t1");
+        ids.push(store.send_message(m).await.unwrap());
+    }
+    let other = store
+        .send_message(NewMessage::new("b", json!("hi")))
+        .await
+        .unwrap();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]) && other > ids[3],
+        "ids increase"
+    );
+    let got = store
+        .fetch_messages("a", &FetchOptions::default())
+        .await
+        .unwrap();
+    let order: Vec<i64> = got.iter().map(|m| m.id).collect();
+    assert_eq!(order, [ids[1], ids[3], ids[0], ids[2]]);
+    assert!(got
+        .iter()
+        .all(|m| m.status == MessageStatus::Delivered && m.deliveries == 1));
+    assert_eq!(got[0].payload, json!({"n": 1}));
+    assert_eq!(
+        (got[0].sender.as_deref(), got[0].thread.as_deref()),
+        (Some("boss"), Some("t1"))
+    );
+    assert_eq!(got[0].created_at_ms, START_MS);
+    // Delivered and within the visibility timeout: not handed out again.
+    assert!(store
+        .fetch_messages("a", &FetchOptions::default())
+        .await
+        .unwrap()
+        .is_empty());
+    let limited = FetchOptions {
+        limit: 1,
+        ..FetchOptions::default()
+    };
+    let b = store.fetch_messages("b", &limited).await.unwrap();
+    assert_eq!((b.len(), b[0].id), (1, other));
+}
+
+/// Unacknowledged messages come back after the visibility timeout, until
+/// they are delivered too often and go to the dead letters.
+pub async fn unacknowledged_messages_return_then_die<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, clock) = subject(&make).await;
+    let store = &s.store;
+    let id = store
+        .send_message(NewMessage::new("a", json!("work")))
+        .await
+        .unwrap();
+    let options = FetchOptions {
+        limit: 10,
+        visibility: Duration::from_secs(10),
+        max_deliveries: 2,
+    };
+    assert_eq!(
+        store.fetch_messages("a", &options).await.unwrap()[0].deliveries,
+        1
+    );
+    clock.advance(Duration::from_secs(9));
+    assert!(store
+        .fetch_messages("a", &options)
+        .await
+        .unwrap()
+        .is_empty());
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        store.fetch_messages("a", &options).await.unwrap()[0].deliveries,
+        2
+    );
+    clock.advance(Duration::from_secs(11));
+    assert!(
+        store
+            .fetch_messages("a", &options)
+            .await
+            .unwrap()
+            .is_empty(),
+        "third delivery exceeds the limit"
+    );
+    let dead = MessageQuery {
+        status: Some(MessageStatus::Dead),
+        ..MessageQuery::default()
+    };
+    let dead = store.list_messages(&dead).await.unwrap();
+    assert_eq!((dead.len(), dead[0].id, dead[0].deliveries), (1, id, 2));
+}
+
+/// Acknowledging processes a message; releasing returns it at once.
+pub async fn messages_are_acknowledged_or_released<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let store = &s.store;
+    let first = store
+        .send_message(NewMessage::new("a", json!(1)).in_thread("x"))
+        .await
+        .unwrap();
+    store
+        .send_message(NewMessage::new("a", json!(2)).in_thread("y"))
+        .await
+        .unwrap();
+    let got = store
+        .fetch_messages("a", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    store.release_message(first).await.unwrap();
+    let again = store
+        .fetch_messages("a", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.len(), again[0].id, again[0].deliveries),
+        (1, first, 2)
+    );
+    store.ack_message(first).await.unwrap();
+    let processed = MessageQuery {
+        status: Some(MessageStatus::Processed),
+        ..MessageQuery::default()
+    };
+    assert_eq!(store.list_messages(&processed).await.unwrap()[0].id, first);
+    let thread = MessageQuery {
+        thread: Some("y".into()),
+        recipient: Some("a".into()),
+        ..MessageQuery::default()
+    };
+    assert_eq!(
+        store.list_messages(&thread).await.unwrap()[0].payload,
+        json!(2)
+    );
+    assert!(matches!(
+        store.ack_message(999_999).await,
+        Err(StoreError::MessageNotFound { id: 999_999 })
+    ));
+    assert!(store.release_message(999_999).await.is_err());
+}
+
+/// Concurrent fetchers of one mailbox never get the same message.
+pub async fn concurrent_fetchers_get_disjoint_messages<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    for i in 0..20 {
+        s.store
+            .send_message(NewMessage::new("pool", json!(i)))
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = s.store.clone();
+            tokio::spawn(async move {
+                let options = FetchOptions {
+                    limit: 5,
+                    ..FetchOptions::default()
+                };
+                store.fetch_messages("pool", &options).await.unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap().into_iter().map(|m| m.id));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+}
+
 /// Expands to one `#[tokio::test]` per conformance case for the store made
 /// by `$make`, a `Fn(ManualClock) -> impl Future<Output = Subject>`.
 ///
@@ -514,6 +706,10 @@ macro_rules! store_conformance {
         $crate::__store_case!($make, $var, kv_basics);
         $crate::__store_case!($make, $var, kv_entries_expire);
         $crate::__store_case!($make, $var, concurrent_put_if_absent_has_one_winner);
+        $crate::__store_case!($make, $var, messages_come_by_priority_then_fifo);
+        $crate::__store_case!($make, $var, unacknowledged_messages_return_then_die);
+        $crate::__store_case!($make, $var, messages_are_acknowledged_or_released);
+        $crate::__store_case!($make, $var, concurrent_fetchers_get_disjoint_messages);
     };
 }
 

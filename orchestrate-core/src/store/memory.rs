@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::clock::{expiry_ms, Clock, TokioClock};
+use super::message::{FetchOptions, Message, MessageQuery, MessageStatus, NewMessage};
 use super::{check_batch, ExecutionQuery, ExecutionSummary, Store, StoreError};
 use crate::ids::ExecutionId;
 use crate::journal::{Event, EventKind};
@@ -70,6 +71,16 @@ impl Kv {
     }
 }
 
+/// Processed messages kept before the oldest are dropped.
+const KEEP_PROCESSED: usize = 10_000;
+
+#[derive(Default)]
+struct Mailboxes {
+    next_id: i64,
+    messages: std::collections::BTreeMap<i64, (Message, Option<u64>)>,
+    processed: VecDeque<i64>,
+}
+
 /// A [`Store`] in process memory: the default of the orchestrator and the
 /// reference for the conformance suite. Journals of finished executions are
 /// kept up to [`MemoryStoreConfig::max_finished_executions`].
@@ -94,6 +105,7 @@ pub struct MemoryStore {
     journals: RwLock<HashMap<ExecutionId, Journal>>,
     finished: Mutex<VecDeque<ExecutionId>>,
     kv: Mutex<Kv>,
+    mailboxes: Mutex<Mailboxes>,
     config: MemoryStoreConfig,
 }
 
@@ -294,5 +306,132 @@ impl Store for MemoryStore {
         let now = self.config.clock.now_ms();
         let mut kv = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(kv.entries.remove(key).is_some_and(|e| e.live(now)))
+    }
+
+    async fn send_message(&self, message: NewMessage) -> Result<i64, StoreError> {
+        let now = self.config.clock.now_ms();
+        let mut boxes = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        boxes.next_id += 1;
+        let id = boxes.next_id;
+        let stored = Message {
+            id,
+            recipient: message.recipient,
+            sender: message.sender,
+            thread: message.thread,
+            priority: message.priority,
+            payload: message.payload,
+            status: MessageStatus::Pending,
+            deliveries: 0,
+            created_at_ms: now,
+        };
+        boxes.messages.insert(id, (stored, None));
+        Ok(id)
+    }
+
+    async fn fetch_messages(
+        &self,
+        recipient: &str,
+        options: &FetchOptions,
+    ) -> Result<Vec<Message>, StoreError> {
+        let now = self.config.clock.now_ms();
+        let cutoff =
+            now.saturating_sub(u64::try_from(options.visibility.as_millis()).unwrap_or(u64::MAX));
+        let mut boxes = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut due: Vec<(i32, i64)> = boxes
+            .messages
+            .values()
+            .filter(|(m, delivered_at)| {
+                m.recipient == recipient
+                    && match m.status {
+                        MessageStatus::Pending => true,
+                        MessageStatus::Delivered => delivered_at.is_some_and(|t| t <= cutoff),
+                        _ => false,
+                    }
+            })
+            .map(|(m, _)| (m.priority, m.id))
+            .collect();
+        due.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut out = Vec::new();
+        for (_, id) in due {
+            if out.len() >= options.limit {
+                break;
+            }
+            if let Some((m, delivered_at)) = boxes.messages.get_mut(&id) {
+                if m.deliveries >= options.max_deliveries {
+                    m.status = MessageStatus::Dead;
+                    continue;
+                }
+                m.deliveries += 1;
+                m.status = MessageStatus::Delivered;
+                *delivered_at = Some(now);
+                out.push(m.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack_message(&self, id: i64) -> Result<(), StoreError> {
+        let mut boxes = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (m, _) = boxes
+            .messages
+            .get_mut(&id)
+            .ok_or(StoreError::MessageNotFound { id })?;
+        if m.status == MessageStatus::Processed {
+            return Ok(());
+        }
+        m.status = MessageStatus::Processed;
+        boxes.processed.push_back(id);
+        while boxes.processed.len() > KEEP_PROCESSED {
+            if let Some(old) = boxes.processed.pop_front() {
+                boxes.messages.remove(&old);
+            }
+        }
+        Ok(())
+    }
+
+    async fn release_message(&self, id: i64) -> Result<(), StoreError> {
+        let mut boxes = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (m, delivered_at) = boxes
+            .messages
+            .get_mut(&id)
+            .ok_or(StoreError::MessageNotFound { id })?;
+        if m.status == MessageStatus::Delivered {
+            m.status = MessageStatus::Pending;
+            *delivered_at = None;
+        }
+        Ok(())
+    }
+
+    async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        let boxes = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(boxes
+            .messages
+            .values()
+            .map(|(m, _)| m)
+            .filter(|m| {
+                query.recipient.as_ref().is_none_or(|r| *r == m.recipient)
+                    && query.status.is_none_or(|s| s == m.status)
+                    && query
+                        .thread
+                        .as_ref()
+                        .is_none_or(|t| m.thread.as_ref() == Some(t))
+            })
+            .cloned()
+            .collect())
     }
 }

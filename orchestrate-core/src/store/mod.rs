@@ -2,6 +2,7 @@
 
 mod clock;
 mod memory;
+mod message;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::journal::{Event, EventKind, ExecutionStatus};
 
 pub use clock::{expiry_ms, Clock, ManualClock, SystemClock, TokioClock};
 pub use memory::{MemoryStore, MemoryStoreConfig};
+pub use message::{FetchOptions, Message, MessageQuery, MessageStatus, NewMessage};
 
 /// Where executions keep their journals and the key-value area (cache,
 /// idempotency keys).
@@ -82,6 +84,38 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a key; returns whether it was present.
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Puts a message in its recipient's mailbox; returns its id.
+    async fn send_message(&self, message: NewMessage) -> Result<i64, StoreError>;
+
+    /// Hands out the recipient's next messages: pending ones and delivered
+    /// ones not acknowledged within the visibility timeout, highest priority
+    /// first, FIFO within a priority. They become
+    /// [`Delivered`](MessageStatus::Delivered); one that would exceed
+    /// `max_deliveries` becomes [`Dead`](MessageStatus::Dead) instead.
+    async fn fetch_messages(
+        &self,
+        recipient: &str,
+        options: &FetchOptions,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Marks a delivered message [`Processed`](MessageStatus::Processed).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::MessageNotFound`] for an unknown id.
+    async fn ack_message(&self, id: i64) -> Result<(), StoreError>;
+
+    /// Returns a delivered message to the mailbox at once (a failed
+    /// attempt); its delivery count stays.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::MessageNotFound`] for an unknown id.
+    async fn release_message(&self, id: i64) -> Result<(), StoreError>;
+
+    /// Messages matching `query`, by id.
+    async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError>;
 }
 
 /// A shared store is a store: wrappers (e.g. an encrypting one) can hold an
@@ -135,6 +169,30 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
         (**self).kv_delete(key).await
+    }
+
+    async fn send_message(&self, message: NewMessage) -> Result<i64, StoreError> {
+        (**self).send_message(message).await
+    }
+
+    async fn fetch_messages(
+        &self,
+        recipient: &str,
+        options: &FetchOptions,
+    ) -> Result<Vec<Message>, StoreError> {
+        (**self).fetch_messages(recipient, options).await
+    }
+
+    async fn ack_message(&self, id: i64) -> Result<(), StoreError> {
+        (**self).ack_message(id).await
+    }
+
+    async fn release_message(&self, id: i64) -> Result<(), StoreError> {
+        (**self).release_message(id).await
+    }
+
+    async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        (**self).list_messages(query).await
     }
 }
 
@@ -245,6 +303,12 @@ pub enum StoreError {
     NotFound {
         /// The execution.
         execution: ExecutionId,
+    },
+    /// No message has this id.
+    #[error("message {id} not found")]
+    MessageNotFound {
+        /// The id.
+        id: i64,
     },
     /// A stored record does not match its checksum, or cannot be decoded:
     /// it was corrupted or tampered with, and is never returned as data.

@@ -6,13 +6,19 @@ use sqlx::{PgPool, Row};
 
 use super::backend_error;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/postgres/0001_journal.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/postgres/0001_journal.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_messages.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) async fn migrate(pool: &PgPool, location: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(backend_error)?;

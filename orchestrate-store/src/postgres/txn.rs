@@ -1,13 +1,13 @@
 //! The PostgreSQL statements of the group-committing writer.
 
 use async_trait::async_trait;
-use orchestrate_core::store::StoreError;
+use orchestrate_core::store::{Message, NewMessage, StoreError};
 use orchestrate_core::ExecutionId;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use super::backend_error;
+use super::{backend_error, message_from_row};
 use crate::codec::{Encoded, RECORD_VERSION};
-use crate::group_commit::{Append, WriteBackend, WriteTxn};
+use crate::group_commit::{Append, Claim, WriteBackend, WriteTxn};
 
 pub(super) struct PgWriter(pub(super) PgPool);
 
@@ -218,6 +218,90 @@ impl WriteTxn for PgTxn {
         .await
         .map(|_| ())
         .map_err(backend_error)
+    }
+
+    async fn message_insert(
+        &mut self,
+        message: &NewMessage,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO orchestrate_messages (recipient, sender, thread, priority, payload, status, deliveries, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5::jsonb, 'pending', 0, $6) RETURNING id",
+        )
+        .bind(&message.recipient)
+        .bind(message.sender.as_deref())
+        .bind(message.thread.as_deref())
+        .bind(message.priority)
+        .bind(payload)
+        .bind(now_ms)
+        .fetch_one(&mut *self.0)
+        .await
+        .and_then(|row| row.try_get("id"))
+        .map_err(backend_error)
+    }
+
+    async fn message_claim(&mut self, claim: &Claim) -> Result<Vec<Message>, StoreError> {
+        // Rows another process is claiming are skipped, not waited for.
+        let rows = sqlx::query(
+            "SELECT id, recipient, sender, thread, priority, payload::text AS payload, status, deliveries, created_at_ms
+             FROM orchestrate_messages
+             WHERE recipient = $1 AND (status = 'pending' OR (status = 'delivered' AND delivered_at_ms <= $2))
+             ORDER BY priority DESC, id LIMIT $3
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&claim.recipient)
+        .bind(claim.cutoff_ms)
+        .bind(claim.limit)
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(backend_error)?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut message = message_from_row(row)?;
+            if i64::from(message.deliveries) >= claim.max_deliveries {
+                sqlx::query("UPDATE orchestrate_messages SET status = 'dead' WHERE id = $1")
+                    .bind(message.id)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(backend_error)?;
+                continue;
+            }
+            sqlx::query(
+                "UPDATE orchestrate_messages SET status = 'delivered', deliveries = deliveries + 1, delivered_at_ms = $1
+                 WHERE id = $2",
+            )
+            .bind(claim.now_ms)
+            .bind(message.id)
+            .execute(&mut *self.0)
+            .await
+            .map_err(backend_error)?;
+            message.deliveries += 1;
+            message.status = orchestrate_core::store::MessageStatus::Delivered;
+            claimed.push(message);
+        }
+        Ok(claimed)
+    }
+
+    async fn message_settle(&mut self, id: i64, ack: bool) -> Result<(), StoreError> {
+        let sql = if ack {
+            "UPDATE orchestrate_messages SET status = 'processed' WHERE id = $1"
+        } else {
+            "UPDATE orchestrate_messages SET status = 'pending', delivered_at_ms = NULL
+             WHERE id = $1 AND status = 'delivered'"
+        };
+        sqlx::query(sql)
+            .bind(id)
+            .execute(&mut *self.0)
+            .await
+            .map_err(backend_error)?;
+        let exists = sqlx::query("SELECT 1 FROM orchestrate_messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.0)
+            .await
+            .map_err(backend_error)?;
+        exists.map(|_| ()).ok_or(StoreError::MessageNotFound { id })
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

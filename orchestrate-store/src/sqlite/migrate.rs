@@ -7,10 +7,13 @@ use sqlx::{Row, SqlitePool};
 use super::backend_error;
 
 /// `(version, SQL)`, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_journal.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_journal.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_messages.sql")),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) async fn migrate(pool: &SqlitePool, location: &str) -> Result<(), StoreError> {
     let err = |e: sqlx::Error| backend_error(e);

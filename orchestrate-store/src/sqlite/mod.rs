@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrate_core::journal::Event;
 use orchestrate_core::store::{
-    check_batch, expiry_ms, Clock, ExecutionQuery, ExecutionSummary, Store, StoreError, SystemClock,
+    check_batch, expiry_ms, Clock, ExecutionQuery, ExecutionSummary, FetchOptions, Message,
+    MessageQuery, MessageStatus, NewMessage, Store, StoreError, SystemClock,
 };
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
@@ -20,7 +21,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{decode, encode, parse_status, projection_change};
-use crate::group_commit::{self, parse_kv, Append, WriteOp};
+use crate::group_commit::{self, parse_kv, Append, Claim, WriteOp};
 pub use migrate::SCHEMA_VERSION;
 
 /// What a committed write survives.
@@ -253,6 +254,34 @@ impl SqliteStore {
     }
 }
 
+/// A message from its row (`payload` as JSON text).
+pub(crate) fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError> {
+    let id: i64 = row.try_get("id").map_err(backend_error)?;
+    let payload: String = row.try_get("payload").map_err(backend_error)?;
+    let status: String = row.try_get("status").map_err(backend_error)?;
+    let bad = |reason: String| StoreError::Codec {
+        what: format!("message {id}"),
+        reason,
+    };
+    Ok(Message {
+        id,
+        recipient: row.try_get("recipient").map_err(backend_error)?,
+        sender: row.try_get("sender").map_err(backend_error)?,
+        thread: row.try_get("thread").map_err(backend_error)?,
+        priority: row.try_get("priority").map_err(backend_error)?,
+        payload: serde_json::from_str(&payload).map_err(|e| bad(e.to_string()))?,
+        status: MessageStatus::parse(&status)
+            .ok_or_else(|| bad(format!("unknown status `{status}`")))?,
+        deliveries: u32::try_from(row.try_get::<i32, _>("deliveries").map_err(backend_error)?)
+            .unwrap_or(0),
+        created_at_ms: u64::try_from(
+            row.try_get::<i64, _>("created_at_ms")
+                .map_err(backend_error)?,
+        )
+        .unwrap_or(0),
+    })
+}
+
 fn kv_text(key: &str, value: &Value) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Codec {
         what: format!("key `{key}`"),
@@ -422,5 +451,77 @@ impl Store for SqliteStore {
             reply: tx,
         };
         self.write(op, rx).await
+    }
+
+    async fn send_message(&self, message: NewMessage) -> Result<i64, StoreError> {
+        let payload = kv_text("message payload", &message.payload)?;
+        let (tx, rx) = oneshot::channel();
+        let op = WriteOp::SendMessage {
+            message,
+            payload,
+            now_ms: self.now_ms(),
+            reply: tx,
+        };
+        self.write(op, rx).await
+    }
+
+    async fn fetch_messages(
+        &self,
+        recipient: &str,
+        options: &FetchOptions,
+    ) -> Result<Vec<Message>, StoreError> {
+        let now_ms = self.now_ms();
+        let claim = Claim {
+            recipient: recipient.to_owned(),
+            now_ms,
+            cutoff_ms: now_ms
+                .saturating_sub(i64::try_from(options.visibility.as_millis()).unwrap_or(i64::MAX)),
+            limit: i64::try_from(options.limit).unwrap_or(i64::MAX),
+            max_deliveries: i64::from(options.max_deliveries),
+        };
+        let (tx, rx) = oneshot::channel();
+        self.write(WriteOp::FetchMessages(claim, tx), rx).await
+    }
+
+    async fn ack_message(&self, id: i64) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.write(
+            WriteOp::SettleMessage {
+                id,
+                ack: true,
+                reply: tx,
+            },
+            rx,
+        )
+        .await
+    }
+
+    async fn release_message(&self, id: i64) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.write(
+            WriteOp::SettleMessage {
+                id,
+                ack: false,
+                reply: tx,
+            },
+            rx,
+        )
+        .await
+    }
+
+    async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, recipient, sender, thread, priority, payload, status, deliveries, created_at_ms
+             FROM orchestrate_messages
+             WHERE (?1 IS NULL OR recipient = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR thread = ?3)
+             ORDER BY id",
+        )
+        .bind(query.recipient.as_deref())
+        .bind(query.status.map(MessageStatus::as_str))
+        .bind(query.thread.as_deref())
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(message_from_row).collect()
     }
 }

@@ -1,13 +1,13 @@
 //! The SQLite statements of the group-committing writer.
 
 use async_trait::async_trait;
-use orchestrate_core::store::StoreError;
+use orchestrate_core::store::{Message, NewMessage, StoreError};
 use orchestrate_core::ExecutionId;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::backend_error;
+use super::{backend_error, message_from_row};
 use crate::codec::{Encoded, RECORD_VERSION};
-use crate::group_commit::{Append, WriteBackend, WriteTxn};
+use crate::group_commit::{Append, Claim, WriteBackend, WriteTxn};
 
 pub(super) struct SqliteWriter(pub(super) SqlitePool);
 
@@ -176,6 +176,89 @@ impl WriteTxn for SqliteTxn {
         .await
         .map(|_| ())
         .map_err(backend_error)
+    }
+
+    async fn message_insert(
+        &mut self,
+        message: &NewMessage,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO orchestrate_messages (recipient, sender, thread, priority, payload, status, deliveries, created_at_ms)
+             VALUES (?, ?, ?, ?, ?, 'pending', 0, ?) RETURNING id",
+        )
+        .bind(&message.recipient)
+        .bind(message.sender.as_deref())
+        .bind(message.thread.as_deref())
+        .bind(message.priority)
+        .bind(payload)
+        .bind(now_ms)
+        .fetch_one(&mut *self.0)
+        .await
+        .and_then(|row| row.try_get("id"))
+        .map_err(backend_error)
+    }
+
+    async fn message_claim(&mut self, claim: &Claim) -> Result<Vec<Message>, StoreError> {
+        // The write lock is held (BEGIN IMMEDIATE): nobody claims in between.
+        let rows = sqlx::query(
+            "SELECT id, recipient, sender, thread, priority, payload, status, deliveries, created_at_ms
+             FROM orchestrate_messages
+             WHERE recipient = ? AND (status = 'pending' OR (status = 'delivered' AND delivered_at_ms <= ?))
+             ORDER BY priority DESC, id LIMIT ?",
+        )
+        .bind(&claim.recipient)
+        .bind(claim.cutoff_ms)
+        .bind(claim.limit)
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(backend_error)?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut message = message_from_row(row)?;
+            if i64::from(message.deliveries) >= claim.max_deliveries {
+                sqlx::query("UPDATE orchestrate_messages SET status = 'dead' WHERE id = ?")
+                    .bind(message.id)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(backend_error)?;
+                continue;
+            }
+            sqlx::query(
+                "UPDATE orchestrate_messages SET status = 'delivered', deliveries = deliveries + 1, delivered_at_ms = ?
+                 WHERE id = ?",
+            )
+            .bind(claim.now_ms)
+            .bind(message.id)
+            .execute(&mut *self.0)
+            .await
+            .map_err(backend_error)?;
+            message.deliveries += 1;
+            message.status = orchestrate_core::store::MessageStatus::Delivered;
+            claimed.push(message);
+        }
+        Ok(claimed)
+    }
+
+    async fn message_settle(&mut self, id: i64, ack: bool) -> Result<(), StoreError> {
+        let sql = if ack {
+            "UPDATE orchestrate_messages SET status = 'processed' WHERE id = ?"
+        } else {
+            "UPDATE orchestrate_messages SET status = 'pending', delivered_at_ms = NULL
+             WHERE id = ? AND status = 'delivered'"
+        };
+        sqlx::query(sql)
+            .bind(id)
+            .execute(&mut *self.0)
+            .await
+            .map_err(backend_error)?;
+        let exists = sqlx::query("SELECT 1 FROM orchestrate_messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.0)
+            .await
+            .map_err(backend_error)?;
+        exists.map(|_| ()).ok_or(StoreError::MessageNotFound { id })
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
