@@ -4,26 +4,22 @@ mod migrate;
 mod txn;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrate_core::journal::Event;
 use orchestrate_core::store::{
-    check_batch, expiry_ms, Clock, ExecutionQuery, ExecutionSummary, FetchOptions, Message,
-    MessageQuery, MessageStatus, NewMessage, Store, StoreError, SystemClock,
+    Clock, ExecutionQuery, ExecutionSummary, FetchOptions, Message, MessageQuery, MessageStatus,
+    NewMessage, Store, StoreError, SystemClock,
 };
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::codec::{
-    decode_normalised, encode_normalised, parse_status, projection_change, status_text,
-};
-use crate::group_commit::{self, parse_kv, Append, Claim, WriteOp};
+use crate::codec::{decode_normalised, encode_normalised, parse_status, status_text};
+use crate::group_commit::{parse_kv, Writer};
 pub use migrate::SCHEMA_VERSION;
 
 /// Settings of a [`PostgresStore`].
@@ -76,11 +72,8 @@ impl PostgresConfig {
 #[derive(Debug)]
 pub struct PostgresStore {
     reads: PgPool,
-    writes: mpsc::Sender<WriteOp>,
-    writer: tokio::task::JoinHandle<()>,
+    writer: Writer,
     location: String,
-    clock: Arc<dyn Clock>,
-    commits: Arc<AtomicU64>,
 }
 
 pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
@@ -203,20 +196,11 @@ impl PostgresStore {
         let reads = connect(config.read_connections.max(1))
             .await
             .map_err(unreachable)?;
-        let (tx, rx) = mpsc::channel(4096);
-        let commits = Arc::new(AtomicU64::new(0));
-        let writer = tokio::spawn(group_commit::run(
-            txn::PgWriter(writes),
-            rx,
-            commits.clone(),
-        ));
+        let writer = Writer::spawn(txn::PgWriter(writes), "postgres", config.clock);
         Ok(Self {
             reads,
-            writes: tx,
             writer,
             location,
-            clock: config.clock,
-            commits,
         })
     }
 
@@ -227,15 +211,12 @@ impl PostgresStore {
 
     /// Write transactions committed so far (see group commit).
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.writer.commits()
     }
 
     /// Finishes the queued writes and closes the connections.
     pub async fn close(self) {
-        drop(self.writes);
-        if let Err(e) = self.writer.await {
-            tracing::error!(error = %e, "postgres writer task failed");
-        }
+        self.writer.close().await;
         self.reads.close().await;
     }
 
@@ -263,28 +244,6 @@ impl PostgresStore {
             .map_err(backend_error)?;
         pool.close().await;
         Ok(())
-    }
-
-    async fn write<T>(
-        &self,
-        op: WriteOp,
-        reply: oneshot::Receiver<Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let closed = || StoreError::Backend {
-            backend: "postgres",
-            retryable: false,
-            source: Arc::new(std::io::Error::other("the store's writer has stopped")),
-        };
-        self.writes.send(op).await.map_err(|_| closed())?;
-        reply.await.map_err(|_| closed())?
-    }
-
-    fn now_ms(&self) -> i64 {
-        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
-    }
-
-    fn kv_expiry(&self, ttl: Option<Duration>) -> Option<i64> {
-        expiry_ms(self.clock.now_ms(), ttl).map(|t| i64::try_from(t).unwrap_or(i64::MAX))
     }
 }
 
@@ -316,13 +275,6 @@ pub(crate) fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, S
     })
 }
 
-fn kv_text(key: &str, value: &Value) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Codec {
-        what: format!("key `{key}`"),
-        reason: e.to_string(),
-    })
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn append(
@@ -330,17 +282,9 @@ impl Store for PostgresStore {
         execution: &ExecutionId,
         events: &[Arc<Event>],
     ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        check_batch(execution, events)?;
-        let rows = events
-            .iter()
-            .map(|e| encode_normalised(e))
-            .collect::<Result<Vec<_>, _>>()?;
-        let append = Append::new(execution.clone(), rows, projection_change(events));
-        let (tx, rx) = oneshot::channel();
-        self.write(WriteOp::Append(append, tx), rx).await
+        self.writer
+            .append(execution, events, encode_normalised)
+            .await
     }
 
     async fn load(
@@ -432,7 +376,7 @@ impl Store for PostgresStore {
              WHERE key = $1 AND (expires_at_ms IS NULL OR expires_at_ms > $2)",
         )
         .bind(key)
-        .bind(self.now_ms())
+        .bind(self.writer.now_ms())
         .fetch_optional(&self.reads)
         .await
         .map_err(backend_error)?;
@@ -446,15 +390,7 @@ impl Store for PostgresStore {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp::KvPut {
-            key: key.to_owned(),
-            value: kv_text(key, &value)?,
-            expires_at_ms: self.kv_expiry(ttl),
-            now_ms: self.now_ms(),
-            reply: tx,
-        };
-        self.write(op, rx).await
+        self.writer.kv_put(key, &value, ttl).await
     }
 
     async fn kv_put_if_absent(
@@ -463,38 +399,15 @@ impl Store for PostgresStore {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<Option<Value>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp::KvPutIfAbsent {
-            key: key.to_owned(),
-            value: kv_text(key, &value)?,
-            expires_at_ms: self.kv_expiry(ttl),
-            now_ms: self.now_ms(),
-            reply: tx,
-        };
-        let existing = self.write(op, rx).await?;
-        existing.map(|text| parse_kv(key, &text)).transpose()
+        self.writer.kv_put_if_absent(key, &value, ttl).await
     }
 
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp::KvDelete {
-            key: key.to_owned(),
-            now_ms: self.now_ms(),
-            reply: tx,
-        };
-        self.write(op, rx).await
+        self.writer.kv_delete(key).await
     }
 
     async fn send_message(&self, message: NewMessage) -> Result<i64, StoreError> {
-        let payload = kv_text("message payload", &message.payload)?;
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp::SendMessage {
-            message,
-            payload,
-            now_ms: self.now_ms(),
-            reply: tx,
-        };
-        self.write(op, rx).await
+        self.writer.send_message(message).await
     }
 
     async fn fetch_messages(
@@ -502,43 +415,15 @@ impl Store for PostgresStore {
         recipient: &str,
         options: &FetchOptions,
     ) -> Result<Vec<Message>, StoreError> {
-        let now_ms = self.now_ms();
-        let claim = Claim {
-            recipient: recipient.to_owned(),
-            now_ms,
-            cutoff_ms: now_ms
-                .saturating_sub(i64::try_from(options.visibility.as_millis()).unwrap_or(i64::MAX)),
-            limit: i64::try_from(options.limit).unwrap_or(i64::MAX),
-            max_deliveries: i64::from(options.max_deliveries),
-        };
-        let (tx, rx) = oneshot::channel();
-        self.write(WriteOp::FetchMessages(claim, tx), rx).await
+        self.writer.fetch_messages(recipient, options).await
     }
 
     async fn ack_message(&self, id: i64) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.write(
-            WriteOp::SettleMessage {
-                id,
-                ack: true,
-                reply: tx,
-            },
-            rx,
-        )
-        .await
+        self.writer.settle_message(id, true).await
     }
 
     async fn release_message(&self, id: i64) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.write(
-            WriteOp::SettleMessage {
-                id,
-                ack: false,
-                reply: tx,
-            },
-            rx,
-        )
-        .await
+        self.writer.settle_message(id, false).await
     }
 
     async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {

@@ -4,24 +4,22 @@ mod migrate;
 mod txn;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrate_core::journal::Event;
 use orchestrate_core::store::{
-    check_batch, expiry_ms, Clock, ExecutionQuery, ExecutionSummary, FetchOptions, Message,
-    MessageQuery, MessageStatus, NewMessage, Store, StoreError, SystemClock,
+    Clock, ExecutionQuery, ExecutionSummary, FetchOptions, Message, MessageQuery, MessageStatus,
+    NewMessage, Store, StoreError, SystemClock,
 };
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::codec::{decode, encode, parse_status, projection_change};
-use crate::group_commit::{self, parse_kv, Append, Claim, WriteOp};
+use crate::codec::{decode, encode, parse_status};
+use crate::group_commit::{parse_kv, Writer};
 pub use migrate::SCHEMA_VERSION;
 
 /// What a committed write survives.
@@ -99,11 +97,8 @@ impl SqliteConfig {
 #[derive(Debug)]
 pub struct SqliteStore {
     reads: SqlitePool,
-    writes: mpsc::Sender<WriteOp>,
-    writer: tokio::task::JoinHandle<()>,
+    writer: Writer,
     location: String,
-    clock: Arc<dyn Clock>,
-    commits: Arc<AtomicU64>,
 }
 
 pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
@@ -166,27 +161,18 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(unreachable)?;
-        let (tx, rx) = mpsc::channel(4096);
-        let commits = Arc::new(AtomicU64::new(0));
-        let writer = tokio::spawn(group_commit::run(
-            txn::SqliteWriter(writes),
-            rx,
-            commits.clone(),
-        ));
+        let writer = Writer::spawn(txn::SqliteWriter(writes), "sqlite", config.clock);
         Ok(Self {
             reads,
-            writes: tx,
             writer,
             location,
-            clock: config.clock,
-            commits,
         })
     }
 
     /// Write transactions committed so far. With group commit this grows
     /// slower than the number of writes when many executions write at once.
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.writer.commits()
     }
 
     /// Where the database is.
@@ -224,33 +210,8 @@ impl SqliteStore {
 
     /// Finishes the queued writes and closes the database.
     pub async fn close(self) {
-        drop(self.writes);
-        if let Err(e) = self.writer.await {
-            tracing::error!(error = %e, "sqlite writer task failed");
-        }
+        self.writer.close().await;
         self.reads.close().await;
-    }
-
-    async fn write<T>(
-        &self,
-        op: WriteOp,
-        reply: oneshot::Receiver<Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let closed = || StoreError::Backend {
-            backend: "sqlite",
-            retryable: false,
-            source: Arc::new(std::io::Error::other("the store's writer has stopped")),
-        };
-        self.writes.send(op).await.map_err(|_| closed())?;
-        reply.await.map_err(|_| closed())?
-    }
-
-    fn now_ms(&self) -> i64 {
-        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
-    }
-
-    fn kv_expiry(&self, ttl: Option<Duration>) -> Option<i64> {
-        expiry_ms(self.clock.now_ms(), ttl).map(|t| i64::try_from(t).unwrap_or(i64::MAX))
     }
 }
 
@@ -282,13 +243,6 @@ pub(crate) fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message,
     })
 }
 
-fn kv_text(key: &str, value: &Value) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Codec {
-        what: format!("key `{key}`"),
-        reason: e.to_string(),
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(
@@ -296,17 +250,7 @@ impl Store for SqliteStore {
         execution: &ExecutionId,
         events: &[Arc<Event>],
     ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        check_batch(execution, events)?;
-        let rows = events
-            .iter()
-            .map(|e| encode(e))
-            .collect::<Result<Vec<_>, _>>()?;
-        let append = Append::new(execution.clone(), rows, projection_change(events));
-        let (tx, rx) = oneshot::channel();
-        self.write(WriteOp::Append(append, tx), rx).await
+        self.writer.append(execution, events, encode).await
     }
 
     async fn load(
@@ -395,7 +339,7 @@ impl Store for SqliteStore {
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
         let row = sqlx::query("SELECT value FROM orchestrate_kv WHERE key = ? AND (expires_at_ms IS NULL OR expires_at_ms > ?)")
             .bind(key)
-            .bind(self.now_ms())
+            .bind(self.writer.now_ms())
             .fetch_optional(&self.reads)
             .await
             .map_err(backend_error)?;
@@ -414,15 +358,7 @@ impl Store for SqliteStore {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp::KvPut {
-            key: key.to_owned(),
-            value: kv_text(key, &value)?,
-            expires_at_ms: self.kv_expiry(ttl),
-            now_ms: self.now_ms(),
-            reply: tx,
-        };
-        self.write(op, rx).await
+        self.writer.kv_put(key, &value, ttl).await
     }
 
     async fn kv_put_if_absent(
@@ -431,38 +367,15 @@ impl Store for SqliteStore {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<Option<Value>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp::KvPutIfAbsent {
-            key: key.to_owned(),
-            value: kv_text(key, &value)?,
-            expires_at_ms: self.kv_expiry(ttl),
-            now_ms: self.now_ms(),
-            reply: tx,
-        };
-        let existing = self.write(op, rx).await?;
-        existing.map(|text| parse_kv(key, &text)).transpose()
+        self.writer.kv_put_if_absent(key, &value, ttl).await
     }
 
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp::KvDelete {
-            key: key.to_owned(),
-            now_ms: self.now_ms(),
-            reply: tx,
-        };
-        self.write(op, rx).await
+        self.writer.kv_delete(key).await
     }
 
     async fn send_message(&self, message: NewMessage) -> Result<i64, StoreError> {
-        let payload = kv_text("message payload", &message.payload)?;
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp::SendMessage {
-            message,
-            payload,
-            now_ms: self.now_ms(),
-            reply: tx,
-        };
-        self.write(op, rx).await
+        self.writer.send_message(message).await
     }
 
     async fn fetch_messages(
@@ -470,43 +383,15 @@ impl Store for SqliteStore {
         recipient: &str,
         options: &FetchOptions,
     ) -> Result<Vec<Message>, StoreError> {
-        let now_ms = self.now_ms();
-        let claim = Claim {
-            recipient: recipient.to_owned(),
-            now_ms,
-            cutoff_ms: now_ms
-                .saturating_sub(i64::try_from(options.visibility.as_millis()).unwrap_or(i64::MAX)),
-            limit: i64::try_from(options.limit).unwrap_or(i64::MAX),
-            max_deliveries: i64::from(options.max_deliveries),
-        };
-        let (tx, rx) = oneshot::channel();
-        self.write(WriteOp::FetchMessages(claim, tx), rx).await
+        self.writer.fetch_messages(recipient, options).await
     }
 
     async fn ack_message(&self, id: i64) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.write(
-            WriteOp::SettleMessage {
-                id,
-                ack: true,
-                reply: tx,
-            },
-            rx,
-        )
-        .await
+        self.writer.settle_message(id, true).await
     }
 
     async fn release_message(&self, id: i64) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.write(
-            WriteOp::SettleMessage {
-                id,
-                ack: false,
-                reply: tx,
-            },
-            rx,
-        )
-        .await
+        self.writer.settle_message(id, false).await
     }
 
     async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {

@@ -5,12 +5,18 @@
 //! transaction (each write in its own savepoint, so one refused write leaves
 //! the others), commits, and answers. Many executions thus share one commit
 //! (one fsync), and no write waits for anything but the commit before it.
-//! The SQL of each backend lives behind [`WriteTxn`].
+//! The SQL of each backend lives behind [`WriteTxn`]; stores hold a
+//! [`Writer`].
+
+mod writer;
+
+pub(crate) use writer::Writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
 use orchestrate_core::store::{Message, NewMessage, StoreError};
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
