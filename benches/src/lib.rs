@@ -3,6 +3,8 @@
 #![warn(missing_docs, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod workloads;
+
 use orchestrate_graph::{StepDef, WorkflowDef};
 use serde_json::json;
 

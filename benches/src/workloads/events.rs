@@ -1,0 +1,203 @@
+//! Event delivery: the in-process bus and the Redis Streams bus.
+
+use std::sync::Arc;
+
+use orchestrate_core::bus::{EventBus, MemoryBus, MemoryBusConfig, Overflow};
+use orchestrate_core::journal::{Event, EventKind};
+use orchestrate_store::redis::{RedisBus, RedisBusConfig};
+use redis::Value as RedisValue;
+
+use super::{compare, Report};
+
+fn small_event(seq: u64) -> Arc<Event> {
+    Arc::new(Event {
+        execution_id: "bench".into(),
+        seq,
+        at_us: 0,
+        kind: EventKind::StepScheduled { step: "s".into() },
+    })
+}
+
+/// `n` events published one by one to one subscriber, every one delivered
+/// (the bus blocks when full). Floor: a bounded(1024) tokio mpsc channel.
+pub(super) async fn events(n: usize, reps: usize) -> Report {
+    let event = small_event(0);
+    compare(
+        "events",
+        n,
+        reps,
+        || {
+            let event = event.clone();
+            async move {
+                let bus = Arc::new(MemoryBus::with_config(MemoryBusConfig {
+                    capacity: 1024,
+                    overflow: Overflow::Block,
+                }));
+                let mut sub = bus.subscribe("t").await.expect("subscribed");
+                let consumer = tokio::spawn(async move {
+                    for _ in 0..n {
+                        sub.recv().await.expect("delivered");
+                    }
+                });
+                for _ in 0..n {
+                    bus.publish("t", std::slice::from_ref(&event))
+                        .await
+                        .expect("published");
+                }
+                consumer.await.expect("consumer finished");
+            }
+        },
+        || {
+            let event = event.clone();
+            async move {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Event>>(1024);
+                let consumer = tokio::spawn(async move {
+                    for _ in 0..n {
+                        rx.recv().await.expect("delivered");
+                    }
+                });
+                for _ in 0..n {
+                    tx.send(event.clone()).await.expect("sent");
+                }
+                consumer.await.expect("consumer finished");
+            }
+        },
+    )
+    .await
+}
+
+const BATCH: usize = 1_000;
+
+/// `n` events through Redis Streams with consumer-group acks: published in
+/// pipelined batches, then consumed and acknowledged one by one. Floor: the
+/// same XADD / XREADGROUP / XACK loop written with the `redis` crate.
+pub(super) async fn redis_bus(n: usize, reps: usize) -> Result<Option<Report>, String> {
+    let Ok(url) = std::env::var("ORCHESTRATE_TEST_REDIS_URL") else {
+        eprintln!("redis_bus: skipped, ORCHESTRATE_TEST_REDIS_URL is not set");
+        return Ok(None);
+    };
+    let events: Vec<Arc<Event>> = (0..n as u64).map(small_event).collect();
+    let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+    let mut run = 0u64;
+    let mut floor_run = 0u64;
+    let report = compare(
+        "redis_bus",
+        n,
+        reps,
+        || {
+            run += 1;
+            let (url, events) = (url.clone(), events.clone());
+            async move {
+                let config = RedisBusConfig::default()
+                    .with_prefix(format!("bench-{}-{run}", std::process::id()));
+                let bus = RedisBus::connect_with(&url, config)
+                    .await
+                    .expect("connected");
+                let mut consumer = bus.consumer("t", "g", "c").await.expect("consumer");
+                for chunk in events.chunks(BATCH) {
+                    bus.publish("t", chunk).await.expect("published");
+                }
+                let mut got = 0;
+                while got < n {
+                    let d = consumer.next().await.expect("read").expect("a message");
+                    consumer.ack(&d).await.expect("acked");
+                    got += 1;
+                }
+                bus.delete_all().await.expect("cleaned up");
+            }
+        },
+        || {
+            floor_run += 1;
+            let client = client.clone();
+            async move {
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("connected");
+                let key = format!("bench-floor-{}-{floor_run}", std::process::id());
+                let _: RedisValue = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&key)
+                    .arg("g")
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("group");
+                let payload = serde_json::to_vec(&*small_event(0)).expect("json");
+                for start in (0..n).step_by(BATCH) {
+                    let mut pipe = redis::pipe();
+                    for i in start..(start + BATCH).min(n) {
+                        pipe.cmd("XADD")
+                            .arg(&key)
+                            .arg("MAXLEN")
+                            .arg("~")
+                            .arg(100_000)
+                            .arg("*")
+                            .arg("id")
+                            .arg(i)
+                            .arg("event")
+                            .arg(&payload)
+                            .ignore();
+                    }
+                    pipe.query_async::<()>(&mut conn).await.expect("published");
+                }
+                let mut got = 0;
+                while got < n {
+                    let reply: RedisValue = redis::cmd("XREADGROUP")
+                        .arg("GROUP")
+                        .arg("g")
+                        .arg("c")
+                        .arg("COUNT")
+                        .arg(128)
+                        .arg("STREAMS")
+                        .arg(&key)
+                        .arg(">")
+                        .query_async(&mut conn)
+                        .await
+                        .expect("read");
+                    for id in entry_ids(&reply) {
+                        let _: i64 = redis::cmd("XACK")
+                            .arg(&key)
+                            .arg("g")
+                            .arg(&id)
+                            .query_async(&mut conn)
+                            .await
+                            .expect("acked");
+                        got += 1;
+                    }
+                }
+                let _: i64 = redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("deleted");
+            }
+        },
+    )
+    .await;
+    Ok(Some(report))
+}
+
+fn entry_ids(reply: &RedisValue) -> Vec<Vec<u8>> {
+    let items = |v: &RedisValue| match v {
+        RedisValue::Array(a) => a.clone(),
+        RedisValue::Map(m) => m.iter().map(|(_, v)| v.clone()).collect(),
+        _ => Vec::new(),
+    };
+    let mut ids = Vec::new();
+    for stream in items(reply) {
+        let entries = match &stream {
+            RedisValue::Array(parts) if parts.len() == 2 => items(&parts[1]),
+            other => items(other),
+        };
+        for entry in entries {
+            if let RedisValue::Array(parts) = entry {
+                if let Some(RedisValue::BulkString(id)) = parts.first() {
+                    ids.push(id.clone());
+                }
+            }
+        }
+    }
+    ids
+}

@@ -1,0 +1,153 @@
+//! Executions on the in-memory store: chain, fan-out, layered DAG, many at once.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use orchestrate_core::{agent_fn, Orchestrator, Workflow};
+use orchestrate_graph::{StepDef, WorkflowDef};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::{compare, layers_for, Report};
+use crate::{chain_workflow, layered_dag, layered_workflow};
+
+/// An orchestrator with the default policies and in-memory store, whose
+/// agents return `{"count": input.count + 1}` (`inc`) or `null` (`noop`).
+fn orchestrator(max_concurrency: usize) -> Orchestrator {
+    Orchestrator::builder()
+        .agent(agent_fn("inc", |input: Value, _| async move {
+            Ok(json!({"count": input["count"].as_i64().unwrap_or(0) + 1}))
+        }))
+        .agent(agent_fn("noop", |_, _| async move { Ok(Value::Null) }))
+        .max_concurrency(max_concurrency)
+        .build()
+        .expect("the workload's agents are registered")
+}
+
+async fn run_once(orch: &Orchestrator, wf: &Workflow, input: Value) {
+    let execution = orch.run(wf, input).await.expect("started");
+    execution.await.expect("succeeded");
+}
+
+/// `n` sequential steps. Floor: `n` sequential spawn + await.
+pub(super) async fn chain(n: usize, reps: usize) -> Report {
+    let orch = orchestrator(10);
+    let wf = orch.bind(&chain_workflow(n, "inc")).expect("valid");
+    compare(
+        "chain",
+        n,
+        reps,
+        || run_once(&orch, &wf, json!({"count": 0})),
+        || async move {
+            for _ in 0..n {
+                tokio::spawn(async {}).await.expect("joined");
+            }
+        },
+    )
+    .await
+}
+
+/// start → `n` parallel steps → join. Floor: spawn `n` tasks, join them.
+pub(super) async fn fanout(n: usize, reps: usize) -> Report {
+    let orch = orchestrator(n.max(1));
+    let mut b = WorkflowDef::builder("fanout").step(StepDef::new("start", "noop"));
+    for i in 0..n {
+        b = b.step(StepDef::new(format!("w{i}"), "noop").depends_on(["start"]));
+    }
+    let def = b
+        .step(StepDef::new("join", "noop").depends_on((0..n).map(|i| format!("w{i}"))))
+        .build();
+    let wf = orch.bind(&def).expect("valid");
+    compare(
+        "fanout",
+        n,
+        reps,
+        || run_once(&orch, &wf, Value::Null),
+        || async move {
+            let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(async {})).collect();
+            for t in tasks {
+                t.await.expect("joined");
+            }
+        },
+    )
+    .await
+}
+
+/// The layered random DAG. Floor: one task per node, each awaiting its
+/// predecessors' completion signals.
+pub(super) async fn layered(n: usize, reps: usize) -> Report {
+    let (layers, width) = layers_for(n);
+    let orch = orchestrator(layers * width);
+    let wf = orch
+        .bind(&layered_workflow(layers, width, "noop"))
+        .expect("valid");
+    let preds = layered_dag(layers, width);
+    compare(
+        "layered",
+        layers * width,
+        reps,
+        || run_once(&orch, &wf, Value::Null),
+        || {
+            let preds = preds.clone();
+            async move {
+                let (senders, receivers): (Vec<_>, Vec<_>) =
+                    (0..preds.len()).map(|_| watch::channel(false)).unzip();
+                let tasks: Vec<_> = preds
+                    .iter()
+                    .zip(senders)
+                    .map(|(ps, done)| {
+                        let waits: Vec<watch::Receiver<bool>> =
+                            ps.iter().map(|&p| receivers[p].clone()).collect();
+                        tokio::spawn(async move {
+                            for mut w in waits {
+                                w.wait_for(|d| *d).await.expect("predecessor signals");
+                            }
+                            done.send_replace(true);
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("joined");
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// `n` five-step chains started at once, all awaited. Floor: `n` tasks
+/// each awaiting five boxed no-op futures.
+pub(super) async fn concurrent(n: usize, reps: usize) -> Report {
+    let orch = orchestrator(10);
+    let wf = orch.bind(&chain_workflow(5, "inc")).expect("valid");
+    compare(
+        "concurrent",
+        n,
+        reps,
+        || async {
+            let mut executions = Vec::with_capacity(n);
+            for _ in 0..n {
+                executions.push(orch.run(&wf, json!({"count": 0})).await.expect("started"));
+            }
+            for e in executions {
+                e.await.expect("succeeded");
+            }
+        },
+        || async move {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    tokio::spawn(async {
+                        for _ in 0..5 {
+                            let f: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async {});
+                            f.await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("joined");
+            }
+        },
+    )
+    .await
+}
