@@ -438,11 +438,9 @@ async fn execution_events_are_in_journal_order_per_step() {
             "execution_started:",
             "step_scheduled:a",
             "step_started:a",
-            "attempt_started:a",
             "step_succeeded:a",
             "step_scheduled:b",
             "step_started:b",
-            "attempt_started:b",
             "step_succeeded:b",
             "execution_finished:",
         ]

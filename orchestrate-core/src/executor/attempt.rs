@@ -56,6 +56,11 @@ struct JournalObserver<'a> {
 
 impl Observer for JournalObserver<'_> {
     fn on_event(&self, event: PolicyEvent) {
+        // `StepStarted` already says the first attempt began: no message,
+        // no event, no wake-up of the driver on the common path.
+        if matches!(event, PolicyEvent::AttemptStarted { attempt: 1 }) {
+            return;
+        }
         if let Some(sink) = self.ctx.sink() {
             // The driver outlives its tasks; a closed channel means the
             // execution is over and nobody reads the journal any more.

@@ -59,14 +59,14 @@ pub enum EventKind {
         /// The step.
         step: Arc<str>,
     },
-    /// A step was given a slot and its agent was invoked.
+    /// A step was given a slot and its first attempt began.
     StepStarted {
         /// The step.
         step: Arc<str>,
         /// The agent.
         agent: Arc<str>,
     },
-    /// An attempt began.
+    /// An attempt after the first began (the first is `StepStarted`).
     AttemptStarted {
         /// The step.
         step: Arc<str>,

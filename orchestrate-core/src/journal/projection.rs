@@ -163,6 +163,7 @@ impl ExecutionView {
             }
             EventKind::StepStarted { step, .. } => self.with_step(step, |s| {
                 s.status = StepStatus::Running;
+                s.attempts = 1;
                 s.started_us = Some(at);
             }),
             EventKind::AttemptStarted { step, attempt } => {

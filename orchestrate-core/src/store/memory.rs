@@ -100,13 +100,37 @@ struct Mailboxes {
 /// #     tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
 /// # }
 /// ```
-#[derive(Default)]
 pub struct MemoryStore {
-    journals: RwLock<HashMap<ExecutionId, Journal>>,
+    /// Journals in shards, so that executions writing at once rarely share
+    /// a lock.
+    shards: Box<[RwLock<HashMap<ExecutionId, Journal>>]>,
     finished: Mutex<VecDeque<ExecutionId>>,
     kv: Mutex<Kv>,
     mailboxes: Mutex<Mailboxes>,
     config: MemoryStoreConfig,
+}
+
+const SHARDS: usize = 32;
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            finished: Mutex::default(),
+            kv: Mutex::default(),
+            mailboxes: Mutex::default(),
+            config: MemoryStoreConfig::default(),
+        }
+    }
+}
+
+/// FNV-1a: cheap and good enough to spread ids over shards.
+fn shard_of(id: &ExecutionId) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_str().bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % SHARDS as u64) as usize
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -134,14 +158,18 @@ impl MemoryStore {
 
     /// The number of executions whose journal is held.
     pub fn execution_count(&self) -> usize {
-        self.journals
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    fn shard(&self, execution: &ExecutionId) -> &RwLock<HashMap<ExecutionId, Journal>> {
+        &self.shards[shard_of(execution)]
     }
 
     fn journal(&self, execution: &ExecutionId) -> Option<Journal> {
-        self.journals
+        self.shard(execution)
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(execution)
@@ -151,15 +179,12 @@ impl MemoryStore {
     fn forget_oldest_finished(&self, just_finished: ExecutionId) {
         let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
         finished.push_back(just_finished);
-        if finished.len() > self.config.max_finished_executions {
-            let mut journals = self
-                .journals
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            while finished.len() > self.config.max_finished_executions {
-                if let Some(old) = finished.pop_front() {
-                    journals.remove(&old);
-                }
+        while finished.len() > self.config.max_finished_executions {
+            if let Some(old) = finished.pop_front() {
+                self.shard(&old)
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&old);
             }
         }
     }
@@ -179,7 +204,7 @@ impl Store for MemoryStore {
         let journal = match self.journal(execution) {
             Some(j) => j,
             None => self
-                .journals
+                .shard(execution)
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .entry(execution.clone())
@@ -229,11 +254,15 @@ impl Store for MemoryStore {
         query: &ExecutionQuery,
     ) -> Result<Vec<ExecutionSummary>, StoreError> {
         let journals: Vec<Journal> = self
-            .journals
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
+            .shards
+            .iter()
+            .flat_map(|s| {
+                s.read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let mut found: Vec<(u64, ExecutionSummary)> = journals
             .iter()
