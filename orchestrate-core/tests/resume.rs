@@ -239,5 +239,8 @@ async fn two_processes_resuming_at_once_never_both_write() {
     let events = store.load(&id, 0).await.unwrap();
     assert_contiguous(&events);
     let count = |kind: &str| events.iter().filter(|e| e.kind.name() == kind).count();
-    assert_eq!((count("execution_resumed"), count("execution_finished")), (1, 1));
+    assert_eq!(
+        (count("execution_resumed"), count("execution_finished")),
+        (1, 1)
+    );
 }

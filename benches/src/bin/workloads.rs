@@ -41,7 +41,9 @@ fn main() {
         // every await and flatter the ratios.
         let job = workload.clone();
         let result = runtime
-            .block_on(async move { tokio::spawn(async move { workloads::run(&job, n, reps).await }).await })
+            .block_on(async move {
+                tokio::spawn(async move { workloads::run(&job, n, reps).await }).await
+            })
             .unwrap_or_else(|e| Err(format!("the workload panicked: {e}")));
         match result {
             Ok(reports) => {
