@@ -50,8 +50,55 @@ fn codec_error(event: &Event, reason: String) -> StoreError {
     }
 }
 
-/// Decodes a stored row, refusing anything whose checksum, version or
-/// identity does not match.
+/// Where a stored record sits, to check it and to name it in errors.
+pub(crate) struct Place<'a> {
+    pub(crate) execution: &'a ExecutionId,
+    pub(crate) seq: i64,
+    pub(crate) step: Option<String>,
+}
+
+impl Place<'_> {
+    fn corrupt(&self, reason: String) -> StoreError {
+        StoreError::Corrupt {
+            execution: self.execution.clone(),
+            seq: u64::try_from(self.seq).unwrap_or(0),
+            step: self.step.clone(),
+            reason,
+        }
+    }
+
+    /// Checks the version, lets `read` decode and checksum the record, then
+    /// checks the checksum and that the record belongs here.
+    fn verify(
+        &self,
+        version: i64,
+        stored_checksum: i64,
+        read: impl FnOnce() -> Result<(Event, i64), String>,
+    ) -> Result<Arc<Event>, StoreError> {
+        if version > RECORD_VERSION {
+            return Err(self.corrupt(format!(
+                "record version {version} is newer than the {RECORD_VERSION} this build reads"
+            )));
+        }
+        let (event, actual) = read().map_err(|r| self.corrupt(r))?;
+        if actual != stored_checksum {
+            return Err(self.corrupt(format!(
+                "checksum mismatch (stored {stored_checksum:08x}, computed {actual:08x})"
+            )));
+        }
+        if &event.execution_id != self.execution || i64::try_from(event.seq).ok() != Some(self.seq)
+        {
+            return Err(self.corrupt(format!(
+                "record belongs to `{}` seq {}",
+                event.execution_id, event.seq
+            )));
+        }
+        Ok(Arc::new(event))
+    }
+}
+
+/// Decodes a stored row whose checksum covers its exact bytes, refusing
+/// anything whose checksum, version or identity does not match.
 pub(crate) fn decode(
     execution: &ExecutionId,
     seq: i64,
@@ -60,32 +107,22 @@ pub(crate) fn decode(
     stored_checksum: i64,
     version: i64,
 ) -> Result<Arc<Event>, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        execution: execution.clone(),
-        seq: u64::try_from(seq).unwrap_or(0),
-        step: step.clone(),
-        reason,
+    let place = Place {
+        execution,
+        seq,
+        step,
     };
-    if version > RECORD_VERSION {
-        return Err(corrupt(format!(
-            "record version {version} is newer than the {RECORD_VERSION} this build reads"
-        )));
-    }
-    let actual = checksum(record);
-    if actual != stored_checksum {
-        return Err(corrupt(format!(
-            "checksum mismatch (stored {stored_checksum:08x}, computed {actual:08x})"
-        )));
-    }
-    let event: Event =
-        serde_json::from_slice(record).map_err(|e| corrupt(format!("undecodable: {e}")))?;
-    if &event.execution_id != execution || i64::try_from(event.seq).ok() != Some(seq) {
-        return Err(corrupt(format!(
-            "record belongs to `{}` seq {}",
-            event.execution_id, event.seq
-        )));
-    }
-    Ok(Arc::new(event))
+    place.verify(version, stored_checksum, || {
+        let actual = checksum(record);
+        if actual != stored_checksum {
+            // Do not even try to parse bytes that fail their checksum.
+            return Err(format!(
+                "checksum mismatch (stored {stored_checksum:08x}, computed {actual:08x})"
+            ));
+        }
+        let event = serde_json::from_slice(record).map_err(|e| format!("undecodable: {e}"))?;
+        Ok((event, actual))
+    })
 }
 
 /// Decodes a record stored as JSONB, whose text comes back normalised (key
@@ -100,32 +137,16 @@ pub(crate) fn decode_normalised(
     stored_checksum: i64,
     version: i64,
 ) -> Result<Arc<Event>, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        execution: execution.clone(),
-        seq: u64::try_from(seq).unwrap_or(0),
-        step: step.clone(),
-        reason,
+    let place = Place {
+        execution,
+        seq,
+        step,
     };
-    if version > RECORD_VERSION {
-        return Err(corrupt(format!(
-            "record version {version} is newer than the {RECORD_VERSION} this build reads"
-        )));
-    }
-    let event: Event =
-        serde_json::from_str(text).map_err(|e| corrupt(format!("undecodable: {e}")))?;
-    let actual = canonical_checksum(&event).map_err(corrupt)?;
-    if actual != stored_checksum {
-        return Err(corrupt(format!(
-            "checksum mismatch (stored {stored_checksum:08x}, computed {actual:08x})"
-        )));
-    }
-    if &event.execution_id != execution || i64::try_from(event.seq).ok() != Some(seq) {
-        return Err(corrupt(format!(
-            "record belongs to `{}` seq {}",
-            event.execution_id, event.seq
-        )));
-    }
-    Ok(Arc::new(event))
+    place.verify(version, stored_checksum, || {
+        let event: Event = serde_json::from_str(text).map_err(|e| format!("undecodable: {e}"))?;
+        let actual = canonical_checksum(&event)?;
+        Ok((event, actual))
+    })
 }
 
 /// CRC-32 of the event as JSON with every object's keys sorted.
