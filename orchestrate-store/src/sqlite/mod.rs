@@ -115,6 +115,34 @@ pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Connects, waiting out a lock another process holds while it creates or
+/// switches the file to WAL (that step fails at once instead of honouring
+/// the busy timeout).
+async fn connect(
+    options: &SqliteConnectOptions,
+    connections: u32,
+    busy_timeout: Duration,
+) -> Result<SqlitePool, sqlx::Error> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let attempt = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("5" | "6"))
+                    && started.elapsed() < busy_timeout =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with default settings.
     ///
@@ -150,17 +178,17 @@ impl SqliteStore {
             location: location.clone(),
             source: Arc::new(e),
         };
-        let writes = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
+        let writes = connect(&options, 1, config.busy_timeout)
             .await
             .map_err(unreachable)?;
         migrate::migrate(&writes, &location).await?;
-        let reads = SqlitePoolOptions::new()
-            .max_connections(config.read_connections.max(1))
-            .connect_with(options)
-            .await
-            .map_err(unreachable)?;
+        let reads = connect(
+            &options,
+            config.read_connections.max(1),
+            config.busy_timeout,
+        )
+        .await
+        .map_err(unreachable)?;
         let writer = Writer::spawn(txn::SqliteWriter(writes), "sqlite", config.clock);
         Ok(Self {
             reads,
