@@ -48,6 +48,10 @@ impl Default for MemoryBusConfig {
 struct QueueState {
     buf: VecDeque<Arc<Event>>,
     closed: bool,
+    /// The receiver waits for an event: a push must wake it.
+    receiver_waiting: bool,
+    /// Publishers wait for room (`Overflow::Block`): a pop must wake one.
+    publishers_waiting: usize,
 }
 
 struct Queue {
@@ -77,28 +81,33 @@ impl Queue {
         let cap = self.config.capacity;
         if self.config.overflow == Overflow::Block {
             for e in events {
-                loop {
-                    let mut writable = pin!(self.writable.notified());
-                    writable.as_mut().enable();
-                    {
-                        let mut st = self.lock();
-                        if st.closed {
+                // Fast path: room now. Notify only a receiver that waits.
+                let wake = {
+                    let mut st = self.lock();
+                    if st.closed {
+                        return Ok(());
+                    }
+                    if st.buf.len() < cap {
+                        st.buf.push_back(e.clone());
+                        Some(st.receiver_waiting)
+                    } else {
+                        None
+                    }
+                };
+                match wake {
+                    Some(true) => self.readable.notify_one(),
+                    Some(false) => {}
+                    None => {
+                        if !self.push_when_room(e).await {
                             return Ok(());
                         }
-                        if st.buf.len() < cap {
-                            st.buf.push_back(e.clone());
-                            break;
-                        }
                     }
-                    self.readable.notify_one();
-                    writable.await;
                 }
-                self.readable.notify_one();
             }
             return Ok(());
         }
         let mut result = Ok(());
-        {
+        let wake = {
             let mut st = self.lock();
             if st.closed {
                 return Ok(());
@@ -125,27 +134,78 @@ impl Queue {
                     }
                 }
             }
+            st.receiver_waiting
+        };
+        if wake {
+            self.readable.notify_one();
         }
-        self.readable.notify_one();
         result
+    }
+
+    /// Slow path of a blocking push: waits for room. `false` if the
+    /// subscription closed meanwhile.
+    async fn push_when_room(&self, e: &Arc<Event>) -> bool {
+        loop {
+            // Registered before the re-check, so no wake-up is missed.
+            let mut writable = pin!(self.writable.notified());
+            writable.as_mut().enable();
+            let receiver_waiting = {
+                let mut st = self.lock();
+                if st.closed {
+                    return false;
+                }
+                if st.buf.len() < self.config.capacity {
+                    st.buf.push_back(e.clone());
+                    Some(st.receiver_waiting)
+                } else {
+                    st.publishers_waiting += 1;
+                    None
+                }
+            };
+            match receiver_waiting {
+                Some(wake) => {
+                    if wake {
+                        self.readable.notify_one();
+                    }
+                    return true;
+                }
+                None => {
+                    writable.await;
+                    self.lock().publishers_waiting -= 1;
+                }
+            }
+        }
     }
 
     async fn recv(&self) -> Option<Arc<Event>> {
         loop {
-            let mut readable = pin!(self.readable.notified());
-            readable.as_mut().enable();
+            // Fast path: an event is there; wake a publisher only if one waits.
             {
                 let mut st = self.lock();
                 if let Some(e) = st.buf.pop_front() {
+                    let wake = st.publishers_waiting > 0;
                     drop(st);
-                    self.writable.notify_one();
+                    if wake {
+                        self.writable.notify_one();
+                    }
                     return Some(e);
                 }
                 if st.closed {
                     return None;
                 }
             }
+            let mut readable = pin!(self.readable.notified());
+            readable.as_mut().enable();
+            {
+                // Re-checked after registering, so no wake-up is missed.
+                let mut st = self.lock();
+                if !st.buf.is_empty() || st.closed {
+                    continue;
+                }
+                st.receiver_waiting = true;
+            }
             readable.await;
+            self.lock().receiver_waiting = false;
         }
     }
 
@@ -284,6 +344,8 @@ impl EventBus for MemoryBus {
             state: Mutex::new(QueueState {
                 buf: VecDeque::new(),
                 closed: false,
+                receiver_waiting: false,
+                publishers_waiting: 0,
             }),
             readable: Notify::new(),
             writable: Notify::new(),
