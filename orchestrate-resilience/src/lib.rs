@@ -60,7 +60,7 @@ pub use breaker::{
     BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker, Permit, Transition,
     TransitionHook, Trip,
 };
-pub use bulkhead::{Bulkhead, BulkheadConfig};
+pub use bulkhead::{Bulkhead, BulkheadConfig, Slot};
 pub use classify::Retryable;
 pub use error::{ErrorKind, PolicyError};
 pub use key::Key;

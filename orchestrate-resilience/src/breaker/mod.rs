@@ -356,7 +356,6 @@ impl CircuitBreaker {
         detail.last_transition = Some(Instant::now());
         detail.transitions += 1;
         drop(detail);
-        tracing::info!(key = %self.key, %from, %to, "circuit breaker transition");
         if let Some(hook) = &self.hook {
             hook(&self.key, from, to);
         }

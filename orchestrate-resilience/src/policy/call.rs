@@ -21,6 +21,21 @@ fn emit(observer: Option<&dyn Observer>, event: impl FnOnce() -> PolicyEvent) {
     }
 }
 
+/// Traces a breaker transition inside the attempt's span and reports it.
+fn note_transition(
+    span: &tracing::Span,
+    observer: Option<&dyn Observer>,
+    key: &crate::Key,
+    (from, to): crate::Transition,
+) {
+    span.in_scope(|| tracing::info!(%key, %from, %to, "circuit breaker transition"));
+    emit(observer, || PolicyEvent::BreakerTransition {
+        key: key.clone(),
+        from,
+        to,
+    });
+}
+
 fn is_cancelled(token: Option<&CancellationToken>) -> bool {
     token.is_some_and(CancellationToken::is_cancelled)
 }
@@ -202,13 +217,9 @@ impl Policy {
             let permit = match &b.breaker {
                 None => None,
                 Some(breaker) => {
-                    let (admitted, transition) = span.in_scope(|| breaker.try_acquire());
-                    if let Some((from, to)) = transition {
-                        emit(observer, || PolicyEvent::BreakerTransition {
-                            key: b.key.clone(),
-                            from,
-                            to,
-                        });
+                    let (admitted, transition) = breaker.try_acquire();
+                    if let Some(t) = transition {
+                        note_transition(&span, observer, &b.key, t);
                     }
                     match admitted {
                         Ok(permit) => Some(permit),
@@ -242,21 +253,15 @@ impl Policy {
             let (last, retryable, asked_delay) = match outcome {
                 Ok(Ok(value)) => {
                     if let (Some(breaker), Some(permit)) = (&b.breaker, permit) {
-                        if let Some((from, to)) = span.in_scope(|| breaker.on_success(permit)) {
-                            emit(observer, || PolicyEvent::BreakerTransition {
-                                key: b.key.clone(),
-                                from,
-                                to,
-                            });
+                        if let Some(t) = breaker.on_success(permit) {
+                            note_transition(&span, observer, &b.key, t);
                         }
                     }
                     return Ok(value);
                 }
                 Ok(Err(error)) => {
                     transition = match (&b.breaker, permit) {
-                        (Some(breaker), Some(permit)) => {
-                            span.in_scope(|| breaker.on_failure(permit, &error))
-                        }
+                        (Some(breaker), Some(permit)) => breaker.on_failure(permit, &error),
                         _ => None,
                     };
                     let (retryable, asked) = classify(&error);
@@ -280,12 +285,8 @@ impl Policy {
                     (ErrorKind::Timeout { after }, true, None)
                 }
             };
-            if let Some((from, to)) = transition {
-                emit(observer, || PolicyEvent::BreakerTransition {
-                    key: b.key.clone(),
-                    from,
-                    to,
-                });
+            if let Some(t) = transition {
+                note_transition(&span, observer, &b.key, t);
             }
             // The slot is not held while waiting to retry.
             drop(slot);
