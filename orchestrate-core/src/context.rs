@@ -146,8 +146,7 @@ impl Context {
         sink.tx
             .send(TaskMsg::Custom {
                 step: self.step_index,
-                name: name.into(),
-                payload,
+                event: Box::new((name.into(), payload)),
             })
             .map_err(|_| Error::Cancelled {
                 step: Some(self.step_id.clone()),

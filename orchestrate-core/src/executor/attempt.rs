@@ -66,7 +66,7 @@ impl Observer for JournalObserver<'_> {
             // execution is over and nobody reads the journal any more.
             let _ = sink.tx.send(TaskMsg::Policy {
                 step: self.ctx.step_index(),
-                event,
+                event: Box::new(event),
             });
         }
     }

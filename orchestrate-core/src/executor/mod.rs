@@ -40,14 +40,18 @@ use attempt::run_step;
 /// [`Limits::max_custom_events`], policy events by the attempts of a step.
 #[derive(Debug)]
 pub(crate) enum TaskMsg {
-    /// An agent's custom event.
+    /// An agent's custom event. Payloads are boxed: the channel allocates
+    /// its slots in blocks, one block per execution at least, so a small
+    /// message keeps every execution small.
     Custom {
         step: usize,
-        name: String,
-        payload: Value,
+        event: Box<(String, Value)>,
     },
     /// What the step's resilience policy did.
-    Policy { step: usize, event: PolicyEvent },
+    Policy {
+        step: usize,
+        event: Box<PolicyEvent>,
+    },
 }
 
 /// How a step's task ended.
@@ -374,18 +378,17 @@ impl Driver {
     fn on_message(&mut self, msg: TaskMsg) {
         let wf = self.wf.clone();
         match msg {
-            TaskMsg::Custom {
-                step,
-                name,
-                payload,
-            } => self.record(EventKind::Custom {
-                step: wf.plan.steps()[step].id().clone(),
-                name,
-                payload,
-            }),
+            TaskMsg::Custom { step, event } => {
+                let (name, payload) = *event;
+                self.record(EventKind::Custom {
+                    step: wf.plan.steps()[step].id().clone(),
+                    name,
+                    payload,
+                });
+            }
             TaskMsg::Policy { step, event } => {
                 let step_id = wf.plan.steps()[step].id().clone();
-                if let Some(kind) = policy_event(step_id, wf.plan.steps()[step].agent(), event) {
+                if let Some(kind) = policy_event(step_id, wf.plan.steps()[step].agent(), *event) {
                     self.record(kind);
                 }
             }
