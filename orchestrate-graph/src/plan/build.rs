@@ -17,7 +17,9 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         return Err(ValidationErrors::new(&def.name, vec![Problem::Empty]));
     }
 
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(n);
+    // Ids are allocated once and key the index the plan keeps.
+    let ids: Vec<Arc<str>> = def.steps.iter().map(|s| Arc::from(s.id.as_str())).collect();
+    let mut index: HashMap<Arc<str>, usize> = HashMap::with_capacity(n);
     for (i, step) in def.steps.iter().enumerate() {
         if step.id.is_empty() || !step.id.chars().all(is_ident_char) {
             problems.push(Problem::InvalidId {
@@ -34,13 +36,12 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                 step: step.id.clone(),
             });
         }
-        if index.insert(&step.id, i).is_some() {
+        if let Some(first) = index.insert(ids[i].clone(), i) {
             problems.push(Problem::DuplicateId {
                 step: step.id.clone(),
             });
             // Keep the first definition so references resolve consistently.
-            let first = def.steps.iter().position(|s| s.id == step.id).unwrap_or(i);
-            index.insert(&step.id, first);
+            index.insert(ids[i].clone(), first);
         }
     }
 
@@ -191,15 +192,21 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         return Err(ValidationErrors::new(&def.name, problems));
     }
 
+    // Steps share one allocation per distinct agent name.
+    let mut agents: HashMap<&str, Arc<str>> = HashMap::new();
     let steps: Vec<PlannedStep> = def
         .steps
         .iter()
+        .zip(ids)
         .zip(parsed)
         .zip(deps.into_iter().zip(dependents))
         .map(
-            |((step, (input, condition)), (deps, dependents))| PlannedStep {
-                id: Arc::from(step.id.as_str()),
-                agent: Arc::from(step.agent.as_str()),
+            |(((step, id), (input, condition)), (deps, dependents))| PlannedStep {
+                id,
+                agent: agents
+                    .entry(step.agent.as_str())
+                    .or_insert_with(|| Arc::from(step.agent.as_str()))
+                    .clone(),
                 input,
                 condition,
                 policy: step.policy.clone(),
@@ -211,11 +218,6 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         .collect();
 
     let (critical_path, critical_cost) = critical_path(&steps, &order);
-    let index = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
     Ok(Plan {
         name: Arc::from(def.name.as_str()),
         version: Arc::from(def.version.as_str()),
