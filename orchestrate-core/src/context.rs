@@ -29,7 +29,9 @@ pub struct Context {
     step_index: usize,
     attempt: u32,
     correlation_id: Arc<str>,
-    token: CancellationToken,
+    /// Shared by reference count: cloning a `CancellationToken` takes its
+    /// tree's lock, and contexts are cloned per attempt.
+    token: Arc<CancellationToken>,
     sink: Option<EventSink>,
 }
 
@@ -39,7 +41,7 @@ impl Context {
         step_id: Arc<str>,
         step_index: usize,
         correlation_id: Arc<str>,
-        token: CancellationToken,
+        token: Arc<CancellationToken>,
         sink: EventSink,
     ) -> Self {
         Self {
@@ -64,7 +66,7 @@ impl Context {
             step_id: step_id.into(),
             step_index: 0,
             attempt: 1,
-            token: CancellationToken::new(),
+            token: Arc::new(CancellationToken::new()),
             sink: None,
         }
     }

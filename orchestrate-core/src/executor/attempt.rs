@@ -102,10 +102,13 @@ pub(crate) async fn run_step(
             } else {
                 input.take().unwrap_or_default()
             };
-            let actx = ctx.with_attempt(attempt);
-            let agent = &agent;
+            // The first attempt borrows the step's context; later ones need
+            // their own attempt number.
+            let later = (attempt > 1).then(|| ctx.with_attempt(attempt));
+            let (agent, ctx) = (&agent, &ctx);
             async move {
-                match AssertUnwindSafe(agent.call(this_input, &actx))
+                let actx = later.as_ref().unwrap_or(ctx);
+                match AssertUnwindSafe(agent.call(this_input, actx))
                     .catch_unwind()
                     .await
                 {

@@ -114,6 +114,11 @@ pub(crate) struct Driver {
     pending: Vec<Arc<Event>>,
     journal_broken: bool,
     failure: Option<Error>,
+    /// The execution's token, shared with every attempt's context.
+    token: Arc<tokio_util::sync::CancellationToken>,
+    /// Cancellation was seen (requested, or decided by this driver): checked
+    /// without the token's lock on every scheduling decision.
+    cancel_seen: bool,
     cancelling: bool,
     /// A resumed execution whose journal already holds `CancelRequested`.
     cancel_recorded: bool,
@@ -156,6 +161,8 @@ impl Driver {
             pending: Vec::new(),
             journal_broken: false,
             failure: None,
+            token: Arc::new(shared.cancel.clone()),
+            cancel_seen: false,
             cancelling: false,
             cancel_recorded: false,
             any_failed: false,
@@ -192,8 +199,12 @@ impl Driver {
     /// The scheduling loop, from whatever state the driver is in, to the end.
     async fn drive(mut self) {
         self.dispatch().await;
+        // Made once: a fresh `cancelled()` per turn would register with the
+        // token's lock every time.
+        let mut cancelled = std::pin::pin!(self.shared.cancel.clone().cancelled_owned());
         while self.unresolved > 0 {
-            if self.shared.cancel.is_cancelled() {
+            if self.cancel_seen || self.shared.cancel.is_cancelled() {
+                self.cancel_seen = true;
                 self.cancel_running().await;
                 break;
             }
@@ -210,7 +221,10 @@ impl Driver {
             }
             tokio::select! {
                 biased;
-                _ = self.shared.cancel.cancelled() => continue,
+                _ = &mut cancelled => {
+                    self.cancel_seen = true;
+                    continue;
+                }
                 Some(msg) = self.rx.recv() => self.on_message(msg),
                 Some(joined) = self.tasks.join_next() => self.on_joined(joined),
             }
@@ -259,6 +273,7 @@ impl Driver {
                     self.failure = Some(e.into());
                 }
                 self.shared.cancel.cancel();
+                self.cancel_seen = true;
             }
         }
         if let Err(e) = self
@@ -310,7 +325,7 @@ impl Driver {
     async fn dispatch(&mut self) {
         let wf = self.wf.clone();
         let mut starts = Vec::new();
-        while self.running < self.limits.max_concurrency && !self.shared.cancel.is_cancelled() {
+        while self.running < self.limits.max_concurrency && !self.cancel_seen {
             let Some(i) = self.pop_ready() else { break };
             let step = &wf.plan.steps()[i];
             let scope = RunScope {
@@ -339,7 +354,7 @@ impl Driver {
         }
         self.flush().await;
         for (i, input) in starts {
-            if self.shared.cancel.is_cancelled() {
+            if self.cancel_seen {
                 // A failure in this same turn cancelled the execution: the
                 // step never starts.
                 self.cancel_step(i);
@@ -356,7 +371,7 @@ impl Driver {
             step.id().clone(),
             i,
             self.correlation_id.clone(),
-            self.shared.cancel.clone(),
+            self.token.clone(),
             EventSink {
                 tx: self.tx.clone(),
                 emitted: self.emitted.clone(),
@@ -460,6 +475,7 @@ impl Driver {
         if step.policy().on_error == OnError::Fail {
             self.failure.get_or_insert(error);
             self.shared.cancel.cancel();
+            self.cancel_seen = true;
         } else {
             self.any_failed = true;
         }

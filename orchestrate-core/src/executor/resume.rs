@@ -62,6 +62,7 @@ impl Driver {
         self.record(EventKind::ExecutionResumed { rerun });
         if self.failure.is_some() || self.cancel_recorded {
             self.shared.cancel.cancel();
+            self.cancel_seen = true;
         }
         // Readiness of what is left, from the finished steps.
         let succeeded = |i: usize| view.steps()[i].status == StepStatus::Succeeded;
