@@ -230,3 +230,24 @@ async fn an_unreachable_server_is_a_typed_error() {
     );
     assert!(err.to_string().contains("127.0.0.1:1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_acknowledged_in_one_round_trip() {
+    if url().is_none() {
+        return;
+    }
+    let (bus, _cleanup) = bus_with(config()).await;
+    bus.publish("t", &events("e", 0, 5)).await.unwrap();
+    let mut consumer = bus.consumer("t", "g", "c").await.unwrap();
+    let first = consumer.next().await.unwrap().unwrap();
+    assert_eq!(consumer.buffered(), 4, "one read brought the batch");
+    let mut batch = vec![first];
+    while consumer.buffered() > 0 {
+        batch.push(consumer.next().await.unwrap().unwrap());
+    }
+    consumer.ack_all(&batch).await.unwrap();
+    assert!(consumer.next().await.unwrap().is_none(), "all acknowledged");
+    // Acknowledged ids are remembered: a republished duplicate is dropped.
+    bus.publish("t", &events("e", 4, 2)).await.unwrap();
+    assert_eq!(consumer.next().await.unwrap().unwrap().event.seq, 5);
+}

@@ -304,6 +304,34 @@ impl RedisConsumer {
         Ok(())
     }
 
+    /// Acknowledges several deliveries in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Backend`] when Redis cannot be reached (the messages stay
+    /// pending and will be delivered again).
+    pub async fn ack_all(&mut self, deliveries: &[Delivery]) -> Result<(), BusError> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let mut ack = redis::cmd("XACK");
+        ack.arg(&self.stream).arg(&self.group);
+        for d in deliveries {
+            ack.arg(&d.message_id);
+        }
+        let _: i64 = ack.query_async(&mut self.conn).await.map_err(redis_error)?;
+        for d in deliveries {
+            self.seen.insert(event_id(&d.event));
+        }
+        Ok(())
+    }
+
+    /// Deliveries already read and buffered: [`next`](Self::next) returns
+    /// them without a round trip.
+    pub fn buffered(&self) -> usize {
+        self.ready.len()
+    }
+
     async fn ack_id(&mut self, id: &str) -> Result<(), BusError> {
         let _: i64 = redis::cmd("XACK")
             .arg(&self.stream)
