@@ -99,6 +99,8 @@ pub(crate) struct Driver {
     blocked_by: Vec<Option<usize>>,
     phase: Vec<Phase>,
     ready: VecDeque<usize>,
+    /// Steps a dispatch turn starts, kept between turns.
+    start_buf: Vec<(usize, Value)>,
     running: usize,
     agent_running: Vec<usize>,
     unresolved: usize,
@@ -150,6 +152,7 @@ impl Driver {
             blocked_by: vec![None; n],
             phase: vec![Phase::Waiting; n],
             ready: VecDeque::new(),
+            start_buf: Vec::new(),
             running: 0,
             unresolved: n,
             tasks: JoinSet::new(),
@@ -324,7 +327,8 @@ impl Driver {
     /// outputs these steps depend on) is written before any of them starts.
     async fn dispatch(&mut self) {
         let wf = self.wf.clone();
-        let mut starts = Vec::new();
+        // Reused across turns: one allocation per execution, not per step.
+        let mut starts = std::mem::take(&mut self.start_buf);
         while self.running < self.limits.max_concurrency && !self.cancel_seen {
             let Some(i) = self.pop_ready() else { break };
             let step = &wf.plan.steps()[i];
@@ -353,7 +357,7 @@ impl Driver {
             }
         }
         self.flush().await;
-        for (i, input) in starts {
+        for (i, input) in starts.drain(..) {
             if self.cancel_seen {
                 // A failure in this same turn cancelled the execution: the
                 // step never starts.
@@ -362,6 +366,7 @@ impl Driver {
                 self.spawn(i, input);
             }
         }
+        self.start_buf = starts;
     }
 
     fn spawn(&mut self, i: usize, input: Value) {
