@@ -189,7 +189,11 @@ async fn ready_steps_start_in_fifo_order() {
         .filter(|(k, _)| k == "step_started")
         .map(|(_, s)| s.as_str())
         .collect();
-    assert_eq!(scheduled, started);
+    let order: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
+    assert_eq!(started[0], "start");
+    assert_eq!(started[1..], order);
+    // Only the steps that waited for the slot are journaled as scheduled.
+    assert_eq!(scheduled, order[1..]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -436,10 +440,8 @@ async fn execution_events_are_in_journal_order_per_step() {
         kinds,
         [
             "execution_started:",
-            "step_scheduled:a",
             "step_started:a",
             "step_succeeded:a",
-            "step_scheduled:b",
             "step_started:b",
             "step_succeeded:b",
             "execution_finished:",

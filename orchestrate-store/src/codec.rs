@@ -214,6 +214,40 @@ pub(crate) fn parse_status(text: &str) -> Option<ExecutionStatus> {
     })
 }
 
+/// The statement that inserts `rows` journal rows of one execution if, and
+/// only if, the journal's next sequence number is the one expected: the
+/// sequence check and the insert in one round trip. Parameters (`mark`
+/// followed by the position: `?1` for SQLite, `$1` for PostgreSQL): 1 the
+/// execution, 2 the expected next sequence number, then per row its seq,
+/// kind, step, record (followed by `record_cast`) and checksum.
+pub(crate) fn journal_insert_sql(rows: usize, mark: char, record_cast: &str) -> String {
+    use std::fmt::Write as _;
+    let mut sql = format!(
+        "INSERT INTO orchestrate_journal (execution_id, seq, kind, step, record, checksum, record_version) \
+         SELECT {mark}1, v.* FROM (VALUES "
+    );
+    for row in 0..rows {
+        let p = 3 + row * 5;
+        let sep = if row == 0 { "" } else { ", " };
+        // Writing to a String cannot fail.
+        let _ = write!(
+            sql,
+            "{sep}({mark}{}, {mark}{}, {mark}{}, {mark}{}{record_cast}, {mark}{}, {RECORD_VERSION})",
+            p,
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4
+        );
+    }
+    let _ = write!(
+        sql,
+        ") AS v WHERE (SELECT COALESCE(MAX(seq) + 1, 0) FROM orchestrate_journal \
+         WHERE execution_id = {mark}1) = {mark}2"
+    );
+    sql
+}
+
 /// What a batch of events changes in the executions projection.
 pub(crate) struct ProjectionChange<'a> {
     /// `(workflow, idempotency key, started at)` when the batch starts the execution.
@@ -221,17 +255,12 @@ pub(crate) struct ProjectionChange<'a> {
     /// The status the batch leaves the execution in, when it changes it
     /// (finished, parked, resumed).
     pub(crate) finished: Option<ExecutionStatus>,
-    /// The journal length after the batch.
-    pub(crate) events: i64,
 }
 
 pub(crate) fn projection_change(events: &[Arc<Event>]) -> ProjectionChange<'_> {
     let mut change = ProjectionChange {
         started: None,
         finished: None,
-        events: events
-            .last()
-            .map_or(0, |e| i64::try_from(e.seq + 1).unwrap_or(i64::MAX)),
     };
     for e in events {
         match &e.kind {

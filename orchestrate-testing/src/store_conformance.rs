@@ -211,6 +211,57 @@ where
     s.store.append(&id, &[]).await.unwrap();
 }
 
+/// A batch longer than a backend puts in one statement is stored whole, in
+/// order, and counted in the execution's summary.
+pub async fn long_batches_are_stored_whole<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let id = ExecutionId::from("exec-long");
+    let step = |seq: u64| {
+        ev(
+            "exec-long",
+            seq,
+            EventKind::StepScheduled {
+                step: format!("s{seq}").into(),
+            },
+        )
+    };
+    let mut first = vec![started("exec-long", "long", START_MS, None)];
+    first.extend((1..700).map(step));
+    s.store.append(&id, &first).await.unwrap();
+    let second: Vec<_> = (700..1_001).map(step).collect();
+    s.store.append(&id, &second).await.unwrap();
+    let loaded = s.store.load(&id, 0).await.unwrap();
+    assert_eq!(loaded.len(), 1_001);
+    assert!(loaded.iter().enumerate().all(|(i, e)| e.seq == i as u64));
+    assert_eq!(*loaded[650], *first[650]);
+    assert_eq!(*loaded[1_000], *second[300]);
+    let listed = s
+        .store
+        .list_executions(&ExecutionQuery {
+            workflow: Some("long".into()),
+            ..ExecutionQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].events, 1_001);
+    // A refused long batch writes none of its rows.
+    let late: Vec<_> = (1_000..1_400).map(step).collect();
+    assert!(matches!(
+        s.store.append(&id, &late).await,
+        Err(StoreError::Conflict {
+            expected: 1_000,
+            actual: 1_001,
+            ..
+        })
+    ));
+    assert_eq!(s.store.load(&id, 0).await.unwrap().len(), 1_001);
+}
+
 /// Appends must continue the journal exactly; anything else is refused.
 pub async fn appends_are_checked<F, Fut>(make: F)
 where
@@ -258,6 +309,26 @@ where
         s.store.append(&id, &[foreign]).await,
         Err(StoreError::InvalidBatch { .. })
     ));
+    // A refused append that would finish the execution changes nothing.
+    assert!(matches!(
+        s.store
+            .append(
+                &id,
+                &[finished("exec-checks", 1, ExecutionStatus::Succeeded)]
+            )
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let listed = s
+        .store
+        .list_executions(&ExecutionQuery::all())
+        .await
+        .unwrap();
+    let summary = listed.iter().find(|e| e.id == id).unwrap();
+    assert_eq!(
+        (summary.status, summary.events),
+        (ExecutionStatus::Running, 2)
+    );
     // A refused append wrote nothing.
     assert_eq!(s.store.load(&id, 0).await.unwrap().len(), 2);
     assert!(matches!(
@@ -701,6 +772,7 @@ macro_rules! store_conformance {
     ($make:expr, requires_env = $var:literal) => {
         $crate::__store_case!($make, $var, append_and_load_round_trip);
         $crate::__store_case!($make, $var, appends_are_checked);
+        $crate::__store_case!($make, $var, long_batches_are_stored_whole);
         $crate::__store_case!($make, $var, racing_appends_never_duplicate);
         $crate::__store_case!($make, $var, executions_are_listed);
         $crate::__store_case!($make, $var, kv_basics);

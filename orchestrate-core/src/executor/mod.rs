@@ -99,6 +99,10 @@ pub(crate) struct Driver {
     blocked_by: Vec<Option<usize>>,
     phase: Vec<Phase>,
     ready: VecDeque<usize>,
+    /// Steps made ready since the last dispatch: those it leaves waiting for
+    /// a slot are journaled `StepScheduled` (a step that starts at once needs
+    /// only its `StepStarted`).
+    fresh: Vec<usize>,
     /// Steps a dispatch turn starts, kept between turns.
     start_buf: Vec<(usize, Value)>,
     running: usize,
@@ -152,6 +156,7 @@ impl Driver {
             blocked_by: vec![None; n],
             phase: vec![Phase::Waiting; n],
             ready: VecDeque::new(),
+            fresh: Vec::new(),
             start_buf: Vec::new(),
             running: 0,
             unresolved: n,
@@ -292,9 +297,21 @@ impl Driver {
 
     fn make_ready(&mut self, i: usize) {
         self.phase[i] = Phase::Ready;
-        let step = self.wf.plan.steps()[i].id().clone();
-        self.record(EventKind::StepScheduled { step });
         self.ready.push_back(i);
+        self.fresh.push(i);
+    }
+
+    /// Journals the steps made ready since the last turn that are still
+    /// waiting for a slot.
+    fn record_waiting(&mut self) {
+        let mut fresh = std::mem::take(&mut self.fresh);
+        for i in fresh.drain(..) {
+            if self.phase[i] == Phase::Ready {
+                let step = self.wf.plan.steps()[i].id().clone();
+                self.record(EventKind::StepScheduled { step });
+            }
+        }
+        self.fresh = fresh;
     }
 
     fn parked(&self) -> usize {
@@ -356,6 +373,7 @@ impl Driver {
                 Err(e) => self.step_failed(i, Error::Interpolation(e), 0),
             }
         }
+        self.record_waiting();
         self.flush().await;
         for (i, input) in starts.drain(..) {
             if self.cancel_seen {

@@ -54,7 +54,9 @@ pub enum EventKind {
         /// Steps that were scheduled or running when it stopped, and run again.
         rerun: Vec<Arc<str>>,
     },
-    /// A step's dependencies are satisfied; it waits for a slot.
+    /// A step's dependencies are satisfied but it waits for a slot (a
+    /// concurrency limit). A step that starts as soon as it is ready has
+    /// only its [`StepStarted`](EventKind::StepStarted).
     StepScheduled {
         /// The step.
         step: Arc<str>,

@@ -26,6 +26,9 @@ use crate::codec::{status_text, Encoded, ProjectionChange};
 
 /// Writes one transaction may carry.
 const MAX_BATCH: usize = 512;
+/// Journal rows one insert statement carries (far below SQLite's limit of
+/// bound parameters).
+pub(crate) const ROWS_PER_STATEMENT: usize = 256;
 /// Key-value writes between two sweeps of expired keys.
 const SWEEP_EVERY: u64 = 1024;
 
@@ -37,12 +40,15 @@ pub(crate) trait WriteTxn: Send {
     async fn rollback_to(&mut self) -> Result<(), StoreError>;
     /// The journal's next sequence number.
     async fn next_seq(&mut self, execution: &str) -> Result<i64, StoreError>;
-    /// Inserts one row; a duplicate `(execution, seq)` is a conflict.
-    async fn insert_event(
+    /// Inserts `rows` (consecutive sequence numbers) in one statement if the
+    /// journal's next sequence number is the first row's; whether it was. A
+    /// duplicate `(execution, seq)` committed meanwhile by another process is
+    /// a conflict.
+    async fn insert_events(
         &mut self,
         execution: &ExecutionId,
-        row: &Encoded,
-    ) -> Result<(), StoreError>;
+        rows: &[Encoded],
+    ) -> Result<bool, StoreError>;
     async fn start_execution(&mut self, execution: &str, append: &Append)
         -> Result<(), StoreError>;
     async fn update_execution(
@@ -97,6 +103,11 @@ pub(crate) trait WriteTxn: Send {
 #[async_trait]
 pub(crate) trait WriteBackend: Send + Sync + 'static {
     async fn begin(&self) -> Result<Box<dyn WriteTxn>, StoreError>;
+    /// Commits `append` (at most [`ROWS_PER_STATEMENT`] rows) as a
+    /// transaction of its own in one round trip: whether its rows were
+    /// stored. `false` means the journal's next sequence number was not the
+    /// first row's and nothing was written.
+    async fn append_alone(&self, append: &Append) -> Result<bool, StoreError>;
     async fn close(&self);
 }
 
@@ -106,7 +117,6 @@ pub(crate) struct Append {
     pub(crate) rows: Vec<Encoded>,
     pub(crate) started: Option<(String, Option<String>, i64)>,
     pub(crate) finished: Option<&'static str>,
-    pub(crate) events: i64,
 }
 
 impl Append {
@@ -122,7 +132,6 @@ impl Append {
                 .started
                 .map(|(w, k, at)| (w.to_owned(), k.map(str::to_owned), at)),
             finished: change.finished.map(status_text),
-            events: change.events,
         }
     }
 }
@@ -259,6 +268,9 @@ async fn commit<B: WriteBackend>(
     batch: &mut Vec<WriteOp>,
     kv_writes: &mut u64,
 ) -> bool {
+    if let Some(done) = commit_append_alone(backend, batch).await {
+        return done;
+    }
     let mut tx = match backend.begin().await {
         Ok(tx) => tx,
         Err(error) => {
@@ -270,12 +282,27 @@ async fn commit<B: WriteBackend>(
     };
     let mut done = Vec::with_capacity(batch.len());
     let mut sweep_before = None;
+    // A write alone in its transaction needs no savepoint: if it fails, the
+    // whole transaction is rolled back. That saves two statements (two round
+    // trips) on the common path of one execution checkpointing one step.
+    let alone = batch.len() == 1;
     for op in batch.drain(..) {
         if let Some(now) = kv_now(&op) {
             *kv_writes += 1;
             if kv_writes.is_multiple_of(SWEEP_EVERY) {
                 sweep_before = Some(now);
             }
+        }
+        if alone {
+            let result = apply(tx.as_mut(), op).await;
+            if !result.is_ok() {
+                // Dropping the transaction rolls it back.
+                drop(tx);
+                result.send();
+                return false;
+            }
+            done.push(result);
+            continue;
         }
         let result = match tx.savepoint().await {
             Ok(()) => apply(tx.as_mut(), op).await,
@@ -307,6 +334,32 @@ async fn commit<B: WriteBackend>(
         }
     }
     ok
+}
+
+/// The common batch, one execution checkpointing one step, in one round
+/// trip instead of a transaction's three or more. `None` when `batch` is not
+/// a single short append, or its sequence check failed: the transaction path
+/// then runs it and reports the conflict with the journal's actual length.
+async fn commit_append_alone<B: WriteBackend>(
+    backend: &B,
+    batch: &mut Vec<WriteOp>,
+) -> Option<bool> {
+    let [WriteOp::Append(append, _)] = batch.as_slice() else {
+        return None;
+    };
+    if append.rows.len() > ROWS_PER_STATEMENT {
+        return None;
+    }
+    let result = backend.append_alone(append).await;
+    if matches!(result, Ok(false)) {
+        return None;
+    }
+    let Some(WriteOp::Append(_, reply)) = batch.pop() else {
+        return None;
+    };
+    let committed = result.is_ok();
+    Done::Unit(reply, result.map(|_| ())).send();
+    Some(committed)
 }
 
 fn kv_now(op: &WriteOp) -> Option<i64> {
@@ -374,25 +427,28 @@ async fn apply(tx: &mut dyn WriteTxn, op: WriteOp) -> Done {
 }
 
 async fn append_events(tx: &mut dyn WriteTxn, append: &Append) -> Result<(), StoreError> {
-    let Some(first) = append.rows.first() else {
+    if append.rows.is_empty() {
         return Ok(());
-    };
-    let id = append.execution.as_str();
-    let next = tx.next_seq(id).await?;
-    if first.seq != next {
-        return Err(StoreError::Conflict {
-            execution: append.execution.clone(),
-            expected: u64::try_from(first.seq).unwrap_or(0),
-            actual: u64::try_from(next).unwrap_or(0),
-        });
     }
-    for row in &append.rows {
-        tx.insert_event(&append.execution, row).await?;
+    let id = append.execution.as_str();
+    for chunk in append.rows.chunks(ROWS_PER_STATEMENT) {
+        if !tx.insert_events(&append.execution, chunk).await? {
+            let actual = tx.next_seq(id).await?;
+            return Err(StoreError::Conflict {
+                execution: append.execution.clone(),
+                expected: chunk
+                    .first()
+                    .map_or(0, |r| u64::try_from(r.seq).unwrap_or(0)),
+                actual: u64::try_from(actual).unwrap_or(0),
+            });
+        }
     }
     if append.started.is_some() {
         tx.start_execution(id, append).await
-    } else {
+    } else if append.finished.is_some() {
         tx.update_execution(id, append).await
+    } else {
+        Ok(())
     }
 }
 

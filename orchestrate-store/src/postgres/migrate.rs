@@ -15,10 +15,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_messages.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_events_from_journal.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub(crate) async fn migrate(pool: &PgPool, location: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(backend_error)?;

@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use orchestrate_core::store::{Message, NewMessage, StoreError};
 use orchestrate_core::ExecutionId;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 
 use super::{backend_error, message_from_row};
-use crate::codec::{Encoded, RECORD_VERSION};
+use crate::codec::{journal_insert_sql, Encoded};
 use crate::group_commit::{Append, Claim, WriteBackend, WriteTxn};
 
 pub(super) struct PgWriter(pub(super) PgPool);
@@ -16,6 +16,70 @@ impl WriteBackend for PgWriter {
     async fn begin(&self) -> Result<Box<dyn WriteTxn>, StoreError> {
         let tx = self.0.begin().await.map_err(backend_error)?;
         Ok(Box::new(PgTxn(tx)))
+    }
+
+    async fn append_alone(&self, append: &Append) -> Result<bool, StoreError> {
+        let Some(first) = append.rows.first() else {
+            return Ok(true);
+        };
+        // One statement outside a transaction block is a transaction of its
+        // own: the sequence check, the rows and the projection commit
+        // together in one round trip. The projection runs only when the
+        // journal insert returned rows.
+        let base = 3 + append.rows.len() * 5;
+        let projection = if append.started.is_some() {
+            format!(
+                ", p AS (INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms)
+                   SELECT $1, ${}, ${}, ${}, ${} WHERE EXISTS (SELECT 1 FROM j)
+                   ON CONFLICT (id) DO NOTHING)",
+                base,
+                base + 1,
+                base + 2,
+                base + 3
+            )
+        } else if append.finished.is_some() {
+            format!(
+                ", p AS (UPDATE orchestrate_executions SET status = ${base}
+                   WHERE id = $1 AND EXISTS (SELECT 1 FROM j))"
+            )
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "WITH j AS ({} RETURNING 1){projection} SELECT count(*) AS inserted FROM j",
+            journal_insert_sql(append.rows.len(), '$', "::jsonb")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(append.execution.as_str())
+            .bind(first.seq);
+        for row in &append.rows {
+            query = query
+                .bind(row.seq)
+                .bind(row.kind)
+                .bind(row.step.as_deref())
+                .bind(utf8(&row.record)?)
+                .bind(row.checksum);
+        }
+        if let Some((workflow, key, started_at_ms)) = &append.started {
+            query = query
+                .bind(workflow)
+                .bind(append.finished.unwrap_or("running"))
+                .bind(key.as_deref())
+                .bind(started_at_ms);
+        } else if let Some(status) = append.finished {
+            query = query.bind(status);
+        }
+        match query.fetch_one(&self.0).await {
+            Ok(row) => row
+                .try_get::<i64, _>("inserted")
+                .map(|inserted| inserted > 0)
+                .map_err(backend_error),
+            // Another process's transaction held one of these sequence
+            // numbers when this one checked; the transaction path reports
+            // the conflict with the journal's length.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => Ok(false),
+            Err(e) => Err(backend_error(e)),
+        }
     }
 
     async fn close(&self) {
@@ -65,32 +129,35 @@ impl WriteTxn for PgTxn {
             .map_err(backend_error)
     }
 
-    async fn insert_event(
+    async fn insert_events(
         &mut self,
         execution: &ExecutionId,
-        row: &Encoded,
-    ) -> Result<(), StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO orchestrate_journal (execution_id, seq, kind, step, record, checksum, record_version)
-             VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
-        )
-        .bind(execution.as_str())
-        .bind(row.seq)
-        .bind(row.kind)
-        .bind(row.step.as_deref())
-        .bind(utf8(&row.record)?)
-        .bind(row.checksum)
-        .bind(i32::try_from(RECORD_VERSION).unwrap_or(i32::MAX))
-        .execute(&mut *self.0)
-        .await;
-        match inserted {
-            Ok(_) => Ok(()),
-            // Another process committed this sequence number first.
+        rows: &[Encoded],
+    ) -> Result<bool, StoreError> {
+        let Some(first) = rows.first() else {
+            return Ok(true);
+        };
+        let sql = journal_insert_sql(rows.len(), '$', "::jsonb");
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(execution.as_str())
+            .bind(first.seq);
+        for row in rows {
+            query = query
+                .bind(row.seq)
+                .bind(row.kind)
+                .bind(row.step.as_deref())
+                .bind(utf8(&row.record)?)
+                .bind(row.checksum);
+        }
+        match query.execute(&mut *self.0).await {
+            Ok(done) => Ok(done.rows_affected() > 0),
+            // Another process committed one of these sequence numbers first
+            // (its transaction was still open when this one checked).
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
                 Err(StoreError::Conflict {
                     execution: execution.clone(),
-                    expected: u64::try_from(row.seq).unwrap_or(0),
-                    actual: u64::try_from(row.seq).unwrap_or(0) + 1,
+                    expected: u64::try_from(first.seq).unwrap_or(0),
+                    actual: u64::try_from(first.seq).unwrap_or(0) + 1,
                 })
             }
             Err(e) => Err(backend_error(e)),
@@ -106,16 +173,15 @@ impl WriteTxn for PgTxn {
             return Ok(());
         };
         sqlx::query(
-            "INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms, events)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (id) DO UPDATE SET events = excluded.events",
+            "INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(execution)
         .bind(workflow)
         .bind(append.finished.unwrap_or("running"))
         .bind(key.as_deref())
         .bind(started_at_ms)
-        .bind(append.events)
         .execute(&mut *self.0)
         .await
         .map(|_| ())
@@ -127,16 +193,13 @@ impl WriteTxn for PgTxn {
         execution: &str,
         append: &Append,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE orchestrate_executions SET events = $1, status = COALESCE($2, status) WHERE id = $3",
-        )
-        .bind(append.events)
-        .bind(append.finished)
-        .bind(execution)
-        .execute(&mut *self.0)
-        .await
-        .map(|_| ())
-        .map_err(backend_error)
+        sqlx::query("UPDATE orchestrate_executions SET status = COALESCE($1, status) WHERE id = $2")
+            .bind(append.finished)
+            .bind(execution)
+            .execute(&mut *self.0)
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
     }
 
     async fn kv_live(&mut self, key: &str, now_ms: i64) -> Result<Option<String>, StoreError> {

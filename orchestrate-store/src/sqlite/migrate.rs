@@ -10,10 +10,14 @@ use super::backend_error;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_journal.sql")),
     (2, include_str!("../../migrations/sqlite/0002_messages.sql")),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_events_from_journal.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub(crate) async fn migrate(pool: &SqlitePool, location: &str) -> Result<(), StoreError> {
     let err = |e: sqlx::Error| backend_error(e);

@@ -334,7 +334,9 @@ impl Store for SqliteStore {
             i64::try_from(query.limit).unwrap_or(i64::MAX)
         };
         let rows = sqlx::query(
-            "SELECT id, workflow, status, idempotency_key, events FROM orchestrate_executions
+            "SELECT id, workflow, status, idempotency_key,
+                    (SELECT COALESCE(MAX(j.seq) + 1, 0) FROM orchestrate_journal j WHERE j.execution_id = e.id) AS events
+             FROM orchestrate_executions e
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
              ORDER BY started_at_ms DESC, id LIMIT ?3",
         )

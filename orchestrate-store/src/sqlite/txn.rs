@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use orchestrate_core::store::{Message, NewMessage, StoreError};
 use orchestrate_core::ExecutionId;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
 
 use super::{backend_error, message_from_row};
-use crate::codec::{Encoded, RECORD_VERSION};
+use crate::codec::{journal_insert_sql, Encoded};
 use crate::group_commit::{Append, Claim, WriteBackend, WriteTxn};
 
 pub(super) struct SqliteWriter(pub(super) SqlitePool);
@@ -22,6 +22,76 @@ impl WriteBackend for SqliteWriter {
             .await
             .map_err(backend_error)?;
         Ok(Box::new(SqliteTxn(tx)))
+    }
+
+    async fn append_alone(&self, append: &Append) -> Result<bool, StoreError> {
+        let Some(first) = append.rows.first() else {
+            return Ok(true);
+        };
+        // One worker round trip for the whole transaction. `changes()` still
+        // counts the journal insert when the projection statement runs (a
+        // SELECT does not reset it), so the projection is written only with
+        // the journal rows.
+        let base = 3 + append.rows.len() * 5;
+        let projection = if append.started.is_some() {
+            format!(
+                "INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms)
+                 SELECT ?1, ?{}, ?{}, ?{}, ?{} WHERE changes() > 0 ON CONFLICT(id) DO NOTHING;",
+                base,
+                base + 1,
+                base + 2,
+                base + 3
+            )
+        } else if append.finished.is_some() {
+            format!(
+                "UPDATE orchestrate_executions SET status = ?{base} WHERE id = ?1 AND changes() > 0;"
+            )
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "BEGIN IMMEDIATE; {}; SELECT changes() AS inserted; {projection} COMMIT;",
+            journal_insert_sql(append.rows.len(), '?', "")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(append.execution.as_str())
+            .bind(first.seq);
+        for row in &append.rows {
+            query = query
+                .bind(row.seq)
+                .bind(row.kind)
+                .bind(row.step.as_deref())
+                .bind(row.record.as_slice())
+                .bind(row.checksum);
+        }
+        if let Some((workflow, key, started_at_ms)) = &append.started {
+            query = query
+                .bind(workflow)
+                .bind(append.finished.unwrap_or("running"))
+                .bind(key.as_deref())
+                .bind(started_at_ms);
+        } else if let Some(status) = append.finished {
+            query = query.bind(status);
+        }
+        let mut conn = self.0.acquire().await.map_err(backend_error)?;
+        match query.fetch_all(&mut *conn).await {
+            Ok(rows) => rows
+                .first()
+                .map_or(Ok(0), |row| row.try_get::<i64, _>("inserted"))
+                .map(|inserted| inserted > 0)
+                .map_err(backend_error),
+            Err(e) => {
+                // A statement failed inside the transaction: end it, or
+                // drop the connection rather than hand it on mid-transaction.
+                match sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
+                    Ok(_) => {}
+                    Err(sqlx::Error::Database(db))
+                        if db.message().contains("no transaction is active") => {}
+                    Err(_) => conn.close_on_drop(),
+                }
+                Err(backend_error(e))
+            }
+        }
     }
 
     async fn close(&self) {
@@ -64,26 +134,31 @@ impl WriteTxn for SqliteTxn {
             .map_err(backend_error)
     }
 
-    async fn insert_event(
+    async fn insert_events(
         &mut self,
         execution: &ExecutionId,
-        row: &Encoded,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO orchestrate_journal (execution_id, seq, kind, step, record, checksum, record_version)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(execution.as_str())
-        .bind(row.seq)
-        .bind(row.kind)
-        .bind(row.step.as_deref())
-        .bind(&row.record)
-        .bind(row.checksum)
-        .bind(RECORD_VERSION)
-        .execute(&mut *self.0)
-        .await
-        .map(|_| ())
-        .map_err(backend_error)
+        rows: &[Encoded],
+    ) -> Result<bool, StoreError> {
+        let Some(first) = rows.first() else {
+            return Ok(true);
+        };
+        let sql = journal_insert_sql(rows.len(), '?', "");
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(execution.as_str())
+            .bind(first.seq);
+        for row in rows {
+            query = query
+                .bind(row.seq)
+                .bind(row.kind)
+                .bind(row.step.as_deref())
+                .bind(row.record.as_slice())
+                .bind(row.checksum);
+        }
+        query
+            .execute(&mut *self.0)
+            .await
+            .map(|done| done.rows_affected() > 0)
+            .map_err(backend_error)
     }
 
     async fn start_execution(
@@ -95,16 +170,15 @@ impl WriteTxn for SqliteTxn {
             return Ok(());
         };
         sqlx::query(
-            "INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms, events)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET events = excluded.events",
+            "INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO NOTHING",
         )
         .bind(execution)
         .bind(workflow)
         .bind(append.finished.unwrap_or("running"))
         .bind(key.as_deref())
         .bind(started_at_ms)
-        .bind(append.events)
         .execute(&mut *self.0)
         .await
         .map(|_| ())
@@ -116,8 +190,7 @@ impl WriteTxn for SqliteTxn {
         execution: &str,
         append: &Append,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orchestrate_executions SET events = ?, status = COALESCE(?, status) WHERE id = ?")
-            .bind(append.events)
+        sqlx::query("UPDATE orchestrate_executions SET status = COALESCE(?, status) WHERE id = ?")
             .bind(append.finished)
             .bind(execution)
             .execute(&mut *self.0)
