@@ -64,6 +64,7 @@ mod executor;
 mod ids;
 pub mod journal;
 mod orchestrator;
+mod spans;
 pub mod store;
 
 pub use agent::{agent_fn, typed_agent, Agent, BoxAgent, Typed, TypedAgent};

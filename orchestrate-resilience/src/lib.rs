@@ -54,6 +54,7 @@ mod observe;
 mod policy;
 mod rate_limit;
 mod rng;
+mod timeout;
 
 pub use backoff::{Backoff, Jitter};
 pub use breaker::{

@@ -403,12 +403,14 @@ impl Driver {
         );
         let policy = self.wf.policies[i].clone();
         let agent = self.wf.agents[i].clone();
-        let span = tracing::info_span!(
-            "step",
-            step = %step.id(),
-            agent = %step.agent(),
-            correlation_id = %self.correlation_id,
-        );
+        let span = crate::spans::traced(|| {
+            tracing::info_span!(
+                "step",
+                step = %step.id(),
+                agent = %step.agent(),
+                correlation_id = %self.correlation_id,
+            )
+        });
         self.tasks
             .spawn(async move { (i, run_step(agent, ctx, input, policy).await) }.instrument(span));
     }

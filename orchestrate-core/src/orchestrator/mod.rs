@@ -261,12 +261,14 @@ impl Orchestrator {
                 return self.execution(&ExecutionId::from(existing)).await;
             }
         }
-        let span = tracing::info_span!(
-            "execution",
-            execution_id = %id,
-            workflow = %workflow.name(),
-            correlation_id = %correlation,
-        );
+        let span = crate::spans::traced(|| {
+            tracing::info_span!(
+                "execution",
+                execution_id = %id,
+                workflow = %workflow.name(),
+                correlation_id = %correlation,
+            )
+        });
         let driver = Driver::new(
             shared.clone(),
             workflow.inner.clone(),

@@ -146,7 +146,15 @@ impl Policy {
             attempt += 1;
             // Everything about this attempt, admission included, is traced
             // inside its span.
-            let span = tracing::info_span!("attempt", attempt);
+            // Made only once a `tracing` subscriber exists: without one, a
+            // span is still created, entered and dropped, and with
+            // `tracing`'s `log` feature each of those calls into the logger.
+            // (The attempt's events still reach `log`.)
+            let span = if tracing::dispatcher::has_been_set() {
+                tracing::info_span!("attempt", attempt)
+            } else {
+                tracing::Span::none()
+            };
             if is_cancelled(token) {
                 return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1));
             }
@@ -243,9 +251,7 @@ impl Policy {
             };
             let running = op(attempt).instrument(span.clone());
             let outcome = match limit {
-                Some(after) => tokio::time::timeout(after, running)
-                    .await
-                    .map_err(|_| after),
+                Some(after) => crate::timeout::timeout(after, running).await,
                 None => Ok(running.await),
             };
 

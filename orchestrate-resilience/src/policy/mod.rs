@@ -128,7 +128,9 @@ pub struct PolicyBuilder {
 }
 
 impl PolicyBuilder {
-    /// Times out each attempt after `timeout`.
+    /// Times out each attempt after `timeout`, counted from the attempt's
+    /// first suspension: an attempt that completes without suspending never
+    /// arms a timer (and cannot be timed out: nothing interrupts a poll).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.spec.timeout = Some(timeout);
         self
