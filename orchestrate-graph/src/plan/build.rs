@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::{cycle, Plan, PlannedStep};
+use super::{cycle, Plan, PlannedStep, StepList};
 use crate::def::WorkflowDef;
 use crate::problem::{Problem, ValidationErrors};
 use crate::template::{is_ident_char, Condition, ParseError, Source, Template};
@@ -19,7 +20,8 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
 
     // Ids are allocated once and key the index the plan keeps.
     let ids: Vec<Arc<str>> = def.steps.iter().map(|s| Arc::from(s.id.as_str())).collect();
-    let mut index: HashMap<Arc<str>, usize> = HashMap::with_capacity(n);
+    let mut index: HashMap<Arc<str>, usize, RandomState> =
+        HashMap::with_capacity_and_hasher(n, RandomState::default());
     for (i, step) in def.steps.iter().enumerate() {
         if step.id.is_empty() || !step.id.chars().all(is_ident_char) {
             problems.push(Problem::InvalidId {
@@ -46,11 +48,11 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     }
 
     // Dependencies, de-duplicated with a stamp array instead of a set per step.
-    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(n);
+    let mut deps: Vec<StepList> = Vec::with_capacity(n);
     let mut stamp = vec![usize::MAX; n];
     let mut edges = 0usize;
     for (i, step) in def.steps.iter().enumerate() {
-        let mut own = Vec::with_capacity(step.depends_on.len());
+        let mut own = StepList::with_capacity(step.depends_on.len());
         for dep in &step.depends_on {
             match index.get(dep.as_str()) {
                 Some(&d) if stamp[d] != i => {
@@ -68,7 +70,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         deps.push(own);
     }
 
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut dependents: Vec<StepList> = vec![StepList::new(); n];
     let mut graph = DiGraph::<(), ()>::with_capacity(n, edges);
     for _ in 0..n {
         graph.add_node(());
@@ -82,7 +84,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
 
     // Kahn's algorithm, one generation at a time: yields both the topological
     // order and the parallel batches.
-    let mut indegree: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut indegree: Vec<usize> = deps.iter().map(|d| d.len()).collect();
     let mut generations: Vec<Vec<usize>> = Vec::new();
     let mut current: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
     let mut order = Vec::with_capacity(n);
@@ -129,10 +131,32 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         }
     }
 
+    // The steps, built in place: their templates are filled in below, so
+    // that nothing as large as a step is built twice or moved.
+    let mut agents: HashMap<&str, Arc<str>, RandomState> = HashMap::default();
+    let mut steps: Vec<PlannedStep> = def
+        .steps
+        .iter()
+        .zip(ids)
+        .zip(deps.into_iter().zip(dependents))
+        .map(|((step, id), (deps, dependents))| PlannedStep {
+            id,
+            agent: agents
+                .entry(step.agent.as_str())
+                .or_insert_with(|| Arc::from(step.agent.as_str()))
+                .clone(),
+            input: Template::Literal(serde_json::Value::Null),
+            condition: None,
+            policy: step.policy.clone(),
+            cost: step.cost.unwrap_or(1.0),
+            deps,
+            dependents,
+        })
+        .collect();
+
     // Templates and conditions: parse, resolve step references, check that
     // every referenced step is upstream.
     let mut ancestors = Ancestors::new(n);
-    let mut parsed = Vec::with_capacity(n);
     for (i, step) in def.steps.iter().enumerate() {
         let mut parse_errors = Vec::new();
         let mut input = Template::parse_all(&step.input, &mut parse_errors);
@@ -157,6 +181,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
             }
             None => None,
         };
+        let planned = &steps;
         let mut check = |e: &mut crate::template::Expr| {
             let Source::Step { id, index: slot } = &mut e.source else {
                 return;
@@ -169,8 +194,8 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                 }),
                 Some(&r) => {
                     *slot = r;
-                    let upstream =
-                        deps[i].contains(&r) || (acyclic && ancestors.is_ancestor(r, i, &deps));
+                    let upstream = planned[i].deps.contains(&r)
+                        || (acyclic && ancestors.is_ancestor(r, i, planned));
                     if !upstream {
                         problems.push(Problem::NotUpstream {
                             step: step.id.clone(),
@@ -185,37 +210,13 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         if let Some(c) = condition.as_mut() {
             check(&mut c.expr);
         }
-        parsed.push((input, condition));
+        steps[i].input = input;
+        steps[i].condition = condition.map(Box::new);
     }
 
     if !problems.is_empty() {
         return Err(ValidationErrors::new(&def.name, problems));
     }
-
-    // Steps share one allocation per distinct agent name.
-    let mut agents: HashMap<&str, Arc<str>> = HashMap::new();
-    let steps: Vec<PlannedStep> = def
-        .steps
-        .iter()
-        .zip(ids)
-        .zip(parsed)
-        .zip(deps.into_iter().zip(dependents))
-        .map(
-            |(((step, id), (input, condition)), (deps, dependents))| PlannedStep {
-                id,
-                agent: agents
-                    .entry(step.agent.as_str())
-                    .or_insert_with(|| Arc::from(step.agent.as_str()))
-                    .clone(),
-                input,
-                condition,
-                policy: step.policy.clone(),
-                cost: step.cost.unwrap_or(1.0),
-                deps,
-                dependents,
-            },
-        )
-        .collect();
 
     let (critical_path, critical_cost) = critical_path(&steps, &order);
     Ok(Plan {
@@ -281,13 +282,13 @@ impl Ancestors {
         }
     }
 
-    /// Whether `a` is reachable backwards from `of` along `deps`.
-    fn is_ancestor(&mut self, a: usize, of: usize, deps: &[Vec<usize>]) -> bool {
+    /// Whether `a` is reachable backwards from `of` along the steps' deps.
+    fn is_ancestor(&mut self, a: usize, of: usize, steps: &[PlannedStep]) -> bool {
         self.round += 1;
         self.stack.clear();
         self.stack.push(of);
         while let Some(v) = self.stack.pop() {
-            for &d in &deps[v] {
+            for &d in &steps[v].deps {
                 if d == a {
                     return true;
                 }

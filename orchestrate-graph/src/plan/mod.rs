@@ -7,10 +7,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use petgraph::graph::DiGraph;
+use smallvec::SmallVec;
 
 use crate::def::{StepPolicy, WorkflowDef};
 use crate::problem::ValidationErrors;
 use crate::template::{Condition, Template};
+
+/// A list of step indices, inline up to three: no allocation for the
+/// dependencies and dependents of most steps.
+pub(crate) type StepList = SmallVec<[usize; 3]>;
 
 /// One step of a [`Plan`], with its references resolved to plan indices.
 #[derive(Clone, Debug)]
@@ -18,11 +23,12 @@ pub struct PlannedStep {
     pub(crate) id: Arc<str>,
     pub(crate) agent: Arc<str>,
     pub(crate) input: Template,
-    pub(crate) condition: Option<Condition>,
+    /// Boxed: most steps have none, and the plan's steps stay small.
+    pub(crate) condition: Option<Box<Condition>>,
     pub(crate) policy: StepPolicy,
     pub(crate) cost: f64,
-    pub(crate) deps: Vec<usize>,
-    pub(crate) dependents: Vec<usize>,
+    pub(crate) deps: StepList,
+    pub(crate) dependents: StepList,
 }
 
 impl PlannedStep {
@@ -40,7 +46,7 @@ impl PlannedStep {
     }
     /// The parsed condition, if any.
     pub fn condition(&self) -> Option<&Condition> {
-        self.condition.as_ref()
+        self.condition.as_deref()
     }
     /// The step's policy fields.
     pub fn policy(&self) -> &StepPolicy {
@@ -86,7 +92,7 @@ pub struct Plan {
     pub(crate) name: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) steps: Vec<PlannedStep>,
-    pub(crate) index: HashMap<Arc<str>, usize>,
+    pub(crate) index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
     pub(crate) graph: DiGraph<(), ()>,
     pub(crate) order: Vec<usize>,
     pub(crate) generations: Vec<Vec<usize>>,

@@ -31,8 +31,8 @@ pub enum Template {
     /// A value with no expression in it; evaluation clones it.
     Literal(Value),
     /// A string that is exactly one expression: yields the referenced value
-    /// with its own type.
-    Expr(Expr),
+    /// with its own type. (Boxed: a template is a value of every step.)
+    Expr(Box<Expr>),
     /// A string mixing text and expressions: yields a string.
     Concat(Vec<Part>),
     /// An array with at least one expression inside.

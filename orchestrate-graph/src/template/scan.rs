@@ -61,7 +61,7 @@ pub(super) fn parse_string(s: &str) -> Result<Template, String> {
     }
     Ok(match parts.as_slice() {
         [Part::Expr(_)] => match parts.pop() {
-            Some(Part::Expr(e)) => Template::Expr(e),
+            Some(Part::Expr(e)) => Template::Expr(Box::new(e)),
             _ => unreachable!("matched a single expression above"),
         },
         [] => Template::Literal(Value::String(String::new())),
