@@ -74,7 +74,7 @@ pub use execution::Execution;
 pub use ids::ExecutionId;
 pub use journal::{ExecutionStatus, ExecutionView, StepStatus};
 pub use orchestrator::{
-    default_policy, Limits, Orchestrator, OrchestratorBuilder, RunOptions, Workflow,
+    default_policy, Limits, Orchestrator, OrchestratorBuilder, RunOptions, StepTasks, Workflow,
 };
 
 /// Re-export of the planning crate, so hosts need one dependency.

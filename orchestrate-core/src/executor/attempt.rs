@@ -1,5 +1,4 @@
-//! One step's attempts, run in its own task under the step's resilience
-//! policy.
+//! One step's attempts, under the step's resilience policy.
 
 use std::any::Any;
 use std::fmt;
@@ -171,7 +170,7 @@ fn to_error(e: PolicyError<AttemptError>, ctx: &Context, agent: &str) -> Error {
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(super) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -1,14 +1,16 @@
 //! The executor: one driver task per execution schedules steps by dynamic
 //! readiness and is the only writer of the execution's journal.
 //!
-//! Steps run in their own tasks; results come back through the `JoinSet`,
-//! retries and custom events through a bounded channel. Events produced in
+//! Steps are polled by the driver itself or run in tasks of their own, as
+//! [`StepTasks`](crate::StepTasks) says; results come back to the driver as
+//! the steps finish, retries and custom events through a channel. Events produced in
 //! one turn of the driver are appended to the store in one batch, and that
 //! batch is written before any step it made ready is started, so a step's
 //! output is journaled before its successors run.
 
 mod attempt;
 mod resume;
+mod tasks;
 
 pub(crate) use resume::Decision;
 
@@ -22,7 +24,6 @@ use orchestrate_graph::OnError;
 use orchestrate_resilience::PolicyEvent;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -33,8 +34,9 @@ use crate::journal::{Event, EventKind, ExecutionStatus, SkipReason};
 use crate::orchestrator::Bound;
 use crate::orchestrator::{Limits, Registry};
 use attempt::run_step;
+use tasks::RunningSteps;
 
-/// Messages from step tasks to their driver.
+/// Messages from running steps to their driver.
 ///
 /// The channel is unbounded, yet bounded in practice: custom events by
 /// [`Limits::max_custom_events`], policy events by the attempts of a step.
@@ -110,7 +112,7 @@ pub(crate) struct Driver {
     unresolved: usize,
     per_agent_limits: bool,
 
-    tasks: JoinSet<(usize, StepResult)>,
+    tasks: RunningSteps,
     tx: mpsc::UnboundedSender<TaskMsg>,
     rx: mpsc::UnboundedReceiver<TaskMsg>,
     emitted: Arc<AtomicU32>,
@@ -160,7 +162,7 @@ impl Driver {
             start_buf: Vec::new(),
             running: 0,
             unresolved: n,
-            tasks: JoinSet::new(),
+            tasks: RunningSteps::new(limits.step_tasks),
             tx,
             rx,
             emitted: Arc::new(AtomicU32::new(0)),
@@ -234,7 +236,7 @@ impl Driver {
                     continue;
                 }
                 Some(msg) = self.rx.recv() => self.on_message(msg),
-                Some(joined) = self.tasks.join_next() => self.on_joined(joined),
+                Some((i, result)) = self.tasks.next() => self.on_joined(i, result),
             }
             self.dispatch().await;
         }
@@ -381,13 +383,13 @@ impl Driver {
                 // step never starts.
                 self.cancel_step(i);
             } else {
-                self.spawn(i, input);
+                self.start_step(i, input);
             }
         }
         self.start_buf = starts;
     }
 
-    fn spawn(&mut self, i: usize, input: Value) {
+    fn start_step(&mut self, i: usize, input: Value) {
         let step = &self.wf.plan.steps()[i];
         let ctx = Context::new(
             self.shared.id.clone(),
@@ -411,8 +413,19 @@ impl Driver {
                 correlation_id = %self.correlation_id,
             )
         });
-        self.tasks
-            .spawn(async move { (i, run_step(agent, ctx, input, policy).await) }.instrument(span));
+        let (step_id, agent_name) = (step.id().clone(), step.agent().clone());
+        self.tasks.start(
+            i,
+            run_step(agent, ctx, input, policy).instrument(span),
+            move |message| StepResult::Failure {
+                error: Error::Panicked {
+                    step: step_id,
+                    agent: agent_name,
+                    message,
+                },
+                attempts: 1,
+            },
+        );
     }
 
     fn on_message(&mut self, msg: TaskMsg) {
@@ -435,9 +448,12 @@ impl Driver {
         }
     }
 
-    fn on_joined(&mut self, joined: Result<(usize, StepResult), JoinError>) {
-        // Panics are caught inside the task, so a join error is an abort.
-        let Ok((i, result)) = joined else { return };
+    fn on_joined(&mut self, i: usize, result: StepResult) {
+        // What the step sent before it returned is journaled before its
+        // result, though both may arrive in one turn.
+        while let Ok(msg) = self.rx.try_recv() {
+            self.on_message(msg);
+        }
         match result {
             StepResult::Success { output, attempts } => self.succeed(i, output, attempts, None),
             StepResult::Failure { .. } if self.cancelling => self.cancel_step(i),
@@ -552,7 +568,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 Some(msg) = self.rx.recv() => self.on_message(msg),
-                Some(joined) = self.tasks.join_next() => self.on_joined(joined),
+                Some((i, result)) = self.tasks.next() => self.on_joined(i, result),
                 _ = tokio::time::sleep_until(deadline) => break,
             }
             self.flush().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use orchestrate_graph::WorkflowDef;
 use orchestrate_resilience::PolicyBuilder;
 
-use super::limits::Limits;
+use super::limits::{Limits, StepTasks};
 use super::policies::Policies;
 use super::workflow::Workflow;
 use super::{Inner, Orchestrator};
@@ -101,6 +101,13 @@ impl OrchestratorBuilder {
     /// Caps the steps of one execution running on agent `name` at once.
     pub fn agent_concurrency(mut self, name: impl Into<String>, n: usize) -> Self {
         self.limits.agent_concurrency.insert(name.into(), n);
+        self
+    }
+
+    /// Where steps run (default [`StepTasks::Inline`]: polled by their
+    /// execution's driver; [`StepTasks::Spawned`] for agents that compute).
+    pub fn step_tasks(mut self, tasks: StepTasks) -> Self {
+        self.limits.step_tasks = tasks;
         self
     }
 

@@ -22,6 +22,31 @@ pub struct Limits {
     pub idempotency_ttl: Duration,
     /// Custom events one execution may emit (default 10,000).
     pub max_custom_events: u32,
+    /// Where the steps of an execution run (default [`StepTasks::Inline`]).
+    pub step_tasks: StepTasks,
+}
+
+/// Where the attempts of a step run.
+///
+/// Either way the steps of one execution run concurrently, up to
+/// [`Limits::max_concurrency`]; what differs is whether they can also run
+/// in parallel on several worker threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepTasks {
+    /// Polled by the execution's own driver task, like the futures of a
+    /// `FuturesUnordered`: no task spawned, no cross-thread wake-up per
+    /// step. Right for agents that wait (model calls, tools, services),
+    /// which is what agents mostly do. A step that computes for long holds
+    /// up its execution's other steps: such an agent should move that work
+    /// to `tokio::task::spawn_blocking`, or the orchestrator should use
+    /// [`StepTasks::Spawned`].
+    #[default]
+    Inline,
+    /// Each step in a tokio task of its own, so that the steps of one
+    /// execution can compute in parallel on a multi-threaded runtime, at
+    /// the price of a spawn and a wake-up across threads per step.
+    Spawned,
 }
 
 impl Default for Limits {
@@ -32,6 +57,7 @@ impl Default for Limits {
             cancel_grace: Duration::from_secs(5),
             idempotency_ttl: Duration::from_secs(600),
             max_custom_events: 10_000,
+            step_tasks: StepTasks::Inline,
         }
     }
 }

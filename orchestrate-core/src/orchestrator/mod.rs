@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use builder::OrchestratorBuilder;
-pub use limits::Limits;
+pub use limits::{Limits, StepTasks};
 pub use policies::default_policy;
 pub(crate) use policies::Policies;
 pub(crate) use workflow::Bound;

@@ -177,16 +177,23 @@ impl MemoryStore {
     }
 
     fn forget_oldest_finished(&self, just_finished: ExecutionId) {
-        let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
-        finished.push_back(just_finished);
-        while finished.len() > self.config.max_finished_executions {
-            if let Some(old) = finished.pop_front() {
-                self.shard(&old)
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&old);
+        let expired = {
+            let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
+            finished.push_back(just_finished);
+            if finished.len() > self.config.max_finished_executions {
+                finished.pop_front()
+            } else {
+                None
             }
-        }
+        };
+        let Some(old) = expired else { return };
+        let journal = self
+            .shard(&old)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&old);
+        // Freeing a journal's events takes a while: not under any lock.
+        drop(journal);
     }
 }
 

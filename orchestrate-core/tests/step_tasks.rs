@@ -1,0 +1,145 @@
+//! Where steps run: polled by their execution's driver, or spawned.
+
+mod support;
+
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use orchestrate_core::{agent_fn, AgentError, ExecutionStatus, Orchestrator, StepTasks};
+use orchestrate_graph::{StepDef, WorkflowDef};
+use serde_json::{json, Value};
+use support::{journal, position};
+use tokio::sync::Barrier;
+
+/// start → `n` parallel steps on `agent` → join.
+fn fanout(n: usize, agent: &str) -> WorkflowDef {
+    let mut b = WorkflowDef::builder("fanout").step(StepDef::new("start", "noop"));
+    for i in 0..n {
+        b = b.step(StepDef::new(format!("w{i}"), agent).depends_on(["start"]));
+    }
+    b.step(StepDef::new("join", "noop").depends_on((0..n).map(|i| format!("w{i}"))))
+        .build()
+}
+
+/// Runs a fan-out of `n` steps that all wait at one barrier with the test,
+/// and returns how many tokio tasks were alive while they waited.
+async fn tasks_alive_while_steps_wait(tasks: StepTasks, n: usize) -> usize {
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let released = Arc::new(Barrier::new(n + 1));
+    let (b, r) = (barrier.clone(), released.clone());
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("noop", |_, _| async { Ok(Value::Null) }))
+        .agent(agent_fn("wait", move |_, _| {
+            let (b, r) = (b.clone(), r.clone());
+            async move {
+                b.wait().await;
+                r.wait().await;
+                Ok(Value::Null)
+            }
+        }))
+        .max_concurrency(n)
+        .step_tasks(tasks)
+        .build()
+        .unwrap();
+    let wf = orch.bind(&fanout(n, "wait")).unwrap();
+    let exec = orch.run(&wf, Value::Null).await.unwrap();
+    // Every step has started and none can finish before `released`.
+    barrier.wait().await;
+    let alive = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    released.wait().await;
+    let view = exec.wait().await.unwrap();
+    assert_eq!(view.status(), ExecutionStatus::Succeeded);
+    alive
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_steps_run_concurrently_without_a_task_each() {
+    let alive = tasks_alive_while_steps_wait(StepTasks::Inline, 20).await;
+    // The driver alone (the test body runs on the runtime's own thread).
+    assert!(alive <= 2, "{alive} tasks alive for 20 inline steps");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_steps_have_a_task_each() {
+    let alive = tasks_alive_while_steps_wait(StepTasks::Spawned, 20).await;
+    assert!(alive > 20, "{alive} tasks alive for 20 spawned steps");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spawned_steps_compute_in_parallel() {
+    // Two steps that block their thread until the other one has run: they
+    // only both finish if they run at the same time on two threads. A
+    // sequential run fails (the first one's wait times out), never hangs.
+    let (to_a, from_b) = mpsc::channel::<()>();
+    let (to_b, from_a) = mpsc::channel::<()>();
+    let ends = Arc::new(Mutex::new([Some((to_b, from_b)), Some((to_a, from_a))]));
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("noop", |_, _| async { Ok(Value::Null) }))
+        .agent(agent_fn("blocking", move |input: Value, _| {
+            let ends = ends.clone();
+            async move {
+                let slot = input["side"].as_u64().unwrap_or(0) as usize;
+                let taken = ends.lock().unwrap()[slot].take();
+                let (tell, hear) = taken.expect("each side runs once");
+                tell.send(()).unwrap();
+                match hear.recv_timeout(Duration::from_secs(20)) {
+                    Ok(()) => Ok(json!("met")),
+                    Err(e) => Err(AgentError::permanent(format!(
+                        "the other step never ran: {e}"
+                    ))),
+                }
+            }
+        }))
+        .step_tasks(StepTasks::Spawned)
+        .build()
+        .unwrap();
+    let def = WorkflowDef::builder("pair")
+        .step(StepDef::new("a", "blocking").input(json!({"side": 0})))
+        .step(StepDef::new("b", "blocking").input(json!({"side": 1})))
+        .build();
+    let wf = orch.bind(&def).unwrap();
+    let view = orch
+        .run(&wf, Value::Null)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(view.status(), ExecutionStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn custom_events_precede_the_result_in_both_modes() {
+    for tasks in [StepTasks::Inline, StepTasks::Spawned] {
+        let orch = Orchestrator::builder()
+            .agent(agent_fn("talker", |_, ctx| async move {
+                ctx.emit("progress", json!(1))
+                    .await
+                    .map_err(AgentError::from_error)?;
+                ctx.emit("progress", json!(2))
+                    .await
+                    .map_err(AgentError::from_error)?;
+                Ok(json!("done"))
+            }))
+            .step_tasks(tasks)
+            .build()
+            .unwrap();
+        let wf = orch
+            .bind(
+                &WorkflowDef::builder("w")
+                    .step(StepDef::new("t", "talker"))
+                    .build(),
+            )
+            .unwrap();
+        let exec = orch.run(&wf, Value::Null).await.unwrap();
+        let view = exec.wait().await.unwrap();
+        assert_eq!(view.custom_events(), 2, "{tasks:?}");
+        let events = journal(&orch, &exec).await;
+        assert!(
+            position(&events, "custom", "t") < position(&events, "step_succeeded", "t"),
+            "{tasks:?}"
+        );
+    }
+}
