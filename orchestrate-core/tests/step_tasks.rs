@@ -2,9 +2,13 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use orchestrate_core::bus::{BusError, EventBus, MemoryBus, Subscription};
+use orchestrate_core::journal::Event;
 use orchestrate_core::{agent_fn, AgentError, ExecutionStatus, Orchestrator, StepTasks};
 use orchestrate_graph::{StepDef, WorkflowDef};
 use serde_json::{json, Value};
@@ -141,5 +145,56 @@ async fn custom_events_precede_the_result_in_both_modes() {
             position(&events, "custom", "t") < position(&events, "step_succeeded", "t"),
             "{tasks:?}"
         );
+    }
+}
+
+/// The in-process bus, counting the batches published to it: the driver
+/// publishes each journal batch once, right after appending it.
+#[derive(Default)]
+struct CountingBus {
+    inner: MemoryBus,
+    batches: AtomicUsize,
+}
+
+#[async_trait]
+impl EventBus for CountingBus {
+    async fn publish(&self, topic: &str, events: &[Arc<Event>]) -> Result<(), BusError> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.inner.publish(topic, events).await
+    }
+    async fn subscribe(&self, topic: &str) -> Result<Subscription, BusError> {
+        self.inner.subscribe(topic).await
+    }
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
+    }
+}
+
+#[tokio::test]
+async fn steps_that_finish_together_are_journaled_in_one_batch() {
+    for tasks in [StepTasks::Inline, StepTasks::Spawned] {
+        let bus = Arc::new(CountingBus::default());
+        let orch = Orchestrator::builder()
+            .agent(agent_fn("noop", |_, _| async { Ok(Value::Null) }))
+            .bus(bus.clone())
+            .max_concurrency(50)
+            .step_tasks(tasks)
+            .build()
+            .unwrap();
+        let wf = orch.bind(&fanout(50, "noop")).unwrap();
+        let view = orch
+            .run(&wf, Value::Null)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(view.status(), ExecutionStatus::Succeeded);
+        // Started; `start` done and the 50 started; the 50 done and `join`
+        // started; `join` done and finished. A spawned step may finish a
+        // turn late, so that mode gets some slack; a batch per step fails.
+        let batches = bus.batches.load(Ordering::SeqCst);
+        let most = if tasks == StepTasks::Inline { 4 } else { 20 };
+        assert!(batches <= most, "{tasks:?}: {batches} batches for 52 steps");
     }
 }

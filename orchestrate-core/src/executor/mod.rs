@@ -238,7 +238,19 @@ impl Driver {
                 Some(msg) = self.rx.recv() => self.on_message(msg),
                 Some((i, result)) = self.tasks.next() => self.on_joined(i, result),
             }
-            self.dispatch().await;
+            // Steps that finished meanwhile join this turn, and its one
+            // journal batch; after a cancellation, what ends is recorded by
+            // `cancel_running` instead.
+            while !self.cancel_seen {
+                let Some((i, result)) = self.tasks.try_next() else {
+                    break;
+                };
+                self.on_joined(i, result);
+            }
+            if self.unresolved > 0 {
+                self.dispatch().await;
+            }
+            // Otherwise the last results share their batch with the end.
         }
         self.finish().await;
     }

@@ -69,6 +69,20 @@ impl RunningSteps {
         }
     }
 
+    /// A step that has already finished, without waiting for one.
+    pub(super) fn try_next(&mut self) -> Option<(usize, StepResult)> {
+        match self {
+            // Polled without the driver's waker: the driver always polls
+            // `next` again before it waits, which registers its waker anew.
+            Self::Inline(steps) => steps.next().now_or_never().flatten(),
+            Self::Spawned(set) => loop {
+                if let Ok(done) = set.try_join_next()? {
+                    return Some(done);
+                }
+            },
+        }
+    }
+
     /// Drops every running step.
     pub(super) fn abort_all(&mut self) {
         match self {
