@@ -1,22 +1,20 @@
 //! What an agent knows about the attempt it is running.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::executor::TaskMsg;
+use crate::executor::{Inbox, TaskMsg};
 use crate::ids::ExecutionId;
 
 /// Sends an attempt's custom events to its execution's journal.
 #[derive(Clone)]
 pub(crate) struct EventSink {
-    pub(crate) tx: mpsc::UnboundedSender<TaskMsg>,
-    pub(crate) emitted: Arc<AtomicU32>,
+    pub(crate) inbox: Arc<Inbox>,
     pub(crate) limit: u32,
 }
 
@@ -139,13 +137,13 @@ impl Context {
         let Some(sink) = &self.sink else {
             return Ok(());
         };
-        if sink.emitted.fetch_add(1, Ordering::Relaxed) >= sink.limit {
+        if sink.inbox.emitted.fetch_add(1, Ordering::Relaxed) >= sink.limit {
             return Err(Error::JournalLimit {
                 step: self.step_id.clone(),
                 limit: sink.limit,
             });
         }
-        sink.tx
+        sink.inbox
             .send(TaskMsg::Custom {
                 step: self.step_index,
                 event: Box::new((name.into(), payload)),

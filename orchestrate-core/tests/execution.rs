@@ -10,7 +10,7 @@ use orchestrate_graph::{StepDef, WorkflowDef};
 use orchestrate_testing::MockAgent;
 use serde_json::json;
 use std::sync::Arc;
-use support::{assert_contiguous, journal, position};
+use support::{assert_contiguous, journal, position, trace};
 
 fn two_steps() -> WorkflowDef {
     WorkflowDef::from_json(
@@ -206,4 +206,37 @@ async fn typed_agents_run_in_workflows() {
         .unwrap_err();
     assert_eq!(err.code(), "agent");
     assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn events_emitted_after_the_execution_ended_are_refused() {
+    let kept = Arc::new(std::sync::Mutex::new(None));
+    let keep = kept.clone();
+    let agent = agent_fn("keeper", move |_, ctx| {
+        let keep = keep.clone();
+        async move {
+            ctx.emit("during", json!(1)).await.unwrap();
+            *keep.lock().unwrap() = Some(ctx);
+            Ok(json!("done"))
+        }
+    });
+    let orch = Orchestrator::builder().agent(agent).build().unwrap();
+    let wf = orch
+        .bind(
+            &WorkflowDef::builder("w")
+                .step(StepDef::new("k", "keeper"))
+                .build(),
+        )
+        .unwrap();
+    let exec = orch.run(&wf, json!(null)).await.unwrap();
+    let view = exec.wait().await.unwrap();
+    assert_eq!(view.custom_events(), 1);
+    let ctx = kept.lock().unwrap().take().unwrap();
+    let late = ctx.emit("after", json!(2)).await.unwrap_err();
+    assert!(late.is_cancelled(), "{late:?}");
+    let customs = trace(&journal(&orch, &exec).await)
+        .into_iter()
+        .filter(|(kind, _)| kind == "custom")
+        .count();
+    assert_eq!(customs, 1);
 }

@@ -63,7 +63,7 @@ impl Observer for JournalObserver<'_> {
         if let Some(sink) = self.ctx.sink() {
             // The driver outlives its tasks; a closed channel means the
             // execution is over and nobody reads the journal any more.
-            let _ = sink.tx.send(TaskMsg::Policy {
+            let _ = sink.inbox.send(TaskMsg::Policy {
                 step: self.ctx.step_index(),
                 event: Box::new(event),
             });

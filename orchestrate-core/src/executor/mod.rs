@@ -9,13 +9,13 @@
 //! output is journaled before its successors run.
 
 mod attempt;
+mod inbox;
 mod resume;
 mod tasks;
 
 pub(crate) use resume::Decision;
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,7 +23,6 @@ use orchestrate_graph::template::Scope;
 use orchestrate_graph::OnError;
 use orchestrate_resilience::PolicyEvent;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -36,15 +35,13 @@ use crate::orchestrator::{Limits, Registry};
 use attempt::run_step;
 use tasks::RunningSteps;
 
-/// Messages from running steps to their driver.
-///
-/// The channel is unbounded, yet bounded in practice: custom events by
-/// [`Limits::max_custom_events`], policy events by the attempts of a step.
+pub(crate) use inbox::Inbox;
+
+/// Messages from running steps to their driver, through its [`Inbox`].
 #[derive(Debug)]
 pub(crate) enum TaskMsg {
-    /// An agent's custom event. Payloads are boxed: the channel allocates
-    /// its slots in blocks, one block per execution at least, so a small
-    /// message keeps every execution small.
+    /// An agent's custom event. Payloads are boxed, to keep the queue's
+    /// slots small.
     Custom {
         step: usize,
         event: Box<(String, Value)>,
@@ -113,9 +110,9 @@ pub(crate) struct Driver {
     per_agent_limits: bool,
 
     tasks: RunningSteps,
-    tx: mpsc::UnboundedSender<TaskMsg>,
-    rx: mpsc::UnboundedReceiver<TaskMsg>,
-    emitted: Arc<AtomicU32>,
+    inbox: Arc<Inbox>,
+    /// Messages taken from the inbox, kept between turns.
+    inbox_buf: Vec<TaskMsg>,
 
     seq: u64,
     started: Instant,
@@ -144,7 +141,6 @@ impl Driver {
         registry: Registry,
     ) -> Self {
         let n = wf.plan.len();
-        let (tx, rx) = mpsc::unbounded_channel();
         Self {
             remaining: wf
                 .plan
@@ -163,9 +159,8 @@ impl Driver {
             running: 0,
             unresolved: n,
             tasks: RunningSteps::new(limits.step_tasks),
-            tx,
-            rx,
-            emitted: Arc::new(AtomicU32::new(0)),
+            inbox: Arc::default(),
+            inbox_buf: Vec::new(),
             seq: 0,
             started: Instant::now(),
             pending: Vec::new(),
@@ -207,7 +202,7 @@ impl Driver {
     }
 
     /// The scheduling loop, from whatever state the driver is in, to the end.
-    async fn drive(mut self) {
+    async fn drive(&mut self) {
         self.dispatch().await;
         // Made once: a fresh `cancelled()` per turn would register with the
         // token's lock every time.
@@ -235,7 +230,7 @@ impl Driver {
                     self.cancel_seen = true;
                     continue;
                 }
-                Some(msg) = self.rx.recv() => self.on_message(msg),
+                () = self.inbox.arrived() => self.read_inbox(),
                 Some((i, result)) = self.tasks.next() => self.on_joined(i, result),
             }
             // Steps that finished meanwhile join this turn, and its one
@@ -410,8 +405,7 @@ impl Driver {
             self.correlation_id.clone(),
             self.token.clone(),
             EventSink {
-                tx: self.tx.clone(),
-                emitted: self.emitted.clone(),
+                inbox: self.inbox.clone(),
                 limit: self.limits.max_custom_events,
             },
         );
@@ -440,6 +434,16 @@ impl Driver {
         );
     }
 
+    /// Journals what the steps sent, in the order they sent it.
+    fn read_inbox(&mut self) {
+        let mut messages = std::mem::take(&mut self.inbox_buf);
+        self.inbox.take(&mut messages);
+        for msg in messages.drain(..) {
+            self.on_message(msg);
+        }
+        self.inbox_buf = messages;
+    }
+
     fn on_message(&mut self, msg: TaskMsg) {
         let wf = self.wf.clone();
         match msg {
@@ -463,9 +467,7 @@ impl Driver {
     fn on_joined(&mut self, i: usize, result: StepResult) {
         // What the step sent before it returned is journaled before its
         // result, though both may arrive in one turn.
-        while let Ok(msg) = self.rx.try_recv() {
-            self.on_message(msg);
-        }
+        self.read_inbox();
         match result {
             StepResult::Success { output, attempts } => self.succeed(i, output, attempts, None),
             StepResult::Failure { .. } if self.cancelling => self.cancel_step(i),
@@ -579,7 +581,7 @@ impl Driver {
         while self.running > 0 {
             tokio::select! {
                 biased;
-                Some(msg) = self.rx.recv() => self.on_message(msg),
+                () = self.inbox.arrived() => self.read_inbox(),
                 Some((i, result)) = self.tasks.next() => self.on_joined(i, result),
                 _ = tokio::time::sleep_until(deadline) => break,
             }
@@ -587,9 +589,7 @@ impl Driver {
         }
         self.tasks.abort_all();
         // Custom events sent before the abort still belong in the journal.
-        while let Ok(msg) = self.rx.try_recv() {
-            self.on_message(msg);
-        }
+        self.read_inbox();
         for i in 0..self.phase.len() {
             if self.phase[i] != Phase::Done {
                 self.cancel_step(i);
@@ -598,7 +598,7 @@ impl Driver {
         self.ready.clear();
     }
 
-    async fn finish(mut self) {
+    async fn finish(&mut self) {
         if self.unresolved > 0 && !self.cancelling && self.failure.is_none() {
             return self.park().await;
         }
@@ -626,7 +626,7 @@ impl Driver {
     /// Every step left waits for a decision: journal that, and stop. A
     /// decision resumes the execution from the store, in this process or
     /// another.
-    async fn park(mut self) {
+    async fn park(&mut self) {
         let steps: Vec<Arc<str>> = (0..self.phase.len())
             .filter(|&i| self.phase[i] == Phase::Parked)
             .map(|i| self.wf.plan.steps()[i].id().clone())
@@ -641,12 +641,20 @@ impl Driver {
         self.conclude(Err(parked));
     }
 
-    fn conclude(self, outcome: Result<crate::journal::ExecutionView, Error>) {
+    fn conclude(&mut self, outcome: Result<crate::journal::ExecutionView, Error>) {
         self.shared.done.send_replace(Some(outcome));
         self.registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.shared.id);
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Agents still holding a context learn that nobody journals their
+        // events any more.
+        self.inbox.close();
     }
 }
 

@@ -137,7 +137,7 @@ impl Driver {
     }
 
     /// Continues a restored execution to its end.
-    pub(crate) async fn run_restored(self) {
+    pub(crate) async fn run_restored(mut self) {
         self.drive().await;
     }
 }

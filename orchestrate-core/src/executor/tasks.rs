@@ -40,13 +40,15 @@ impl RunningSteps {
     ) where
         F: Future<Output = StepResult> + Send + 'static,
     {
-        let guarded = async move {
-            let result = match AssertUnwindSafe(step).catch_unwind().await {
+        // A combinator, not an `async` block: the block would hold `step`
+        // twice (once captured, once being awaited), doubling every step.
+        let guarded = AssertUnwindSafe(step).catch_unwind().map(move |ended| {
+            let result = match ended {
                 Ok(result) => result,
                 Err(panic) => on_panic(super::attempt::panic_message(&*panic)),
             };
             (index, result)
-        };
+        });
         match self {
             Self::Inline(steps) => steps.push(Box::pin(guarded)),
             Self::Spawned(set) => {
