@@ -70,6 +70,24 @@ proptest! {
         for w in plan.critical_path().windows(2) {
             prop_assert!(plan.steps()[w[1]].deps().contains(&w[0]));
         }
+        // The petgraph form (built on demand) holds exactly the dependencies.
+        let graph = plan.graph();
+        prop_assert_eq!(graph.node_count(), n);
+        let mut edges: Vec<(usize, usize)> = graph
+            .raw_edges()
+            .iter()
+            .map(|e| (e.source().index(), e.target().index()))
+            .collect();
+        edges.sort_unstable();
+        let mut expected: Vec<(usize, usize)> = deps
+            .iter()
+            .enumerate()
+            .flat_map(|(i, ds)| ds.iter().map(move |&d| (d, i)))
+            .collect();
+        expected.sort_unstable();
+        expected.dedup();
+        prop_assert_eq!(edges, expected);
+        prop_assert!(!petgraph::algo::is_cyclic_directed(graph));
     }
 
     #[test]

@@ -1,12 +1,11 @@
 //! Validation and planning in one pass over the definition.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use foldhash::fast::RandomState;
-use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::{cycle, Plan, PlannedStep, StepList};
+use super::{cycle, dependency_graph, Plan, PlannedStep, StepList};
 use crate::def::WorkflowDef;
 use crate::problem::{Problem, ValidationErrors};
 use crate::template::{is_ident_char, Condition, ParseError, Source, Template};
@@ -71,14 +70,9 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     }
 
     let mut dependents: Vec<StepList> = vec![StepList::new(); n];
-    let mut graph = DiGraph::<(), ()>::with_capacity(n, edges);
-    for _ in 0..n {
-        graph.add_node(());
-    }
     for (i, own) in deps.iter().enumerate() {
         for &d in own {
             dependents[d].push(i);
-            graph.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
         }
     }
 
@@ -107,6 +101,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     }
     let acyclic = order.len() == n;
     if !acyclic {
+        let graph = dependency_graph(deps.iter().map(|d| d.as_slice()), edges);
         let cycles = cycle::find_cycles(&graph);
         let mut on_cycle = vec![false; n];
         for c in &cycles.members {
@@ -224,7 +219,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         version: Arc::from(def.version.as_str()),
         steps,
         index,
-        graph,
+        graph: OnceLock::new(),
         order,
         generations,
         critical_path,

@@ -4,9 +4,9 @@ mod build;
 mod cycle;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use petgraph::graph::DiGraph;
+use petgraph::graph::{DiGraph, NodeIndex};
 use smallvec::SmallVec;
 
 use crate::def::{StepPolicy, WorkflowDef};
@@ -16,6 +16,24 @@ use crate::template::{Condition, Template};
 /// A list of step indices, inline up to three: no allocation for the
 /// dependencies and dependents of most steps.
 pub(crate) type StepList = SmallVec<[usize; 3]>;
+
+/// The petgraph form of the dependencies: node `i` is step `i`, with an edge
+/// from each dependency to its dependent.
+pub(crate) fn dependency_graph<'a>(
+    deps: impl ExactSizeIterator<Item = &'a [usize]>,
+    edges: usize,
+) -> DiGraph<(), ()> {
+    let mut graph = DiGraph::with_capacity(deps.len(), edges);
+    for _ in 0..deps.len() {
+        graph.add_node(());
+    }
+    for (i, own) in deps.enumerate() {
+        for &d in own {
+            graph.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
+        }
+    }
+    graph
+}
 
 /// One step of a [`Plan`], with its references resolved to plan indices.
 #[derive(Clone, Debug)]
@@ -93,7 +111,8 @@ pub struct Plan {
     pub(crate) version: Arc<str>,
     pub(crate) steps: Vec<PlannedStep>,
     pub(crate) index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
-    pub(crate) graph: DiGraph<(), ()>,
+    /// Built on first use: scheduling needs only the steps' own lists.
+    pub(crate) graph: OnceLock<DiGraph<(), ()>>,
     pub(crate) order: Vec<usize>,
     pub(crate) generations: Vec<Vec<usize>>,
     pub(crate) critical_path: Vec<usize>,
@@ -147,7 +166,10 @@ impl Plan {
 
     /// The dependency graph (edge `a -> b`: `b` depends on `a`); node `i` is step `i`.
     pub fn graph(&self) -> &DiGraph<(), ()> {
-        &self.graph
+        self.graph.get_or_init(|| {
+            let edges = self.steps.iter().map(|s| s.deps.len()).sum();
+            dependency_graph(self.steps.iter().map(|s| s.deps.as_slice()), edges)
+        })
     }
 
     /// A topological order: every step comes after all its dependencies.
