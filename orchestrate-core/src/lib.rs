@@ -61,6 +61,7 @@ mod context;
 mod error;
 mod execution;
 mod executor;
+mod fast_map;
 mod ids;
 pub mod journal;
 mod orchestrator;

@@ -213,3 +213,51 @@ async fn a_full_bulkhead_rejects_the_attempt_with_a_typed_error() {
     assert_eq!(view.count(StepStatus::Succeeded), 1);
     assert!(codes.contains(&Some("rejected".to_owned())), "{codes:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_gets_the_same_input() {
+    // The input reads the execution's input, a direct dependency's output
+    // and a further ancestor's: each retry rebuilds it from the same values.
+    let source = MockAgent::new("source").returns(json!({"n": 7, "tags": ["x", "y"]}));
+    let relay = MockAgent::new("relay").returns(json!("relayed"));
+    let flaky = MockAgent::new("flaky").returns(json!("ok")).fail_first(2);
+    let orch = Orchestrator::builder()
+        .agent(source)
+        .agent(relay)
+        .agent(flaky.clone())
+        .default_policy(default_policy().retry(no_jitter(3)))
+        .build()
+        .unwrap();
+    let def = WorkflowDef::builder("w")
+        .step(StepDef::new("a", "source"))
+        .step(StepDef::new("b", "relay").depends_on(["a"]))
+        .step(StepDef::new("c", "flaky").depends_on(["b"]).input(json!({
+            "user": "${input.user}",
+            "n": "${steps.a.output.n}",
+            "tags": "${steps.a.output.tags}",
+            "via": "${steps.b.output} by ${input.user}",
+            "fixed": [1, 2],
+        })))
+        .build();
+    let wf = orch.bind(&def).unwrap();
+    let view = orch
+        .run(&wf, json!({"user": "ada"}))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(view.step("c").unwrap().attempts, 3);
+    let calls = flaky.calls_for("c");
+    assert_eq!(calls.len(), 3);
+    let expected = json!({
+        "user": "ada",
+        "n": 7,
+        "tags": ["x", "y"],
+        "via": "relayed by ada",
+        "fixed": [1, 2],
+    });
+    for call in &calls {
+        assert_eq!(call.input, expected, "attempt {}", call.attempt);
+    }
+}

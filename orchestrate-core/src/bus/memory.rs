@@ -1,6 +1,6 @@
 //! The in-process bus: one bounded queue per subscriber.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -10,6 +10,7 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 
 use super::{BusError, EventBus, Subscription};
+use crate::fast_map::FastMap;
 use crate::journal::Event;
 
 /// What a publisher does when a subscriber's queue is full.
@@ -225,7 +226,7 @@ impl Drop for Receiver {
     }
 }
 
-type Topics = HashMap<Box<str>, Arc<[Arc<Queue>]>>;
+type Topics = FastMap<Box<str>, Arc<[Arc<Queue>]>>;
 
 /// The in-process [`EventBus`]: bounded per subscriber, with an [`Overflow`]
 /// policy and a count of dropped events.
@@ -263,7 +264,7 @@ impl MemoryBus {
     /// A bus with the given settings.
     pub fn with_config(config: MemoryBusConfig) -> Self {
         Self {
-            topics: RwLock::new(HashMap::new()),
+            topics: RwLock::new(FastMap::default()),
             dropped: Arc::new(AtomicU64::new(0)),
             config: MemoryBusConfig {
                 capacity: config.capacity.max(1),

@@ -6,11 +6,13 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use orchestrate_graph::template::EvalError;
 use orchestrate_resilience::{
     CallOptions, ErrorKind, Observer, Policy, PolicyError, PolicyEvent, Retryable,
 };
 use serde_json::Value;
 
+use super::input::StepInput;
 use super::{StepResult, TaskMsg};
 use crate::agent::BoxAgent;
 use crate::context::Context;
@@ -21,6 +23,9 @@ enum AttemptError {
     Agent(AgentError),
     /// Panics are never retried.
     Panicked(String),
+    /// The input could not be evaluated again for a retry (it was for the
+    /// first attempt, from the same values: a bug if ever seen).
+    Input(EvalError),
 }
 
 impl fmt::Display for AttemptError {
@@ -28,6 +33,7 @@ impl fmt::Display for AttemptError {
         match self {
             AttemptError::Agent(e) => e.fmt(f),
             AttemptError::Panicked(m) => write!(f, "panicked: {m}"),
+            AttemptError::Input(e) => e.fmt(f),
         }
     }
 }
@@ -36,14 +42,14 @@ impl Retryable for AttemptError {
     fn is_retryable(&self) -> bool {
         match self {
             AttemptError::Agent(e) => e.is_retryable(),
-            AttemptError::Panicked(_) => false,
+            AttemptError::Panicked(_) | AttemptError::Input(_) => false,
         }
     }
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             AttemptError::Agent(e) => e.retry_delay(),
-            AttemptError::Panicked(_) => None,
+            AttemptError::Panicked(_) | AttemptError::Input(_) => None,
         }
     }
 }
@@ -82,31 +88,25 @@ pub(crate) enum Produced {
 pub(crate) async fn run_step(
     agent: BoxAgent,
     ctx: Context,
-    input: Value,
+    mut input: StepInput,
     policy: Policy,
 ) -> StepResult {
     let observer = JournalObserver { ctx: &ctx };
     let options = CallOptions::new()
         .cancel(ctx.cancellation_token())
         .observe(&observer);
-    let max_attempts = policy.retry_config().max_attempts;
-    let mut input = Some(input);
     let mut last_attempt = 0;
     let result = policy
         .call_with(options, |attempt| {
             last_attempt = attempt;
-            // The input is only copied when another attempt may need it.
-            let this_input = if attempt < max_attempts {
-                input.clone().unwrap_or_default()
-            } else {
-                input.take().unwrap_or_default()
-            };
+            let this_input = input.next_attempt();
             // The first attempt borrows the step's context; later ones need
             // their own attempt number.
             let later = (attempt > 1).then(|| ctx.with_attempt(attempt));
             let (agent, ctx) = (&agent, &ctx);
             async move {
                 let actx = later.as_ref().unwrap_or(ctx);
+                let this_input = this_input.map_err(AttemptError::Input)?;
                 match AssertUnwindSafe(agent.call(this_input, actx))
                     .catch_unwind()
                     .await
@@ -152,6 +152,7 @@ fn to_error(e: PolicyError<AttemptError>, ctx: &Context, agent: &str) -> Error {
             agent: agent.into(),
             message,
         },
+        ErrorKind::Operation(AttemptError::Input(e)) => Error::Interpolation(e),
         ErrorKind::Timeout { after } => Error::Timeout {
             step,
             attempts,

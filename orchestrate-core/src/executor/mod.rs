@@ -10,6 +10,7 @@
 
 mod attempt;
 mod inbox;
+mod input;
 mod resume;
 mod tasks;
 
@@ -33,6 +34,7 @@ use crate::journal::{Event, EventKind, ExecutionStatus, SkipReason};
 use crate::orchestrator::Bound;
 use crate::orchestrator::{Limits, Registry};
 use attempt::run_step;
+use input::StepInput;
 use tasks::RunningSteps;
 
 pub(crate) use inbox::Inbox;
@@ -411,6 +413,11 @@ impl Driver {
         );
         let policy = self.wf.policies[i].clone();
         let agent = self.wf.agents[i].clone();
+        let input = if policy.retry_config().max_attempts > 1 {
+            StepInput::retryable(input, self.wf.clone(), i, self.input.clone(), &self.outputs)
+        } else {
+            StepInput::once(input)
+        };
         let span = crate::spans::traced(|| {
             tracing::info_span!(
                 "step",

@@ -3,13 +3,13 @@
 //! Nothing mutates a view except [`ExecutionView::apply`]: the executor's live
 //! view and a view rebuilt from a stored journal are the same fold.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::event::{Event, EventKind, ExecutionStatus, SkipReason, StepStatus};
 use crate::error::ErrorInfo;
+use crate::fast_map::FastMap;
 use crate::ids::ExecutionId;
 
 /// The state of one step, as the journal tells it.
@@ -90,7 +90,7 @@ pub struct ExecutionView {
     status: ExecutionStatus,
     error: Option<ErrorInfo>,
     steps: Vec<StepView>,
-    index: HashMap<Arc<str>, usize>,
+    index: FastMap<Arc<str>, usize>,
     next_seq: u64,
     custom_events: u64,
     cancel_requested: bool,
@@ -107,7 +107,7 @@ impl Default for ExecutionView {
             status: ExecutionStatus::Pending,
             error: None,
             steps: Vec::new(),
-            index: HashMap::new(),
+            index: FastMap::default(),
             next_seq: 0,
             custom_events: 0,
             cancel_requested: false,

@@ -27,6 +27,7 @@ use crate::bus::EventBus;
 use crate::error::Error;
 use crate::execution::{Execution, Shared};
 use crate::executor::{Decision, Driver};
+use crate::fast_map::FastMap;
 use crate::ids::ExecutionId;
 use crate::journal::ExecutionView;
 use crate::store::{Store, StoreError};
@@ -41,7 +42,7 @@ pub struct RunOptions {
     pub correlation_id: Option<String>,
 }
 
-pub(crate) type Registry = Arc<Mutex<HashMap<ExecutionId, Arc<Shared>>>>;
+pub(crate) type Registry = Arc<Mutex<FastMap<ExecutionId, Arc<Shared>>>>;
 
 pub(crate) struct Inner {
     pub(crate) agents: HashMap<String, BoxAgent>,
@@ -532,7 +533,7 @@ impl Orchestrator {
         self.inner.tracker.wait().await;
     }
 
-    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<ExecutionId, Arc<Shared>>> {
+    fn registry(&self) -> std::sync::MutexGuard<'_, FastMap<ExecutionId, Arc<Shared>>> {
         self.inner
             .running
             .lock()

@@ -142,6 +142,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                 .clone(),
             input: Template::Literal(serde_json::Value::Null),
             condition: None,
+            input_refs: StepList::new(),
             policy: step.policy.clone(),
             cost: step.cost.unwrap_or(1.0),
             deps,
@@ -201,11 +202,20 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                 }
             }
         };
-        input.exprs_mut(&mut check);
+        let mut input_refs = StepList::new();
+        input.exprs_mut(&mut |e| {
+            check(e);
+            if let Source::Step { index, .. } = e.source {
+                if !input_refs.contains(&index) {
+                    input_refs.push(index);
+                }
+            }
+        });
         if let Some(c) = condition.as_mut() {
             check(&mut c.expr);
         }
         steps[i].input = input;
+        steps[i].input_refs = input_refs;
         steps[i].condition = condition.map(Box::new);
     }
 

@@ -43,6 +43,7 @@ pub struct PlannedStep {
     pub(crate) input: Template,
     /// Boxed: most steps have none, and the plan's steps stay small.
     pub(crate) condition: Option<Box<Condition>>,
+    pub(crate) input_refs: StepList,
     pub(crate) policy: StepPolicy,
     pub(crate) cost: f64,
     pub(crate) deps: StepList,
@@ -61,6 +62,11 @@ impl PlannedStep {
     /// The parsed input template.
     pub fn input(&self) -> &Template {
         &self.input
+    }
+    /// Plan indices of the steps whose outputs the input template reads
+    /// (each once): what evaluating it again needs.
+    pub fn input_refs(&self) -> &[usize] {
+        &self.input_refs
     }
     /// The parsed condition, if any.
     pub fn condition(&self) -> Option<&Condition> {
