@@ -102,3 +102,17 @@ async fn topics_are_isolated_and_fan_out_to_every_subscriber() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn has_subscribers_follows_live_subscriptions() {
+    let bus = MemoryBus::new();
+    assert!(!bus.has_subscribers("t"));
+    let sub = bus.subscribe("t").await.unwrap();
+    assert!(bus.has_subscribers("t"));
+    assert!(!bus.has_subscribers("other"));
+    drop(sub);
+    assert!(!bus.has_subscribers("t"));
+    // A new subscriber after the last one left is heard again.
+    let _again = bus.subscribe("t").await.unwrap();
+    assert!(bus.has_subscribers("t"));
+}

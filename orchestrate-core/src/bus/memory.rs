@@ -339,6 +339,31 @@ impl EventBus for MemoryBus {
         result
     }
 
+    fn has_subscribers(&self, topic: &str) -> bool {
+        let (live, closed) = match self
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+        {
+            None => return false,
+            Some(queues) => {
+                queues
+                    .iter()
+                    .fold((false, false), |(live, closed), q| match q.is_closed() {
+                        true => (live, true),
+                        false => (true, closed),
+                    })
+            }
+        };
+        // Publishing prunes departed subscribers; nothing is published to
+        // a topic nobody hears, so look here too.
+        if closed {
+            self.prune(topic);
+        }
+        live
+    }
+
     async fn subscribe(&self, topic: &str) -> Result<Subscription, BusError> {
         let dropped = Arc::new(AtomicU64::new(0));
         let queue = Arc::new(Queue {

@@ -43,6 +43,16 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Events dropped so far by overflow policies, over all subscribers.
     fn dropped(&self) -> u64;
+
+    /// Whether anything published on `topic` now can reach a subscriber.
+    /// The orchestrator publishes an execution's events only when so: they
+    /// are in the store already, and a later subscriber reads them there.
+    /// A bus that keeps events for readers yet to come (Redis Streams)
+    /// keeps this default, `true`.
+    fn has_subscribers(&self, topic: &str) -> bool {
+        let _ = topic;
+        true
+    }
 }
 
 /// The topic on which the orchestrator publishes an execution's events.

@@ -295,13 +295,11 @@ impl Driver {
                 self.cancel_seen = true;
             }
         }
-        if let Err(e) = self
-            .shared
-            .bus
-            .publish(&self.shared.topic, &self.pending)
-            .await
-        {
-            tracing::warn!(error = %e, "publishing execution events failed");
+        let bus = &self.shared.bus;
+        if bus.has_subscribers(&self.shared.topic) {
+            if let Err(e) = bus.publish(&self.shared.topic, &self.pending).await {
+                tracing::warn!(error = %e, "publishing execution events failed");
+            }
         }
         self.pending.clear();
     }

@@ -3,7 +3,7 @@
 //! Nothing mutates a view except [`ExecutionView::apply`]: the executor's live
 //! view and a view rebuilt from a stored journal are the same fold.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 
@@ -96,13 +96,18 @@ pub struct ExecutionView {
     cancel_requested: bool,
 }
 
+/// The fields of a view before its first event, shared: every execution
+/// makes a view, and `ExecutionStarted` replaces them at once.
+static EMPTY_TEXT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+static NULL_INPUT: LazyLock<Arc<Value>> = LazyLock::new(|| Arc::new(Value::Null));
+
 impl Default for ExecutionView {
     fn default() -> Self {
         Self {
             id: None,
-            workflow: "".into(),
-            correlation_id: "".into(),
-            input: Arc::new(Value::Null),
+            workflow: EMPTY_TEXT.clone(),
+            correlation_id: EMPTY_TEXT.clone(),
+            input: NULL_INPUT.clone(),
             idempotency_key: None,
             status: ExecutionStatus::Pending,
             error: None,

@@ -214,7 +214,8 @@ impl Store for MemoryStore {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .entry(execution.clone())
-                .or_default()
+                // Room for a small workflow's whole journal at once.
+                .or_insert_with(|| Arc::new(Mutex::new(Vec::with_capacity(events.len().max(16)))))
                 .clone(),
         };
         let finished = {
