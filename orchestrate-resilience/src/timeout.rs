@@ -26,25 +26,25 @@ pub(crate) struct Timeout<F> {
     #[pin]
     fut: F,
     after: Duration,
-    #[pin]
-    timer: Option<Sleep>,
+    /// Boxed: a timer is as large as a small future, and only attempts that
+    /// wait need one; the others stay small.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Duration>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(value) = this.fut.poll(cx) {
             return Poll::Ready(Ok(value));
         }
-        if this.timer.is_none() {
-            this.timer.set(Some(tokio::time::sleep(*this.after)));
-        }
-        match this.timer.as_pin_mut() {
-            Some(timer) => timer.poll(cx).map(|()| Err(*this.after)),
-            None => Poll::Pending,
-        }
+        let after = *this.after;
+        this.timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
+            .as_mut()
+            .poll(cx)
+            .map(|()| Err(after))
     }
 }
 

@@ -118,6 +118,8 @@ pub(crate) struct Driver {
 
     seq: u64,
     started: Instant,
+    /// When the batch in `pending` began, in µs since `started`.
+    batch_at_us: u64,
     pending: Vec<Arc<Event>>,
     journal_broken: bool,
     failure: Option<Error>,
@@ -165,6 +167,7 @@ impl Driver {
             inbox_buf: Vec::new(),
             seq: 0,
             started: Instant::now(),
+            batch_at_us: 0,
             pending: Vec::new(),
             journal_broken: false,
             failure: None,
@@ -253,11 +256,14 @@ impl Driver {
     }
 
     fn record(&mut self, kind: EventKind) {
-        let at_us = self.started.elapsed().as_micros() as u64;
+        // One clock read per batch: its events are all recorded in one turn.
+        if self.pending.is_empty() {
+            self.batch_at_us = self.started.elapsed().as_micros() as u64;
+        }
         self.pending.push(Arc::new(Event {
             execution_id: self.shared.id.clone(),
             seq: self.seq,
-            at_us,
+            at_us: self.batch_at_us,
             kind,
         }));
         self.seq += 1;
