@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::stream::{BoxStream, StreamExt};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{execution_topic, EventBus, Subscription};
@@ -25,7 +25,10 @@ pub(crate) struct Shared {
     pub(crate) topic: Arc<str>,
     /// The live projection; only the driver applies events to it.
     pub(crate) view: Mutex<ExecutionView>,
-    pub(crate) done: watch::Sender<Outcome>,
+    /// How the execution ended, once it has; `ended` wakes the waiters.
+    /// (A `watch` channel did this with several `Notify`s per execution.)
+    outcome: Mutex<Outcome>,
+    ended: Notify,
     pub(crate) cancel: CancellationToken,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) bus: Arc<dyn EventBus>,
@@ -42,7 +45,8 @@ impl Shared {
             topic: execution_topic(&id).into(),
             id,
             view: Mutex::new(ExecutionView::default()),
-            done: watch::Sender::new(None),
+            outcome: Mutex::new(None),
+            ended: Notify::new(),
             cancel,
             store,
             bus,
@@ -71,8 +75,37 @@ impl Shared {
         };
         let shared = Self::new(id, store, bus, CancellationToken::new());
         *shared.view.lock().unwrap_or_else(PoisonError::into_inner) = view;
-        shared.done.send_replace(Some(outcome));
+        shared.conclude(outcome);
         shared
+    }
+
+    /// Records how the execution ended and wakes everyone waiting.
+    pub(crate) fn conclude(&self, outcome: Result<ExecutionView, Error>) {
+        *self.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+        self.ended.notify_waiters();
+    }
+
+    /// Whether the execution has ended.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// How the execution ended, once it has.
+    pub(crate) async fn outcome(&self) -> Result<ExecutionView, Error> {
+        loop {
+            let ended = self.ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            // Registered before looking, so that an end between the look
+            // and the wait still wakes this waiter.
+            ended.as_mut().enable();
+            if let Some(outcome) = &*self.outcome.lock().unwrap_or_else(PoisonError::into_inner) {
+                return outcome.clone();
+            }
+            ended.await;
+        }
     }
 
     pub(crate) fn view(&self) -> ExecutionView {
@@ -154,14 +187,7 @@ impl Execution {
     ///
     /// Cancel safe: dropping the future does not affect the execution.
     pub async fn wait(&self) -> Result<ExecutionView, Error> {
-        let mut rx = self.shared.done.subscribe();
-        let outcome = rx
-            .wait_for(Option::is_some)
-            .await
-            .map(|o| o.clone())
-            .ok()
-            .flatten();
-        outcome.unwrap_or_else(|| Err(Error::Cancelled { step: None }))
+        self.shared.outcome().await
     }
 
     /// Every event of the execution from the first, then live ones until it

@@ -32,6 +32,10 @@ impl ExecutionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub(crate) fn as_arc(&self) -> &Arc<str> {
+        &self.0
+    }
 }
 
 impl Default for ExecutionId {

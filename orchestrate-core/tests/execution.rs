@@ -240,3 +240,45 @@ async fn events_emitted_after_the_execution_ended_are_refused() {
         .count();
     assert_eq!(customs, 1);
 }
+
+#[test]
+fn an_execution_whose_runtime_stops_ends_as_orphaned() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (orch, exec) = runtime.block_on(async {
+        let forever = agent_fn("forever", |_, _| async {
+            std::future::pending::<()>().await;
+            Ok(json!(null))
+        });
+        let orch = Orchestrator::builder().agent(forever).build().unwrap();
+        let wf = orch
+            .bind(
+                &WorkflowDef::builder("w")
+                    .step(StepDef::new("f", "forever"))
+                    .build(),
+            )
+            .unwrap();
+        let exec = orch.run(&wf, json!(null)).await.unwrap();
+        (orch, exec)
+    });
+    // Dropping the runtime drops every task on it, the driver among them.
+    drop(runtime);
+    // Bounded, so that a regression fails instead of hanging the suite.
+    let waiter = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let ended = waiter
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(30), exec.wait()).await
+        })
+        .expect("the waiter was never told");
+    assert!(
+        matches!(&ended, Err(Error::Orphaned(id)) if id == exec.id()),
+        "{ended:?}"
+    );
+    drop(orch);
+}

@@ -653,7 +653,7 @@ impl Driver {
     }
 
     fn conclude(&mut self, outcome: Result<crate::journal::ExecutionView, Error>) {
-        self.shared.done.send_replace(Some(outcome));
+        self.shared.conclude(outcome);
         self.registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -666,6 +666,12 @@ impl Drop for Driver {
         // Agents still holding a context learn that nobody journals their
         // events any more.
         self.inbox.close();
+        // Dropped before it concluded (its runtime shut down): whoever waits
+        // learns that the execution stopped here, as a restart would find it.
+        if !self.shared.has_ended() {
+            let orphaned = Error::Orphaned(self.shared.id.clone());
+            self.conclude(Err(orphaned));
+        }
     }
 }
 

@@ -225,11 +225,12 @@ impl Orchestrator {
     ) -> Result<Execution, Error> {
         let inner = &self.inner;
         let id = ExecutionId::new();
-        let correlation: Arc<str> = options
-            .correlation_id
-            .as_deref()
-            .unwrap_or(id.as_str())
-            .into();
+        // Without one of its own, an execution is its own correlation id:
+        // the same text, shared.
+        let correlation: Arc<str> = match options.correlation_id.as_deref() {
+            Some(c) => c.into(),
+            None => id.as_arc().clone(),
+        };
         let shared = Arc::new(Shared::new(
             id.clone(),
             inner.store.clone(),
