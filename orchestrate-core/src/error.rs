@@ -406,7 +406,7 @@ impl Error {
     }
 }
 
-/// A serialisable summary of an [`Error`], as the journal records it.
+/// A serialisable summary of an [`Error`](enum@Error), as the journal records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     /// [`Error::code`].

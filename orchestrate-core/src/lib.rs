@@ -39,7 +39,7 @@
 //!
 //! # Map
 //!
-//! - [`agent`](crate::agent): the [`Agent`] trait, [`agent_fn`], typed agents.
+//! - [`agent`]: the [`Agent`] trait, [`agent_fn`], typed agents.
 //! - [`Orchestrator`], [`Workflow`], [`Execution`]: running workflows.
 //! - [`journal`]: events, projections ([`ExecutionView`]) and JSON export.
 //! - [`store`] and [`bus`]: the persistence and pub/sub traits, with

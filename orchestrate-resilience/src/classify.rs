@@ -7,7 +7,7 @@ use std::time::Duration;
 /// The default classifier of a [`Policy`](crate::Policy) retries errors
 /// whose [`is_retryable`](Retryable::is_retryable) is true; timeouts are
 /// retried, an open circuit and cancellation never are. Use
-/// [`Guarded::call_classified`](crate::Guarded::call_classified) for errors
+/// [`Policy::call_classified`](crate::Policy::call_classified) for errors
 /// that do not implement this trait.
 pub trait Retryable {
     /// Whether another attempt may succeed.

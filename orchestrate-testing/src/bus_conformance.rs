@@ -1,6 +1,6 @@
 //! The conformance suite every [`EventBus`] must pass.
 //!
-//! Invoke [`bus_conformance!`](crate::bus_conformance) with a factory making
+//! Invoke [`bus_conformance!`](macro@crate::bus_conformance) with a factory making
 //! a fresh bus (`Fn() -> impl Future<Output = BusSubject>`); add
 //! `requires_env = "VAR"` for buses that need a server.
 

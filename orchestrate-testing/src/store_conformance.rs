@@ -1,6 +1,6 @@
 //! The conformance suite every [`Store`] must pass.
 //!
-//! Invoke [`store_conformance!`](crate::store_conformance) in a test file
+//! Invoke [`store_conformance!`](macro@crate::store_conformance) in a test file
 //! with a factory that makes a fresh, empty store for a [`ManualClock`]
 //! (key-value expiry is measured against it); every case becomes a
 //! `#[tokio::test]`:

@@ -3,10 +3,10 @@
 //!
 //! Steps are polled by the driver itself or run in tasks of their own, as
 //! [`StepTasks`](crate::StepTasks) says; results come back to the driver as
-//! the steps finish, retries and custom events through a channel. Events produced in
-//! one turn of the driver are appended to the store in one batch, and that
-//! batch is written before any step it made ready is started, so a step's
-//! output is journaled before its successors run.
+//! the steps finish, retries and custom events through its [`Inbox`].
+//! Events produced in one turn of the driver are appended to the store in
+//! one batch, and that batch is written before any step it made ready is
+//! started, so a step's output is journaled before its successors run.
 
 mod attempt;
 mod inbox;
