@@ -17,14 +17,16 @@ use crate::journal::{
 };
 use crate::store::{Store, StoreError};
 
-type Outcome = Option<Result<ExecutionView, Error>>;
+/// How an execution ended. The view is shared with the live one, which no
+/// event changes after the end: no copy is made until a waiter takes one.
+type Outcome = Option<Result<Arc<ExecutionView>, Error>>;
 
 /// State shared by an execution's driver and all its handles.
 pub(crate) struct Shared {
     pub(crate) id: ExecutionId,
     pub(crate) topic: Arc<str>,
     /// The live projection; only the driver applies events to it.
-    pub(crate) view: Mutex<ExecutionView>,
+    pub(crate) view: Mutex<Arc<ExecutionView>>,
     /// How the execution ended, once it has; `ended` wakes the waiters.
     /// (A `watch` channel did this with several `Notify`s per execution.)
     outcome: Mutex<Outcome>,
@@ -44,7 +46,7 @@ impl Shared {
         Self {
             topic: execution_topic(&id).into(),
             id,
-            view: Mutex::new(ExecutionView::default()),
+            view: Mutex::new(Arc::default()),
             outcome: Mutex::new(None),
             ended: Notify::new(),
             cancel,
@@ -61,7 +63,7 @@ impl Shared {
         bus: Arc<dyn EventBus>,
     ) -> Self {
         let outcome = match view.status() {
-            ExecutionStatus::Succeeded | ExecutionStatus::PartiallySucceeded => Ok(view.clone()),
+            ExecutionStatus::Succeeded | ExecutionStatus::PartiallySucceeded => Ok(()),
             ExecutionStatus::Cancelled => Err(Error::Cancelled { step: None }),
             ExecutionStatus::Failed => Err(Error::Failed {
                 execution: id.clone(),
@@ -74,13 +76,13 @@ impl Shared {
             ExecutionStatus::Pending | ExecutionStatus::Running => Err(Error::Orphaned(id.clone())),
         };
         let shared = Self::new(id, store, bus, CancellationToken::new());
-        *shared.view.lock().unwrap_or_else(PoisonError::into_inner) = view;
-        shared.conclude(outcome);
+        shared.set_view(view);
+        shared.conclude(outcome.map(|()| shared.view_arc()));
         shared
     }
 
     /// Records how the execution ended and wakes everyone waiting.
-    pub(crate) fn conclude(&self, outcome: Result<ExecutionView, Error>) {
+    pub(crate) fn conclude(&self, outcome: Result<Arc<ExecutionView>, Error>) {
         *self.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
         self.ended.notify_waiters();
     }
@@ -102,17 +104,41 @@ impl Shared {
             // and the wait still wakes this waiter.
             ended.as_mut().enable();
             if let Some(outcome) = &*self.outcome.lock().unwrap_or_else(PoisonError::into_inner) {
-                return outcome.clone();
+                return match outcome {
+                    Ok(view) => Ok(ExecutionView::clone(view)),
+                    Err(e) => Err(e.clone()),
+                };
             }
             ended.await;
         }
     }
 
+    /// A copy of the live view.
     pub(crate) fn view(&self) -> ExecutionView {
+        ExecutionView::clone(&self.view_arc())
+    }
+
+    /// The live view itself, shared.
+    pub(crate) fn view_arc(&self) -> Arc<ExecutionView> {
         self.view
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    pub(crate) fn set_view(&self, view: ExecutionView) {
+        *self.view.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+    }
+
+    /// Applies `events` to the live view.
+    pub(crate) fn apply(&self, events: &[Arc<Event>]) {
+        let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        // Unshared while the execution runs: nobody keeps the Arc but the
+        // outcome, made at the end.
+        let view = Arc::make_mut(&mut view);
+        for e in events {
+            view.apply(e);
+        }
     }
 }
 

@@ -275,16 +275,7 @@ impl Driver {
         if self.pending.is_empty() {
             return;
         }
-        {
-            let mut view = self
-                .shared
-                .view
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for e in &self.pending {
-                view.apply(e);
-            }
-        }
+        self.shared.apply(&self.pending);
         if !self.journal_broken {
             if let Err(e) = self
                 .shared
@@ -629,7 +620,7 @@ impl Driver {
         self.flush().await;
         let outcome = match result_error {
             Some(e) => Err(e),
-            None => Ok(self.shared.view()),
+            None => Ok(self.shared.view_arc()),
         };
         self.conclude(outcome);
     }
@@ -652,7 +643,7 @@ impl Driver {
         self.conclude(Err(parked));
     }
 
-    fn conclude(&mut self, outcome: Result<crate::journal::ExecutionView, Error>) {
+    fn conclude(&mut self, outcome: Result<Arc<crate::journal::ExecutionView>, Error>) {
         self.shared.conclude(outcome);
         self.registry
             .lock()

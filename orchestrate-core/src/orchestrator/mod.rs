@@ -500,7 +500,7 @@ impl Orchestrator {
             }
             registry.insert(id.clone(), shared.clone());
         }
-        *shared.view.lock().unwrap_or_else(PoisonError::into_inner) = view.clone();
+        shared.set_view(view.clone());
         let span = tracing::info_span!(
             "execution",
             execution_id = %id,
