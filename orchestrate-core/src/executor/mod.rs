@@ -17,16 +17,18 @@ mod tasks;
 pub(crate) use resume::Decision;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use orchestrate_graph::template::Scope;
 use orchestrate_graph::OnError;
-use orchestrate_resilience::PolicyEvent;
+use orchestrate_resilience::{Policy, PolicyEvent};
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::agent::BoxAgent;
 use crate::context::{Context, EventSink};
 use crate::error::{Error, ErrorInfo};
 use crate::execution::Shared;
@@ -86,7 +88,51 @@ impl Scope for RunScope<'_> {
     }
 }
 
-pub(crate) struct Driver {
+/// What starting a step takes.
+pub(crate) struct StepArgs {
+    index: usize,
+    agent: BoxAgent,
+    ctx: Context,
+    input: StepInput,
+    policy: Policy,
+    span: tracing::Span,
+    step_id: Arc<str>,
+    agent_name: Arc<str>,
+}
+
+/// The future of one step: its attempts under its policy, in its span; a
+/// panic that escapes them ends the step as `Panicked`. One function, so
+/// that every step's future has one type (see [`Driver::new`]).
+pub(crate) fn step_future(
+    args: StepArgs,
+) -> impl Future<Output = (usize, StepResult)> + Send + 'static {
+    let StepArgs {
+        index,
+        agent,
+        ctx,
+        input,
+        policy,
+        span,
+        step_id,
+        agent_name,
+    } = args;
+    tasks::guarded(
+        index,
+        run_step(agent, ctx, input, policy).instrument(span),
+        move |message| StepResult::Failure {
+            error: Error::Panicked {
+                step: step_id,
+                agent: agent_name,
+                message,
+            },
+            attempts: 1,
+        },
+    )
+}
+
+/// Drives one execution. `F` is the type of its steps' futures, made by
+/// [`step_future`].
+pub(crate) struct Driver<F> {
     shared: Arc<Shared>,
     wf: Arc<Bound>,
     limits: Arc<Limits>,
@@ -111,7 +157,8 @@ pub(crate) struct Driver {
     unresolved: usize,
     per_agent_limits: bool,
 
-    tasks: RunningSteps,
+    tasks: RunningSteps<F>,
+    make_step: fn(StepArgs) -> F,
     inbox: Arc<Inbox>,
     /// Messages taken from the inbox, kept between turns.
     inbox_buf: Vec<TaskMsg>,
@@ -134,7 +181,13 @@ pub(crate) struct Driver {
     any_failed: bool,
 }
 
-impl Driver {
+impl<F> Driver<F>
+where
+    F: Future<Output = (usize, StepResult)> + Send + 'static,
+{
+    /// `make_step` is [`step_future`], passed in so that `F` is its return
+    /// type: the running steps are then kept unboxed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         shared: Arc<Shared>,
         wf: Arc<Bound>,
@@ -143,6 +196,7 @@ impl Driver {
         correlation_id: Arc<str>,
         idempotency_key: Option<Arc<str>>,
         registry: Registry,
+        make_step: fn(StepArgs) -> F,
     ) -> Self {
         let n = wf.plan.len();
         Self {
@@ -163,6 +217,7 @@ impl Driver {
             running: 0,
             unresolved: n,
             tasks: RunningSteps::new(limits.step_tasks),
+            make_step,
             inbox: Arc::default(),
             inbox_buf: Vec::new(),
             seq: 0,
@@ -421,19 +476,17 @@ impl Driver {
                 correlation_id = %self.correlation_id,
             )
         });
-        let (step_id, agent_name) = (step.id().clone(), step.agent().clone());
-        self.tasks.start(
-            i,
-            run_step(agent, ctx, input, policy).instrument(span),
-            move |message| StepResult::Failure {
-                error: Error::Panicked {
-                    step: step_id,
-                    agent: agent_name,
-                    message,
-                },
-                attempts: 1,
-            },
-        );
+        let step = (self.make_step)(StepArgs {
+            index: i,
+            agent,
+            ctx,
+            input,
+            policy,
+            span,
+            step_id: step.id().clone(),
+            agent_name: step.agent().clone(),
+        });
+        self.tasks.start(step);
     }
 
     /// Journals what the steps sent, in the order they sent it.
@@ -642,7 +695,9 @@ impl Driver {
         };
         self.conclude(Err(parked));
     }
+}
 
+impl<F> Driver<F> {
     fn conclude(&mut self, outcome: Result<Arc<crate::journal::ExecutionView>, Error>) {
         self.shared.conclude(outcome);
         self.registry
@@ -652,7 +707,7 @@ impl Driver {
     }
 }
 
-impl Drop for Driver {
+impl<F> Drop for Driver<F> {
     fn drop(&mut self) {
         // Agents still holding a context learn that nobody journals their
         // events any more.

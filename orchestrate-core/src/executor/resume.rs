@@ -16,7 +16,10 @@ pub(crate) enum Decision {
 use crate::error::Error;
 use crate::journal::{EventKind, ExecutionView, SkipReason, StepStatus};
 
-impl Driver {
+impl<F> Driver<F>
+where
+    F: std::future::Future<Output = (usize, super::StepResult)> + Send + 'static,
+{
     /// Restores the state the journal describes: completed steps keep their
     /// outputs and are never run again; steps that were scheduled or running
     /// when the process stopped are scheduled anew.

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -11,17 +10,44 @@ use tokio::task::JoinSet;
 use super::StepResult;
 use crate::orchestrator::StepTasks;
 
-type StepFuture = Pin<Box<dyn Future<Output = (usize, StepResult)> + Send>>;
+/// Ends step `index` with `step`'s result. A panic that escapes `step` (the
+/// agent's own are caught per attempt) still ends the step, as `on_panic`
+/// says, instead of leaving it running forever or taking the driver down
+/// with it.
+pub(super) fn guarded<S, P>(
+    index: usize,
+    step: S,
+    on_panic: P,
+) -> impl Future<Output = (usize, StepResult)> + Send + 'static
+where
+    S: Future<Output = StepResult> + Send + 'static,
+    P: FnOnce(String) -> StepResult + Send + 'static,
+{
+    // A combinator, not an `async` block: the block would hold `step` twice
+    // (once captured, once being awaited), doubling every step.
+    AssertUnwindSafe(step).catch_unwind().map(move |ended| {
+        let result = match ended {
+            Ok(result) => result,
+            Err(panic) => on_panic(super::attempt::panic_message(&*panic)),
+        };
+        (index, result)
+    })
+}
 
 /// The steps an execution is running, in the form [`StepTasks`] chose.
-pub(super) enum RunningSteps {
+/// `F` is the one type of every step's future, so that inline steps live
+/// in the set's own nodes, with no box of their own.
+pub(super) enum RunningSteps<F> {
     /// Polled by the driver in its own task.
-    Inline(FuturesUnordered<StepFuture>),
+    Inline(FuturesUnordered<F>),
     /// One tokio task per step.
     Spawned(JoinSet<(usize, StepResult)>),
 }
 
-impl RunningSteps {
+impl<F> RunningSteps<F>
+where
+    F: Future<Output = (usize, StepResult)> + Send + 'static,
+{
     pub(super) fn new(tasks: StepTasks) -> Self {
         match tasks {
             StepTasks::Inline => Self::Inline(FuturesUnordered::new()),
@@ -29,30 +55,12 @@ impl RunningSteps {
         }
     }
 
-    /// Starts step `index`. A panic that escapes `step` (the agent's own are
-    /// caught per attempt) still ends the step, as `on_panic` says, instead
-    /// of leaving it running forever or taking the driver down with it.
-    pub(super) fn start<F>(
-        &mut self,
-        index: usize,
-        step: F,
-        on_panic: impl FnOnce(String) -> StepResult + Send + 'static,
-    ) where
-        F: Future<Output = StepResult> + Send + 'static,
-    {
-        // A combinator, not an `async` block: the block would hold `step`
-        // twice (once captured, once being awaited), doubling every step.
-        let guarded = AssertUnwindSafe(step).catch_unwind().map(move |ended| {
-            let result = match ended {
-                Ok(result) => result,
-                Err(panic) => on_panic(super::attempt::panic_message(&*panic)),
-            };
-            (index, result)
-        });
+    /// Starts a step made by [`guarded`].
+    pub(super) fn start(&mut self, step: F) {
         match self {
-            Self::Inline(steps) => steps.push(Box::pin(guarded)),
+            Self::Inline(steps) => steps.push(step),
             Self::Spawned(set) => {
-                set.spawn(guarded);
+                set.spawn(step);
             }
         }
     }
@@ -116,7 +124,7 @@ mod tests {
 
     async fn finishes_with_the_panic(tasks: StepTasks) {
         let mut steps = RunningSteps::new(tasks);
-        steps.start(7, panicking_step(), panicked);
+        steps.start(guarded(7, panicking_step(), panicked));
         let Some((index, StepResult::Failure { error, .. })) = steps.next().await else {
             panic!("the step did not end as a failure");
         };
@@ -142,7 +150,7 @@ mod tests {
     async fn abort_all_drops_running_steps() {
         for tasks in [StepTasks::Inline, StepTasks::Spawned] {
             let mut steps = RunningSteps::new(tasks);
-            steps.start(0, std::future::pending(), panicked);
+            steps.start(guarded(0, std::future::pending(), panicked));
             steps.abort_all();
             assert!(steps.next().await.is_none(), "{tasks:?}");
         }

@@ -26,7 +26,7 @@ use crate::agent::BoxAgent;
 use crate::bus::EventBus;
 use crate::error::Error;
 use crate::execution::{Execution, Shared};
-use crate::executor::{Decision, Driver};
+use crate::executor::{step_future, Decision, Driver};
 use crate::fast_map::FastMap;
 use crate::ids::ExecutionId;
 use crate::journal::ExecutionView;
@@ -279,6 +279,7 @@ impl Orchestrator {
             correlation,
             key,
             inner.running.clone(),
+            step_future,
         );
         inner.tracker.spawn(driver.run().instrument(span));
         Ok(Execution::new(shared))
@@ -517,6 +518,7 @@ impl Orchestrator {
             view.correlation_arc().clone(),
             view.idempotency_arc().cloned(),
             inner.running.clone(),
+            step_future,
         )
         .restore(&view, last_at_us);
         if let Some((index, decision)) = decision {
