@@ -1,7 +1,7 @@
 //! What an agent knows about the attempt it is running.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -20,17 +20,32 @@ pub(crate) struct EventSink {
 
 /// The context of one attempt: ids, the attempt number, cancellation, and a
 /// way to write custom events into the journal. Cheap to clone.
-#[derive(Clone)]
 pub struct Context {
     execution_id: ExecutionId,
     step_id: Arc<str>,
     step_index: usize,
-    attempt: u32,
+    /// Atomic so that a step's attempts can share one context: each sets
+    /// its number before it starts, once the previous one is over.
+    attempt: AtomicU32,
     correlation_id: Arc<str>,
     /// Shared by reference count: cloning a `CancellationToken` takes its
     /// tree's lock, and contexts are cloned per attempt.
     token: Arc<CancellationToken>,
     sink: Option<EventSink>,
+}
+
+impl Clone for Context {
+    fn clone(&self) -> Self {
+        Self {
+            execution_id: self.execution_id.clone(),
+            step_id: self.step_id.clone(),
+            step_index: self.step_index,
+            attempt: AtomicU32::new(self.attempt()),
+            correlation_id: self.correlation_id.clone(),
+            token: self.token.clone(),
+            sink: self.sink.clone(),
+        }
+    }
 }
 
 impl Context {
@@ -46,7 +61,7 @@ impl Context {
             execution_id,
             step_id,
             step_index,
-            attempt: 1,
+            attempt: AtomicU32::new(1),
             correlation_id,
             token,
             sink: Some(sink),
@@ -63,17 +78,15 @@ impl Context {
             execution_id,
             step_id: step_id.into(),
             step_index: 0,
-            attempt: 1,
+            attempt: AtomicU32::new(1),
             token: Arc::new(CancellationToken::new()),
             sink: None,
         }
     }
 
-    pub(crate) fn with_attempt(&self, attempt: u32) -> Self {
-        Self {
-            attempt,
-            ..self.clone()
-        }
+    /// Numbers the attempt about to start.
+    pub(crate) fn set_attempt(&self, attempt: u32) {
+        self.attempt.store(attempt, Ordering::Relaxed);
     }
 
     /// The execution this attempt belongs to.
@@ -88,7 +101,7 @@ impl Context {
 
     /// The attempt number, from 1.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.attempt.load(Ordering::Relaxed)
     }
 
     /// The correlation id shared by every span and event of the execution.
@@ -167,7 +180,7 @@ impl fmt::Debug for Context {
         f.debug_struct("Context")
             .field("execution_id", &self.execution_id)
             .field("step_id", &self.step_id)
-            .field("attempt", &self.attempt)
+            .field("attempt", &self.attempt())
             .field("correlation_id", &self.correlation_id)
             .field("cancelled", &self.token.is_cancelled())
             .finish()

@@ -249,7 +249,8 @@ async fn every_attempt_gets_the_same_input() {
         .unwrap();
     assert_eq!(view.step("c").unwrap().attempts, 3);
     let calls = flaky.calls_for("c");
-    assert_eq!(calls.len(), 3);
+    let numbers: Vec<u32> = calls.iter().map(|c| c.attempt).collect();
+    assert_eq!(numbers, [1, 2, 3], "each attempt sees its own number");
     let expected = json!({
         "user": "ada",
         "n": 7,

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -85,53 +86,58 @@ pub(crate) enum Produced {
 }
 
 /// Runs the agent under `policy` until it succeeds or the policy gives up.
-pub(crate) async fn run_step(
+///
+/// Not an `async fn`: one would hold its arguments twice (as captured, and
+/// as the locals they are moved into), 200 bytes more in every step.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn run_step(
     agent: BoxAgent,
     ctx: Context,
     mut input: StepInput,
     policy: Policy,
-) -> StepResult {
-    let observer = JournalObserver { ctx: &ctx };
-    let options = CallOptions::new()
-        .cancel(ctx.cancellation_token())
-        .observe(&observer);
-    let mut last_attempt = 0;
-    let result = policy
-        .call_with(options, |attempt| {
-            last_attempt = attempt;
-            let this_input = input.next_attempt();
-            // The first attempt borrows the step's context; later ones need
-            // their own attempt number.
-            let later = (attempt > 1).then(|| ctx.with_attempt(attempt));
-            let (agent, ctx) = (&agent, &ctx);
-            async move {
-                let actx = later.as_ref().unwrap_or(ctx);
-                let this_input = this_input.map_err(AttemptError::Input)?;
-                match AssertUnwindSafe(agent.call(this_input, actx))
-                    .catch_unwind()
-                    .await
-                {
-                    Ok(Ok(value)) => Ok(Produced::Output(value)),
-                    Ok(Err(e)) => match e.interrupt_payload() {
-                        Some(payload) => Ok(Produced::Interrupt(payload.clone())),
-                        None => Err(AttemptError::Agent(e)),
-                    },
-                    Err(panic) => Err(AttemptError::Panicked(panic_message(&*panic))),
+) -> impl Future<Output = StepResult> + Send {
+    async move {
+        let observer = JournalObserver { ctx: &ctx };
+        let options = CallOptions::new()
+            .cancel(ctx.cancellation_token())
+            .observe(&observer);
+        let mut last_attempt = 0;
+        let result = policy
+            .call_with(options, |attempt| {
+                last_attempt = attempt;
+                let this_input = input.next_attempt();
+                // Every attempt borrows the step's context; the previous one
+                // is over by now, so renumbering it is seen by this one only.
+                ctx.set_attempt(attempt);
+                let (agent, ctx) = (&agent, &ctx);
+                async move {
+                    let this_input = this_input.map_err(AttemptError::Input)?;
+                    match AssertUnwindSafe(agent.call(this_input, ctx))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(Ok(value)) => Ok(Produced::Output(value)),
+                        Ok(Err(e)) => match e.interrupt_payload() {
+                            Some(payload) => Ok(Produced::Interrupt(payload.clone())),
+                            None => Err(AttemptError::Agent(e)),
+                        },
+                        Err(panic) => Err(AttemptError::Panicked(panic_message(&*panic))),
+                    }
                 }
-            }
-        })
-        .await;
-    match result {
-        Ok(Produced::Output(output)) => StepResult::Success {
-            output,
-            attempts: last_attempt,
-        },
-        Ok(Produced::Interrupt(payload)) => StepResult::Interrupted { payload },
-        Err(e) => {
-            let attempts = e.attempts();
-            StepResult::Failure {
-                error: to_error(e, &ctx, agent.name()),
-                attempts,
+            })
+            .await;
+        match result {
+            Ok(Produced::Output(output)) => StepResult::Success {
+                output,
+                attempts: last_attempt,
+            },
+            Ok(Produced::Interrupt(payload)) => StepResult::Interrupted { payload },
+            Err(e) => {
+                let attempts = e.attempts();
+                StepResult::Failure {
+                    error: to_error(e, &ctx, agent.name()),
+                    attempts,
+                }
             }
         }
     }

@@ -88,18 +88,20 @@ impl Policy {
     /// # Errors
     ///
     /// A [`PolicyError`] with the last cause and the attempts made.
-    pub async fn call_with<T, E, F, Fut>(
-        &self,
-        options: CallOptions<'_>,
+    pub fn call_with<'a, T, E, F, Fut>(
+        &'a self,
+        options: CallOptions<'a>,
         op: F,
-    ) -> Result<T, PolicyError<E>>
+    ) -> impl Future<Output = Result<T, PolicyError<E>>> + 'a
     where
-        F: FnMut(u32) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Retryable + Display,
+        F: FnMut(u32) -> Fut + 'a,
+        Fut: Future<Output = Result<T, E>> + 'a,
+        E: Retryable + Display + 'a,
+        T: 'a,
     {
+        // Not `async`: an async fn holds its arguments twice, and every
+        // byte of this future is in every running step.
         self.run(options, |e: &E| (e.is_retryable(), e.retry_after()), op)
-            .await
     }
 
     /// Like [`call_with`](Self::call_with) with a custom classifier deciding
@@ -124,91 +126,119 @@ impl Policy {
         self.run(options, |e: &E| (classify(e), None), op).await
     }
 
-    pub(crate) async fn run<T, E, F, Fut, C>(
-        &self,
-        options: CallOptions<'_>,
+    // Not `async fn`: it would hold its arguments twice in its future.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn run<'a, T, E, F, Fut, C>(
+        &'a self,
+        options: CallOptions<'a>,
         classify: C,
         mut op: F,
-    ) -> Result<T, PolicyError<E>>
+    ) -> impl Future<Output = Result<T, PolicyError<E>>> + 'a
     where
-        F: FnMut(u32) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Display,
-        C: Fn(&E) -> (bool, Option<Duration>),
+        F: FnMut(u32) -> Fut + 'a,
+        Fut: Future<Output = Result<T, E>> + 'a,
+        E: Display + 'a,
+        C: Fn(&E) -> (bool, Option<Duration>) + 'a,
+        T: 'a,
     {
-        let b = &*self.inner;
-        let (token, observer) = (options.cancel, options.observer);
-        let deadline = b.retry.deadline.map(|d| Instant::now() + d);
-        // The clock is only read when there is a deadline.
-        let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            // Everything about this attempt, admission included, is traced
-            // inside its span.
-            // Made only once a `tracing` subscriber exists: without one, a
-            // span is still created, entered and dropped, and with
-            // `tracing`'s `log` feature each of those calls into the logger.
-            // (The attempt's events still reach `log`.)
-            let span = if tracing::dispatcher::has_been_set() {
-                tracing::info_span!("attempt", attempt)
-            } else {
-                tracing::Span::none()
-            };
-            if is_cancelled(token) {
-                return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1));
-            }
-            if let Some(limiter) = &b.limiter {
-                let max_wait = match limiter.config().mode {
-                    RateLimitMode::Reject => Some(Duration::ZERO),
-                    RateLimitMode::Wait => remaining(),
+        async move {
+            let b = &*self.inner;
+            let (token, observer) = (options.cancel, options.observer);
+            let deadline = b.retry.deadline.map(|d| Instant::now() + d);
+            // The clock is only read when there is a deadline.
+            let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                // Everything about this attempt, admission included, is traced
+                // inside its span.
+                // Made only once a `tracing` subscriber exists: without one, a
+                // span is still created, entered and dropped, and with
+                // `tracing`'s `log` feature each of those calls into the logger.
+                // (The attempt's events still reach `log`.)
+                let span = if tracing::dispatcher::has_been_set() {
+                    tracing::info_span!("attempt", attempt)
+                } else {
+                    tracing::Span::none()
                 };
-                match limiter.reserve(max_wait) {
-                    Ok(wait) if wait.is_zero() => {}
-                    Ok(wait) => {
-                        emit(observer, || PolicyEvent::Throttled {
-                            attempt,
-                            delay: wait,
-                        });
-                        if !sleep_or_cancel(wait, token).await {
-                            return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1));
+                if is_cancelled(token) {
+                    return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1));
+                }
+                if let Some(limiter) = &b.limiter {
+                    let max_wait = match limiter.config().mode {
+                        RateLimitMode::Reject => Some(Duration::ZERO),
+                        RateLimitMode::Wait => remaining(),
+                    };
+                    match limiter.reserve(max_wait) {
+                        Ok(wait) if wait.is_zero() => {}
+                        Ok(wait) => {
+                            emit(observer, || PolicyEvent::Throttled {
+                                attempt,
+                                delay: wait,
+                            });
+                            if !sleep_or_cancel(wait, token).await {
+                                return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1));
+                            }
+                        }
+                        Err(retry_after) => {
+                            let kind = ErrorKind::RateLimited {
+                                key: b.key.clone(),
+                                retry_after,
+                            };
+                            span.in_scope(|| tracing::info!(reason = %kind, "attempt rejected"));
+                            emit(observer, || PolicyEvent::Rejected {
+                                attempt,
+                                reason: kind.to_string(),
+                            });
+                            return Err(PolicyError::new(kind, attempt - 1));
                         }
                     }
-                    Err(retry_after) => {
-                        let kind = ErrorKind::RateLimited {
-                            key: b.key.clone(),
-                            retry_after,
-                        };
-                        span.in_scope(|| tracing::info!(reason = %kind, "attempt rejected"));
-                        emit(observer, || PolicyEvent::Rejected {
-                            attempt,
-                            reason: kind.to_string(),
-                        });
-                        return Err(PolicyError::new(kind, attempt - 1));
-                    }
                 }
-            }
-            let slot = match &b.bulkhead {
-                None => None,
-                // A free slot is taken without touching the cancellation
-                // token: waiting on it costs a lock and a registration.
-                Some(bulkhead) => match bulkhead.try_acquire() {
-                    Some(slot) => Some(slot),
-                    None => {
-                        let acquired = tokio::select! {
-                            biased;
-                            _ = cancelled(token) => return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1)),
-                            r = bulkhead.acquire() => r,
-                        };
-                        match acquired {
-                            Ok(slot) => Some(slot),
+                let slot = match &b.bulkhead {
+                    None => None,
+                    // A free slot is taken without touching the cancellation
+                    // token: waiting on it costs a lock and a registration.
+                    Some(bulkhead) => match bulkhead.try_acquire() {
+                        Some(slot) => Some(slot),
+                        None => {
+                            let acquired = tokio::select! {
+                                biased;
+                                _ = cancelled(token) => return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1)),
+                                r = bulkhead.acquire() => r,
+                            };
+                            match acquired {
+                                Ok(slot) => Some(slot),
+                                Err(()) => {
+                                    let config = bulkhead.config();
+                                    let kind = ErrorKind::BulkheadFull {
+                                        key: b.key.clone(),
+                                        limit: config.max_concurrent,
+                                        queue: config.max_queue,
+                                    };
+                                    span.in_scope(
+                                        || tracing::info!(reason = %kind, "attempt rejected"),
+                                    );
+                                    emit(observer, || PolicyEvent::Rejected {
+                                        attempt,
+                                        reason: kind.to_string(),
+                                    });
+                                    return Err(PolicyError::new(kind, attempt - 1));
+                                }
+                            }
+                        }
+                    },
+                };
+                let permit = match &b.breaker {
+                    None => None,
+                    Some(breaker) => {
+                        let (admitted, transition) = breaker.try_acquire();
+                        if let Some(t) = transition {
+                            note_transition(&span, observer, &b.key, t);
+                        }
+                        match admitted {
+                            Ok(permit) => Some(permit),
                             Err(()) => {
-                                let config = bulkhead.config();
-                                let kind = ErrorKind::BulkheadFull {
-                                    key: b.key.clone(),
-                                    limit: config.max_concurrent,
-                                    queue: config.max_queue,
-                                };
+                                let kind = ErrorKind::CircuitOpen { key: b.key.clone() };
                                 span.in_scope(
                                     || tracing::info!(reason = %kind, "attempt rejected"),
                                 );
@@ -220,105 +250,85 @@ impl Policy {
                             }
                         }
                     }
-                },
-            };
-            let permit = match &b.breaker {
-                None => None,
-                Some(breaker) => {
-                    let (admitted, transition) = breaker.try_acquire();
-                    if let Some(t) = transition {
-                        note_transition(&span, observer, &b.key, t);
-                    }
-                    match admitted {
-                        Ok(permit) => Some(permit),
-                        Err(()) => {
-                            let kind = ErrorKind::CircuitOpen { key: b.key.clone() };
-                            span.in_scope(|| tracing::info!(reason = %kind, "attempt rejected"));
-                            emit(observer, || PolicyEvent::Rejected {
-                                attempt,
-                                reason: kind.to_string(),
-                            });
-                            return Err(PolicyError::new(kind, attempt - 1));
-                        }
-                    }
-                }
-            };
+                };
 
-            emit(observer, || PolicyEvent::AttemptStarted { attempt });
-            let limit = match (b.timeout, remaining()) {
-                (Some(t), Some(r)) => Some(t.min(r)),
-                (t, r) => t.or(r),
-            };
-            let running = op(attempt).instrument(span.clone());
-            let outcome = match limit {
-                Some(after) => crate::timeout::timeout(after, running).await,
-                None => Ok(running.await),
-            };
+                emit(observer, || PolicyEvent::AttemptStarted { attempt });
+                let limit = match (b.timeout, remaining()) {
+                    (Some(t), Some(r)) => Some(t.min(r)),
+                    (t, r) => t.or(r),
+                };
+                let running = op(attempt).instrument(span.clone());
+                let outcome = match limit {
+                    Some(after) => crate::timeout::timeout(after, running).await,
+                    None => Ok(running.await),
+                };
 
-            let transition;
-            let (last, retryable, asked_delay) = match outcome {
-                Ok(Ok(value)) => {
-                    if let (Some(breaker), Some(permit)) = (&b.breaker, permit) {
-                        if let Some(t) = breaker.on_success(permit) {
-                            note_transition(&span, observer, &b.key, t);
+                let transition;
+                let (last, retryable, asked_delay) = match outcome {
+                    Ok(Ok(value)) => {
+                        if let (Some(breaker), Some(permit)) = (&b.breaker, permit) {
+                            if let Some(t) = breaker.on_success(permit) {
+                                note_transition(&span, observer, &b.key, t);
+                            }
                         }
+                        return Ok(value);
                     }
-                    return Ok(value);
+                    Ok(Err(error)) => {
+                        transition = match (&b.breaker, permit) {
+                            (Some(breaker), Some(permit)) => breaker.on_failure(permit, &error),
+                            _ => None,
+                        };
+                        let (retryable, asked) = classify(&error);
+                        span.in_scope(|| tracing::info!(%error, retryable, "attempt failed"));
+                        emit(observer, || PolicyEvent::AttemptFailed {
+                            attempt,
+                            error: error.to_string(),
+                            retryable,
+                        });
+                        (ErrorKind::Operation(error), retryable, asked)
+                    }
+                    Err(after) => {
+                        transition = match (&b.breaker, permit) {
+                            (Some(breaker), Some(permit)) => breaker
+                                .on_failure(permit, &format_args!("timed out after {after:?}")),
+                            _ => None,
+                        };
+                        span.in_scope(|| tracing::info!(?after, "attempt timed out"));
+                        emit(observer, || PolicyEvent::TimedOut { attempt, after });
+                        (ErrorKind::Timeout { after }, true, None)
+                    }
+                };
+                if let Some(t) = transition {
+                    note_transition(&span, observer, &b.key, t);
                 }
-                Ok(Err(error)) => {
-                    transition = match (&b.breaker, permit) {
-                        (Some(breaker), Some(permit)) => breaker.on_failure(permit, &error),
-                        _ => None,
-                    };
-                    let (retryable, asked) = classify(&error);
-                    span.in_scope(|| tracing::info!(%error, retryable, "attempt failed"));
-                    emit(observer, || PolicyEvent::AttemptFailed {
-                        attempt,
-                        error: error.to_string(),
-                        retryable,
+                // The slot is not held while waiting to retry.
+                drop(slot);
+                if is_cancelled(token) {
+                    return Err(PolicyError::new(ErrorKind::Cancelled, attempt));
+                }
+                if !retryable || attempt >= b.retry.max_attempts {
+                    return Err(PolicyError::new(last, attempt));
+                }
+                let mut delay = b.retry.backoff.delay(attempt, self.rng());
+                if let Some(asked) = asked_delay {
+                    delay = delay.max(asked);
+                }
+                if remaining().is_some_and(|r| delay >= r) {
+                    span.in_scope(|| {
+                        tracing::info!(?delay, "retry would pass the deadline; giving up")
                     });
-                    (ErrorKind::Operation(error), retryable, asked)
+                    return Err(PolicyError::new(last, attempt));
                 }
-                Err(after) => {
-                    transition = match (&b.breaker, permit) {
-                        (Some(breaker), Some(permit)) => {
-                            breaker.on_failure(permit, &format_args!("timed out after {after:?}"))
-                        }
-                        _ => None,
-                    };
-                    span.in_scope(|| tracing::info!(?after, "attempt timed out"));
-                    emit(observer, || PolicyEvent::TimedOut { attempt, after });
-                    (ErrorKind::Timeout { after }, true, None)
-                }
-            };
-            if let Some(t) = transition {
-                note_transition(&span, observer, &b.key, t);
-            }
-            // The slot is not held while waiting to retry.
-            drop(slot);
-            if is_cancelled(token) {
-                return Err(PolicyError::new(ErrorKind::Cancelled, attempt));
-            }
-            if !retryable || attempt >= b.retry.max_attempts {
-                return Err(PolicyError::new(last, attempt));
-            }
-            let mut delay = b.retry.backoff.delay(attempt, self.rng());
-            if let Some(asked) = asked_delay {
-                delay = delay.max(asked);
-            }
-            if remaining().is_some_and(|r| delay >= r) {
                 span.in_scope(|| {
-                    tracing::info!(?delay, "retry would pass the deadline; giving up")
+                    tracing::info!(?delay, next_attempt = attempt + 1, "retry scheduled")
                 });
-                return Err(PolicyError::new(last, attempt));
-            }
-            span.in_scope(|| tracing::info!(?delay, next_attempt = attempt + 1, "retry scheduled"));
-            emit(observer, || PolicyEvent::RetryScheduled {
-                next_attempt: attempt + 1,
-                delay,
-            });
-            if !sleep_or_cancel(delay, token).await {
-                return Err(PolicyError::new(ErrorKind::Cancelled, attempt));
+                emit(observer, || PolicyEvent::RetryScheduled {
+                    next_attempt: attempt + 1,
+                    delay,
+                });
+                if !sleep_or_cancel(delay, token).await {
+                    return Err(PolicyError::new(ErrorKind::Cancelled, attempt));
+                }
             }
         }
     }
