@@ -241,7 +241,10 @@ where
         }
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Journals the start and makes the entry steps ready, then returns
+    /// the execution's task. Not an `async fn`, which would hold the driver
+    /// twice (captured, and moved into a local).
+    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send + 'static {
         let wf = self.wf.clone();
         let started_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -258,7 +261,7 @@ where
         for i in wf.plan.entries() {
             self.make_ready(i);
         }
-        self.drive().await;
+        async move { self.drive().await }
     }
 
     /// The scheduling loop, from whatever state the driver is in, to the end.

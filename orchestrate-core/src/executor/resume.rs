@@ -140,7 +140,9 @@ where
     }
 
     /// Continues a restored execution to its end.
-    pub(crate) async fn run_restored(mut self) {
-        self.drive().await;
+    /// The restored execution's task (not an `async fn`: see `run`).
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn run_restored(mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        async move { self.drive().await }
     }
 }
