@@ -29,7 +29,7 @@ pub struct Context {
     attempt: AtomicU32,
     correlation_id: Arc<str>,
     /// Shared by reference count: cloning a `CancellationToken` takes its
-    /// tree's lock, and contexts are cloned per attempt.
+    /// tree's lock, and a context is made per step.
     token: Arc<CancellationToken>,
     sink: Option<EventSink>,
 }
