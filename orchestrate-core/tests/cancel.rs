@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use orchestrate_core::{ExecutionStatus, Orchestrator, StepStatus};
+use orchestrate_core::{ExecutionStatus, Orchestrator, StepStatus, StepTasks};
 use orchestrate_graph::{StepDef, WorkflowDef};
 use orchestrate_testing::MockAgent;
 use serde_json::json;
@@ -20,9 +20,19 @@ fn workflow() -> WorkflowDef {
 
 #[tokio::test(start_paused = true)]
 async fn cooperative_attempts_stop_at_once_and_the_execution_ends_cancelled() {
+    cooperative_attempts_stop_at_once(StepTasks::Inline).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cooperative_spawned_attempts_stop_at_once_too() {
+    cooperative_attempts_stop_at_once(StepTasks::Spawned).await;
+}
+
+async fn cooperative_attempts_stop_at_once(tasks: StepTasks) {
     let agent = MockAgent::new("agent").latency(Duration::from_secs(3600));
     let orch = Orchestrator::builder()
         .agent(agent.clone())
+        .step_tasks(tasks)
         .build()
         .unwrap();
     let exec = orch
@@ -52,11 +62,21 @@ async fn cooperative_attempts_stop_at_once_and_the_execution_ends_cancelled() {
 
 #[tokio::test(start_paused = true)]
 async fn attempts_ignoring_the_token_are_dropped_after_the_grace_period() {
+    dropped_after_the_grace_period(StepTasks::Inline).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn spawned_attempts_ignoring_the_token_are_aborted_after_the_grace_period() {
+    dropped_after_the_grace_period(StepTasks::Spawned).await;
+}
+
+async fn dropped_after_the_grace_period(tasks: StepTasks) {
     let agent = MockAgent::new("agent")
         .latency(Duration::from_secs(3600))
         .ignore_cancel();
     let orch = Orchestrator::builder()
         .agent(agent)
+        .step_tasks(tasks)
         .cancel_grace(Duration::from_secs(2))
         .build()
         .unwrap();
