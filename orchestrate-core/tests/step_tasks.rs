@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrate_core::bus::{BusError, EventBus, MemoryBus, Subscription};
 use orchestrate_core::journal::Event;
-use orchestrate_core::{agent_fn, AgentError, ExecutionStatus, Orchestrator, StepTasks};
+use orchestrate_core::{agent_fn, AgentError, ExecutionStatus, Orchestrator, StepTasks, Workflow};
 use orchestrate_graph::{StepDef, WorkflowDef};
 use serde_json::{json, Value};
 use support::{journal, position};
@@ -23,6 +23,18 @@ fn fanout(n: usize, agent: &str) -> WorkflowDef {
     }
     b.step(StepDef::new("join", "noop").depends_on((0..n).map(|i| format!("w{i}"))))
         .build()
+}
+
+/// Runs `wf` with a null input and expects it to succeed.
+async fn runs_to_success(orch: &Orchestrator, wf: &Workflow) {
+    let view = orch
+        .run(wf, Value::Null)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(view.status(), ExecutionStatus::Succeeded);
 }
 
 /// Runs a fan-out of `n` steps that all wait at one barrier with the test,
@@ -104,14 +116,7 @@ async fn spawned_steps_compute_in_parallel() {
         .step(StepDef::new("b", "blocking").input(json!({"side": 1})))
         .build();
     let wf = orch.bind(&def).unwrap();
-    let view = orch
-        .run(&wf, Value::Null)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    assert_eq!(view.status(), ExecutionStatus::Succeeded);
+    runs_to_success(&orch, &wf).await;
 }
 
 #[tokio::test]
@@ -182,14 +187,7 @@ async fn steps_that_finish_together_are_journaled_in_one_batch() {
             .build()
             .unwrap();
         let wf = orch.bind(&fanout(50, "noop")).unwrap();
-        let view = orch
-            .run(&wf, Value::Null)
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-        assert_eq!(view.status(), ExecutionStatus::Succeeded);
+        runs_to_success(&orch, &wf).await;
         // Started; `start` done and the 50 started; the 50 done and `join`
         // started; `join` done and finished. A spawned step may finish a
         // turn late, so that mode gets some slack; a batch per step fails.
