@@ -12,59 +12,65 @@ use crate::executor::{Inbox, TaskMsg};
 use crate::ids::ExecutionId;
 
 /// Sends an attempt's custom events to its execution's journal.
-#[derive(Clone)]
 pub(crate) struct EventSink {
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) limit: u32,
 }
 
+/// What every step of one execution shares, made once per execution: a
+/// step's context then takes two reference counts, not one per field.
+pub(crate) struct ExecutionScope {
+    execution_id: ExecutionId,
+    correlation_id: Arc<str>,
+    token: CancellationToken,
+    sink: Option<EventSink>,
+}
+
+impl ExecutionScope {
+    pub(crate) fn new(
+        execution_id: ExecutionId,
+        correlation_id: Arc<str>,
+        token: CancellationToken,
+        sink: EventSink,
+    ) -> Self {
+        Self {
+            execution_id,
+            correlation_id,
+            token,
+            sink: Some(sink),
+        }
+    }
+}
+
 /// The context of one attempt: ids, the attempt number, cancellation, and a
 /// way to write custom events into the journal. Cheap to clone.
 pub struct Context {
-    execution_id: ExecutionId,
+    scope: Arc<ExecutionScope>,
     step_id: Arc<str>,
     step_index: usize,
     /// Atomic so that a step's attempts can share one context: each sets
     /// its number before it starts, once the previous one is over.
     attempt: AtomicU32,
-    correlation_id: Arc<str>,
-    /// Shared by reference count: cloning a `CancellationToken` takes its
-    /// tree's lock, and a context is made per step.
-    token: Arc<CancellationToken>,
-    sink: Option<EventSink>,
 }
 
 impl Clone for Context {
     fn clone(&self) -> Self {
         Self {
-            execution_id: self.execution_id.clone(),
+            scope: self.scope.clone(),
             step_id: self.step_id.clone(),
             step_index: self.step_index,
             attempt: AtomicU32::new(self.attempt()),
-            correlation_id: self.correlation_id.clone(),
-            token: self.token.clone(),
-            sink: self.sink.clone(),
         }
     }
 }
 
 impl Context {
-    pub(crate) fn new(
-        execution_id: ExecutionId,
-        step_id: Arc<str>,
-        step_index: usize,
-        correlation_id: Arc<str>,
-        token: Arc<CancellationToken>,
-        sink: EventSink,
-    ) -> Self {
+    pub(crate) fn new(scope: Arc<ExecutionScope>, step_id: Arc<str>, step_index: usize) -> Self {
         Self {
-            execution_id,
+            scope,
             step_id,
             step_index,
             attempt: AtomicU32::new(1),
-            correlation_id,
-            token,
-            sink: Some(sink),
         }
     }
 
@@ -73,15 +79,13 @@ impl Context {
     /// [`emit`](Self::emit) discarding events.
     pub fn detached(step_id: &str) -> Self {
         let execution_id = ExecutionId::new();
-        Self {
+        let scope = ExecutionScope {
             correlation_id: execution_id.as_str().into(),
             execution_id,
-            step_id: step_id.into(),
-            step_index: 0,
-            attempt: AtomicU32::new(1),
-            token: Arc::new(CancellationToken::new()),
+            token: CancellationToken::new(),
             sink: None,
-        }
+        };
+        Self::new(Arc::new(scope), step_id.into(), 0)
     }
 
     /// Numbers the attempt about to start.
@@ -91,7 +95,7 @@ impl Context {
 
     /// The execution this attempt belongs to.
     pub fn execution_id(&self) -> &ExecutionId {
-        &self.execution_id
+        &self.scope.execution_id
     }
 
     /// The step being run.
@@ -106,23 +110,23 @@ impl Context {
 
     /// The correlation id shared by every span and event of the execution.
     pub fn correlation_id(&self) -> &str {
-        &self.correlation_id
+        &self.scope.correlation_id
     }
 
     /// A key for this step of this execution, the same on every attempt:
     /// pass it to external services to make side effects happen once.
     pub fn idempotency_key(&self) -> String {
-        format!("{}/{}", self.execution_id, self.step_id)
+        format!("{}/{}", self.scope.execution_id, self.step_id)
     }
 
     /// The token cancelled when the execution is cancelled.
     pub fn cancellation_token(&self) -> &CancellationToken {
-        &self.token
+        &self.scope.token
     }
 
     /// Whether cancellation was requested.
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.scope.token.is_cancelled()
     }
 
     /// Completes when cancellation is requested.
@@ -131,7 +135,7 @@ impl Context {
     ///
     /// Cancel safe.
     pub async fn cancelled(&self) {
-        self.token.cancelled().await
+        self.scope.token.cancelled().await
     }
 
     /// Appends a custom event to the execution's journal, after any event
@@ -147,7 +151,7 @@ impl Context {
     /// If the future is dropped before it completes, the event may or may
     /// not be recorded.
     pub async fn emit(&self, name: impl Into<String>, payload: Value) -> Result<(), Error> {
-        let Some(sink) = &self.sink else {
+        let Some(sink) = &self.scope.sink else {
             return Ok(());
         };
         if sink.inbox.emitted.fetch_add(1, Ordering::Relaxed) >= sink.limit {
@@ -167,7 +171,7 @@ impl Context {
     }
 
     pub(crate) fn sink(&self) -> Option<&EventSink> {
-        self.sink.as_ref()
+        self.scope.sink.as_ref()
     }
 
     pub(crate) fn step_index(&self) -> usize {
@@ -178,11 +182,11 @@ impl Context {
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("execution_id", &self.execution_id)
+            .field("execution_id", &self.scope.execution_id)
             .field("step_id", &self.step_id)
             .field("attempt", &self.attempt())
-            .field("correlation_id", &self.correlation_id)
-            .field("cancelled", &self.token.is_cancelled())
+            .field("correlation_id", &self.scope.correlation_id)
+            .field("cancelled", &self.scope.token.is_cancelled())
             .finish()
     }
 }

@@ -196,3 +196,55 @@ async fn steps_that_finish_together_are_journaled_in_one_batch() {
         assert!(batches <= most, "{tasks:?}: {batches} batches for 52 steps");
     }
 }
+
+/// Steps that never wait finish as they start, inside their driver's poll:
+/// a long chain of them still lets the other tasks of its worker run.
+#[tokio::test]
+async fn a_long_chain_of_steps_that_never_wait_lets_other_tasks_run() {
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let (t, s) = (ticks.clone(), seen.clone());
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("look", move |_, _| {
+            let (t, s) = (t.clone(), s.clone());
+            async move {
+                s.lock().unwrap().push(t.load(Ordering::SeqCst));
+                Ok(Value::Null)
+            }
+        }))
+        .build()
+        .unwrap();
+    let n = 2_000;
+    let def = WorkflowDef::builder("chain")
+        .steps((0..n).map(|i| {
+            let step = StepDef::new(format!("c{i}"), "look");
+            if i == 0 {
+                step
+            } else {
+                step.depends_on([format!("c{}", i - 1)])
+            }
+        }))
+        .build();
+    let wf = orch.bind(&def).unwrap();
+    runs_to_success(&orch, &wf).await;
+    ticker.abort();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), n);
+    // On this one-thread runtime the ticker only runs when the driver
+    // yields: it did so within the chain, not only before or after it.
+    assert!(
+        seen[n - 1] > seen[0],
+        "the ticker never ran during the chain: {} then {}",
+        seen[0],
+        seen[n - 1]
+    );
+}

@@ -40,3 +40,23 @@ fn a_successful_call_under_the_full_stack_does_not_allocate() {
         large - small
     );
 }
+
+/// Every running step holds one of these futures: its rare waits (a retry's
+/// back-off, a throttle, a full bulkhead) are boxed when they happen rather
+/// than reserved in every call.
+#[test]
+fn a_call_future_reserves_no_room_for_its_rare_waits() {
+    let policy = Policy::builder()
+        .timeout(Duration::from_secs(30))
+        .retry(RetryConfig::default())
+        .circuit_breaker(BreakerConfig::default())
+        .bulkhead(BulkheadConfig::new(64, 64))
+        .build();
+    let token = tokio_util::sync::CancellationToken::new();
+    let call = policy.call_with(CallOptions::new().cancel(&token), |_| async {
+        Ok::<_, std::io::Error>(())
+    });
+    // 264 bytes today; 496 with the waits held inline.
+    let size = std::mem::size_of_val(&call);
+    assert!(size <= 320, "a call's future grew to {size} bytes");
+}

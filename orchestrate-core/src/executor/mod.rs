@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::agent::BoxAgent;
-use crate::context::{Context, EventSink};
+use crate::context::{Context, EventSink, ExecutionScope};
 use crate::error::{Error, ErrorInfo};
 use crate::execution::Shared;
 use crate::journal::{Event, EventKind, ExecutionStatus, SkipReason};
@@ -170,8 +170,8 @@ pub(crate) struct Driver<F> {
     pending: Vec<Arc<Event>>,
     journal_broken: bool,
     failure: Option<Error>,
-    /// The execution's token, shared with every attempt's context.
-    token: Arc<tokio_util::sync::CancellationToken>,
+    /// What every step's context shares.
+    scope: Arc<ExecutionScope>,
     /// Cancellation was seen (requested, or decided by this driver): checked
     /// without the token's lock on every scheduling decision.
     cancel_seen: bool,
@@ -199,6 +199,16 @@ where
         make_step: fn(StepArgs) -> F,
     ) -> Self {
         let n = wf.plan.len();
+        let inbox = Arc::<Inbox>::default();
+        let scope = Arc::new(ExecutionScope::new(
+            shared.id.clone(),
+            correlation_id.clone(),
+            shared.cancel.clone(),
+            EventSink {
+                inbox: inbox.clone(),
+                limit: limits.max_custom_events,
+            },
+        ));
         Self {
             remaining: wf
                 .plan
@@ -218,7 +228,7 @@ where
             unresolved: n,
             tasks: RunningSteps::new(limits.step_tasks),
             make_step,
-            inbox: Arc::default(),
+            inbox,
             inbox_buf: Vec::new(),
             seq: 0,
             started: Instant::now(),
@@ -226,7 +236,7 @@ where
             pending: Vec::new(),
             journal_broken: false,
             failure: None,
-            token: Arc::new(shared.cancel.clone()),
+            scope,
             cancel_seen: false,
             cancelling: false,
             cancel_recorded: false,
@@ -406,7 +416,25 @@ where
 
     /// Starts ready steps up to the limits. The journal batch (with the
     /// outputs these steps depend on) is written before any of them starts.
+    ///
+    /// An inline step is polled as it starts, and may finish there: its
+    /// successors are then ready, and start in another round, after a batch
+    /// holding the output they read.
     async fn dispatch(&mut self) {
+        while self.dispatch_round().await {
+            if self.shared.cancel.is_cancelled() {
+                self.cancel_seen = true;
+                return;
+            }
+            // A long run of steps that never wait would otherwise hold the
+            // worker for as long as it lasts.
+            tokio::task::consume_budget().await;
+        }
+    }
+
+    /// One round of [`dispatch`](Self::dispatch): whether a step finished as
+    /// it started and more may be ready.
+    async fn dispatch_round(&mut self) -> bool {
         let wf = self.wf.clone();
         // Reused across turns: one allocation per execution, not per step.
         let mut starts = std::mem::take(&mut self.start_buf);
@@ -439,31 +467,25 @@ where
         }
         self.record_waiting();
         self.flush().await;
+        let mut finished = false;
         for (i, input) in starts.drain(..) {
             if self.cancel_seen {
                 // A failure in this same turn cancelled the execution: the
                 // step never starts.
                 self.cancel_step(i);
-            } else {
-                self.start_step(i, input);
+            } else if let Some((i, result)) = self.start_step(i, input) {
+                self.on_joined(i, result);
+                finished = true;
             }
         }
         self.start_buf = starts;
+        finished && self.unresolved > 0 && !self.cancel_seen
     }
 
-    fn start_step(&mut self, i: usize, input: Value) {
+    /// Starts step `i`; its result if it finished at once.
+    fn start_step(&mut self, i: usize, input: Value) -> Option<(usize, StepResult)> {
         let step = &self.wf.plan.steps()[i];
-        let ctx = Context::new(
-            self.shared.id.clone(),
-            step.id().clone(),
-            i,
-            self.correlation_id.clone(),
-            self.token.clone(),
-            EventSink {
-                inbox: self.inbox.clone(),
-                limit: self.limits.max_custom_events,
-            },
-        );
+        let ctx = Context::new(self.scope.clone(), step.id().clone(), i);
         let policy = self.wf.policies[i].clone();
         let agent = self.wf.agents[i].clone();
         let input = if policy.retry_config().max_attempts > 1 {
@@ -489,7 +511,7 @@ where
             step_id: step.id().clone(),
             agent_name: step.agent().clone(),
         });
-        self.tasks.start(step);
+        self.tasks.start(step)
     }
 
     /// Journals what the steps sent, in the order they sent it.

@@ -34,9 +34,11 @@ pub struct Limits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StepTasks {
-    /// Polled by the execution's own driver task, like the futures of a
-    /// `FuturesUnordered`: no task spawned, no cross-thread wake-up per
-    /// step. Right for agents that wait (model calls, tools, services),
+    /// Polled by the execution's own driver task, first as the step starts
+    /// (a step whose agent does not wait finishes right there), then like
+    /// the futures of a `FuturesUnordered`: no task spawned, no
+    /// cross-thread wake-up per step. Right for agents that wait (model
+    /// calls, tools, services),
     /// which is what agents mostly do. A step that computes for long holds
     /// up its execution's other steps: such an agent should move that work
     /// to `tokio::task::spawn_blocking`, or the orchestrator should use

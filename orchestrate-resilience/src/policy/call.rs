@@ -176,7 +176,7 @@ impl Policy {
                                 attempt,
                                 delay: wait,
                             });
-                            if !sleep_or_cancel(wait, token).await {
+                            if !Box::pin(sleep_or_cancel(wait, token)).await {
                                 return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1));
                             }
                         }
@@ -201,14 +201,23 @@ impl Policy {
                     Some(bulkhead) => match bulkhead.try_acquire() {
                         Some(slot) => Some(slot),
                         None => {
-                            let acquired = tokio::select! {
-                                biased;
-                                _ = cancelled(token) => return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1)),
-                                r = bulkhead.acquire() => r,
-                            };
+                            // Boxed, as are the waits below: rare, and
+                            // waiting anyway, they would otherwise make
+                            // every call's future larger.
+                            let acquired = Box::pin(async {
+                                tokio::select! {
+                                    biased;
+                                    _ = cancelled(token) => None,
+                                    r = bulkhead.acquire() => Some(r),
+                                }
+                            })
+                            .await;
                             match acquired {
-                                Ok(slot) => Some(slot),
-                                Err(()) => {
+                                None => {
+                                    return Err(PolicyError::new(ErrorKind::Cancelled, attempt - 1))
+                                }
+                                Some(Ok(slot)) => Some(slot),
+                                Some(Err(())) => {
                                     let config = bulkhead.config();
                                     let kind = ErrorKind::BulkheadFull {
                                         key: b.key.clone(),
@@ -326,7 +335,7 @@ impl Policy {
                     next_attempt: attempt + 1,
                     delay,
                 });
-                if !sleep_or_cancel(delay, token).await {
+                if !Box::pin(sleep_or_cancel(delay, token)).await {
                     return Err(PolicyError::new(ErrorKind::Cancelled, attempt));
                 }
             }
