@@ -24,6 +24,9 @@ pub(crate) struct ExecutionScope {
     correlation_id: Arc<str>,
     token: CancellationToken,
     sink: Option<EventSink>,
+    /// The execution's input, which a retry evaluates its step's template
+    /// against again (`None` outside an execution).
+    input: Option<Arc<Value>>,
 }
 
 impl ExecutionScope {
@@ -32,12 +35,14 @@ impl ExecutionScope {
         correlation_id: Arc<str>,
         token: CancellationToken,
         sink: EventSink,
+        input: Arc<Value>,
     ) -> Self {
         Self {
             execution_id,
             correlation_id,
             token,
             sink: Some(sink),
+            input: Some(input),
         }
     }
 }
@@ -84,6 +89,7 @@ impl Context {
             execution_id,
             token: CancellationToken::new(),
             sink: None,
+            input: None,
         };
         Self::new(Arc::new(scope), step_id.into(), 0)
     }
@@ -176,6 +182,12 @@ impl Context {
 
     pub(crate) fn step_index(&self) -> usize {
         self.step_index
+    }
+
+    /// The execution's input (null outside an execution).
+    pub(crate) fn execution_input(&self) -> &Value {
+        static NULL: Value = Value::Null;
+        self.scope.input.as_deref().unwrap_or(&NULL)
     }
 }
 

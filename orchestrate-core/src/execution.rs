@@ -97,6 +97,13 @@ impl Shared {
 
     /// How the execution ended, once it has.
     pub(crate) async fn outcome(&self) -> Result<ExecutionView, Error> {
+        self.shared_outcome()
+            .await
+            .map(|view| ExecutionView::clone(&view))
+    }
+
+    /// How the execution ended, the view still shared.
+    async fn shared_outcome(&self) -> Result<Arc<ExecutionView>, Error> {
         loop {
             let ended = self.ended.notified();
             let mut ended = std::pin::pin!(ended);
@@ -104,10 +111,7 @@ impl Shared {
             // and the wait still wakes this waiter.
             ended.as_mut().enable();
             if let Some(outcome) = &*self.outcome.lock().unwrap_or_else(PoisonError::into_inner) {
-                return match outcome {
-                    Ok(view) => Ok(ExecutionView::clone(view)),
-                    Err(e) => Err(e.clone()),
-                };
+                return outcome.clone();
             }
             ended.await;
         }
@@ -257,7 +261,13 @@ impl IntoFuture for Execution {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.wait().await })
+        Box::pin(async move {
+            let view = self.shared.shared_outcome().await?;
+            // The last handle on an ended execution owns its view: once
+            // the handle is gone, the view is taken rather than copied.
+            drop(self);
+            Ok(Arc::unwrap_or_clone(view))
+        })
     }
 }
 

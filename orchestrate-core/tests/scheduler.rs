@@ -449,3 +449,60 @@ async fn execution_events_are_in_journal_order_per_step() {
     );
     assert!(position(&events, "step_succeeded", "a") < position(&events, "step_started", "b"));
 }
+
+/// Panics at the call itself, before it returns a future: outside the
+/// attempt's own guard, caught by the step's.
+struct PanicsBeforeItsFuture;
+
+impl orchestrate_core::Agent for PanicsBeforeItsFuture {
+    fn name(&self) -> &str {
+        "eager"
+    }
+
+    fn call<'a, 'b, 'f>(
+        &'a self,
+        _input: serde_json::Value,
+        _ctx: &'b orchestrate_core::Context,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<serde_json::Value, orchestrate_core::AgentError>,
+                > + Send
+                + 'f,
+        >,
+    >
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        panic!("before any future")
+    }
+}
+
+#[tokio::test]
+async fn a_panic_outside_the_attempt_fails_the_step_naming_it_in_both_modes() {
+    use orchestrate_core::StepTasks;
+    for tasks in [StepTasks::Inline, StepTasks::Spawned] {
+        let def = WorkflowDef::builder("w")
+            .step(StepDef::new("s", "eager").retries(2))
+            .build();
+        let orch = Orchestrator::builder()
+            .agent(PanicsBeforeItsFuture)
+            .step_tasks(tasks)
+            .build()
+            .unwrap();
+        let err = orch
+            .run(&orch.bind(&def).unwrap(), json!(null))
+            .await
+            .unwrap()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "panicked", "{tasks:?}");
+        assert_eq!(
+            err.to_string(),
+            "step `s`: agent `eager` panicked: before any future",
+            "{tasks:?}"
+        );
+    }
+}

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use futures::FutureExt;
 use orchestrate_graph::template::EvalError;
 use orchestrate_resilience::{
-    CallOptions, ErrorKind, Observer, Policy, PolicyError, PolicyEvent, Retryable,
+    CallOptions, ErrorKind, Observer, PolicyError, PolicyEvent, Retryable,
 };
 use serde_json::Value;
 
 use super::input::StepInput;
 use super::{StepResult, TaskMsg};
-use crate::agent::BoxAgent;
 use crate::context::Context;
 use crate::error::{AgentError, Error};
+use crate::orchestrator::Bound;
 
 /// How one attempt failed.
 enum AttemptError {
@@ -85,18 +85,24 @@ pub(crate) enum Produced {
     Interrupt(Arc<Value>),
 }
 
-/// Runs the agent under `policy` until it succeeds or the policy gives up.
+/// Runs step `index` of `wf`: its agent under its policy, until it
+/// succeeds or the policy gives up.
+///
+/// The agent, the policy and the template of a retry are borrowed from
+/// `wf`, which the future holds once, rather than each held by a reference
+/// count of its own.
 ///
 /// Not an `async fn`: one would hold its arguments twice (as captured, and
 /// as the locals they are moved into), 200 bytes more in every step.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run_step(
-    agent: BoxAgent,
+    wf: Arc<Bound>,
+    index: usize,
     ctx: Context,
     mut input: StepInput,
-    policy: Policy,
 ) -> impl Future<Output = StepResult> + Send {
     async move {
+        let (agent, policy) = (&wf.agents[index], &wf.policies[index]);
         let observer = JournalObserver { ctx: &ctx };
         let options = CallOptions::new()
             .cancel(ctx.cancellation_token())
@@ -105,11 +111,11 @@ pub(crate) fn run_step(
         let result = policy
             .call_with(options, |attempt| {
                 last_attempt = attempt;
-                let this_input = input.next_attempt();
+                let this_input = input.next_attempt(&wf, index, ctx.execution_input());
                 // Every attempt borrows the step's context; the previous one
                 // is over by now, so renumbering it is seen by this one only.
                 ctx.set_attempt(attempt);
-                let (agent, ctx) = (&agent, &ctx);
+                let ctx = &ctx;
                 async move {
                     let this_input = this_input.map_err(AttemptError::Input)?;
                     match AssertUnwindSafe(agent.call(this_input, ctx))

@@ -8,29 +8,32 @@ use smallvec::SmallVec;
 
 use crate::orchestrator::Bound;
 
+/// The outputs a step's template reads, by plan index.
+type ReadOutputs = SmallVec<[(usize, Arc<Value>); 2]>;
+
 /// The input of one step's attempts.
 ///
 /// The first attempt takes the evaluated input itself. A later one, rare,
 /// evaluates the step's template again from what it read, which cannot
-/// have changed: the execution's input and the outputs of finished steps,
-/// held by reference count. Keeping a copy of the input instead would cost
-/// a deep clone of it for every step whose policy allows a retry.
+/// have changed: the execution's input (held by the step's context) and
+/// the outputs of finished steps, held here by reference count. Keeping a
+/// copy of the input instead would cost a deep clone of it for every step
+/// whose policy allows a retry.
 pub(crate) struct StepInput {
     first: Option<Value>,
-    again: Option<Reevaluate>,
+    /// The outputs the template reads, for an attempt after the first.
+    again: Option<ReadOutputs>,
 }
 
-/// What evaluating a step's template again needs.
-struct Reevaluate {
-    wf: Arc<Bound>,
-    step: usize,
-    input: Arc<Value>,
-    outputs: SmallVec<[(usize, Arc<Value>); 2]>,
+/// What evaluating a step's template again reads.
+struct Reevaluate<'a> {
+    input: &'a Value,
+    outputs: &'a [(usize, Arc<Value>)],
 }
 
-impl Scope for Reevaluate {
+impl Scope for Reevaluate<'_> {
     fn input(&self) -> &Value {
-        &self.input
+        self.input
     }
     fn step_output(&self, index: usize) -> Option<&Value> {
         self.outputs
@@ -49,13 +52,12 @@ impl StepInput {
         }
     }
 
-    /// An input for a step that may be attempted again: `outputs` gives the
-    /// finished steps' outputs by plan index.
+    /// An input for step `step` of `wf`, which may be attempted again:
+    /// `outputs` gives the finished steps' outputs by plan index.
     pub(crate) fn retryable(
         input: Value,
-        wf: Arc<Bound>,
+        wf: &Bound,
         step: usize,
-        execution_input: Arc<Value>,
         outputs: &[Option<Arc<Value>>],
     ) -> Self {
         let refs = wf.plan.steps()[step].input_refs();
@@ -65,24 +67,29 @@ impl StepInput {
             .collect();
         Self {
             first: Some(input),
-            again: Some(Reevaluate {
-                wf,
-                step,
-                input: execution_input,
-                outputs,
-            }),
+            again: Some(outputs),
         }
     }
 
-    /// The input of the next attempt.
-    pub(crate) fn next_attempt(&mut self) -> Result<Value, EvalError> {
+    /// The input of the next attempt of step `step` of `wf`, in an
+    /// execution whose input is `execution_input`.
+    pub(crate) fn next_attempt(
+        &mut self,
+        wf: &Bound,
+        step: usize,
+        execution_input: &Value,
+    ) -> Result<Value, EvalError> {
         if let Some(first) = self.first.take() {
             return Ok(first);
         }
         match &self.again {
-            Some(again) => {
-                let step = &again.wf.plan.steps()[again.step];
-                step.input().evaluate(step.id(), again)
+            Some(outputs) => {
+                let step = &wf.plan.steps()[step];
+                let scope = Reevaluate {
+                    input: execution_input,
+                    outputs,
+                };
+                step.input().evaluate(step.id(), &scope)
             }
             // A single attempt: never asked twice.
             None => Ok(Value::Null),

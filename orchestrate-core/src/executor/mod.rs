@@ -23,12 +23,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use orchestrate_graph::template::Scope;
 use orchestrate_graph::OnError;
-use orchestrate_resilience::{Policy, PolicyEvent};
+use orchestrate_resilience::PolicyEvent;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::agent::BoxAgent;
 use crate::context::{Context, EventSink, ExecutionScope};
 use crate::error::{Error, ErrorInfo};
 use crate::execution::Shared;
@@ -59,9 +58,21 @@ pub(crate) enum TaskMsg {
 
 /// How a step's task ended.
 pub(crate) enum StepResult {
-    Success { output: Value, attempts: u32 },
-    Failure { error: Error, attempts: u32 },
-    Interrupted { payload: Arc<Value> },
+    Success {
+        output: Value,
+        attempts: u32,
+    },
+    Failure {
+        error: Error,
+        attempts: u32,
+    },
+    Interrupted {
+        payload: Arc<Value>,
+    },
+    /// A panic escaped the attempts; the driver names the step and agent.
+    Panicked {
+        message: String,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -91,13 +102,10 @@ impl Scope for RunScope<'_> {
 /// What starting a step takes.
 pub(crate) struct StepArgs {
     index: usize,
-    agent: BoxAgent,
+    wf: Arc<Bound>,
     ctx: Context,
     input: StepInput,
-    policy: Policy,
     span: tracing::Span,
-    step_id: Arc<str>,
-    agent_name: Arc<str>,
 }
 
 /// The future of one step: its attempts under its policy, in its span; a
@@ -108,25 +116,15 @@ pub(crate) fn step_future(
 ) -> impl Future<Output = (usize, StepResult)> + Send + 'static {
     let StepArgs {
         index,
-        agent,
+        wf,
         ctx,
         input,
-        policy,
         span,
-        step_id,
-        agent_name,
     } = args;
     tasks::guarded(
         index,
-        run_step(agent, ctx, input, policy).instrument(span),
-        move |message| StepResult::Failure {
-            error: Error::Panicked {
-                step: step_id,
-                agent: agent_name,
-                message,
-            },
-            attempts: 1,
-        },
+        run_step(wf, index, ctx, input).instrument(span),
+        |message| StepResult::Panicked { message },
     )
 }
 
@@ -208,6 +206,7 @@ where
                 inbox: inbox.clone(),
                 limit: limits.max_custom_events,
             },
+            input.clone(),
         ));
         Self {
             remaining: wf
@@ -486,10 +485,8 @@ where
     fn start_step(&mut self, i: usize, input: Value) -> Option<(usize, StepResult)> {
         let step = &self.wf.plan.steps()[i];
         let ctx = Context::new(self.scope.clone(), step.id().clone(), i);
-        let policy = self.wf.policies[i].clone();
-        let agent = self.wf.agents[i].clone();
-        let input = if policy.retry_config().max_attempts > 1 {
-            StepInput::retryable(input, self.wf.clone(), i, self.input.clone(), &self.outputs)
+        let input = if self.wf.policies[i].retry_config().max_attempts > 1 {
+            StepInput::retryable(input, &self.wf, i, &self.outputs)
         } else {
             StepInput::once(input)
         };
@@ -503,13 +500,10 @@ where
         });
         let step = (self.make_step)(StepArgs {
             index: i,
-            agent,
+            wf: self.wf.clone(),
             ctx,
             input,
-            policy,
             span,
-            step_id: step.id().clone(),
-            agent_name: step.agent().clone(),
         });
         self.tasks.start(step)
     }
@@ -552,6 +546,16 @@ where
             StepResult::Success { output, attempts } => self.succeed(i, output, attempts, None),
             StepResult::Failure { .. } if self.cancelling => self.cancel_step(i),
             StepResult::Failure { error, attempts } => self.step_failed(i, error, attempts),
+            StepResult::Panicked { .. } if self.cancelling => self.cancel_step(i),
+            StepResult::Panicked { message } => {
+                let step = &self.wf.plan.steps()[i];
+                let error = Error::Panicked {
+                    step: step.id().clone(),
+                    agent: step.agent().clone(),
+                    message,
+                };
+                self.step_failed(i, error, 1);
+            }
             StepResult::Interrupted { .. } if self.cancelling => self.cancel_step(i),
             StepResult::Interrupted { payload } => {
                 let step = self.wf.plan.steps()[i].id().clone();
