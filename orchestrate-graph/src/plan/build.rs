@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use foldhash::fast::RandomState;
 
 use super::{cycle, dependency_graph, Plan, PlannedStep, StepList};
-use crate::def::WorkflowDef;
+use crate::def::{StepPolicy, WorkflowDef};
 use crate::problem::{Problem, ValidationErrors};
 use crate::template::{is_ident_char, Condition, ParseError, Source, Template};
 
@@ -17,11 +17,27 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         return Err(ValidationErrors::new(&def.name, vec![Problem::Empty]));
     }
 
-    // Ids are allocated once and key the index the plan keeps.
-    let ids: Vec<Arc<str>> = def.steps.iter().map(|s| Arc::from(s.id.as_str())).collect();
+    // Ids are allocated once and key the index the plan keeps; each is
+    // indexed as it is made, while it is still in cache.
+    // Agent names and policies likewise, in the same pass over the
+    // definition's strings: a plan of 100,000 steps is bound by reading
+    // them from memory.
+    let mut ids: Vec<Arc<str>> = Vec::with_capacity(n);
+    let mut agent_names: Vec<Arc<str>> = Vec::with_capacity(n);
+    let mut agents: HashMap<&str, Arc<str>, RandomState> = HashMap::default();
+    let mut last_agent = None;
+    let mut policies: Vec<Arc<StepPolicy>> = Vec::with_capacity(n);
+    let default_policy = Arc::new(StepPolicy::default());
     let mut index: HashMap<Arc<str>, usize, RandomState> =
         HashMap::with_capacity_and_hasher(n, RandomState::default());
     for (i, step) in def.steps.iter().enumerate() {
+        ids.push(Arc::from(step.id.as_str()));
+        agent_names.push(agent_name(&mut agents, &mut last_agent, &step.agent));
+        policies.push(if step.policy == *default_policy {
+            default_policy.clone()
+        } else {
+            Arc::new(step.policy.clone())
+        });
         if step.id.is_empty() || !step.id.chars().all(is_ident_char) {
             problems.push(Problem::InvalidId {
                 step: step.id.clone(),
@@ -128,26 +144,24 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
 
     // The steps, built in place: their templates are filled in below, so
     // that nothing as large as a step is built twice or moved.
-    let mut agents: HashMap<&str, Arc<str>, RandomState> = HashMap::default();
     let mut steps: Vec<PlannedStep> = def
         .steps
         .iter()
-        .zip(ids)
+        .zip(ids.into_iter().zip(agent_names.into_iter().zip(policies)))
         .zip(deps.into_iter().zip(dependents))
-        .map(|((step, id), (deps, dependents))| PlannedStep {
-            id,
-            agent: agents
-                .entry(step.agent.as_str())
-                .or_insert_with(|| Arc::from(step.agent.as_str()))
-                .clone(),
-            input: Template::Literal(serde_json::Value::Null),
-            condition: None,
-            input_refs: StepList::new(),
-            policy: step.policy.clone(),
-            cost: step.cost.unwrap_or(1.0),
-            deps,
-            dependents,
-        })
+        .map(
+            |((step, (id, (agent, policy))), (deps, dependents))| PlannedStep {
+                id,
+                agent,
+                input: Template::Literal(serde_json::Value::Null),
+                condition: None,
+                input_refs: Box::default(),
+                policy,
+                cost: step.cost.unwrap_or(1.0),
+                deps,
+                dependents,
+            },
+        )
         .collect();
 
     // Templates and conditions: parse, resolve step references, check that
@@ -215,7 +229,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
             check(&mut c.expr);
         }
         steps[i].input = input;
-        steps[i].input_refs = input_refs;
+        steps[i].input_refs = input_refs.into_boxed_slice();
         steps[i].condition = condition.map(Box::new);
     }
 
@@ -235,6 +249,26 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         critical_path,
         critical_cost,
     })
+}
+
+/// The plan's one allocation of agent name `name`. Steps in a row mostly
+/// share their agent: the last name is compared before any hashing.
+fn agent_name<'d>(
+    agents: &mut HashMap<&'d str, Arc<str>, RandomState>,
+    last: &mut Option<(&'d str, Arc<str>)>,
+    name: &'d str,
+) -> Arc<str> {
+    if let Some((last_name, arc)) = last {
+        if *last_name == name {
+            return arc.clone();
+        }
+    }
+    let arc = agents
+        .entry(name)
+        .or_insert_with(|| Arc::from(name))
+        .clone();
+    *last = Some((name, arc.clone()));
+    arc
 }
 
 /// Longest path by cost over a topological order.

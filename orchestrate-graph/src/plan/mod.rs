@@ -43,8 +43,10 @@ pub struct PlannedStep {
     pub(crate) input: Template,
     /// Boxed: most steps have none, and the plan's steps stay small.
     pub(crate) condition: Option<Box<Condition>>,
-    pub(crate) input_refs: StepList,
-    pub(crate) policy: StepPolicy,
+    /// Boxed: mostly empty or one, and kept for the plan's life.
+    pub(crate) input_refs: Box<[usize]>,
+    /// Shared: most steps have the default policy.
+    pub(crate) policy: Arc<StepPolicy>,
     pub(crate) cost: f64,
     pub(crate) deps: StepList,
     pub(crate) dependents: StepList,
