@@ -169,7 +169,8 @@ impl Context {
         sink.inbox
             .send(TaskMsg::Custom {
                 step: self.step_index,
-                event: Box::new((name.into(), payload)),
+                name: name.into().into_boxed_str(),
+                payload: Box::new(payload),
             })
             .map_err(|_| Error::Cancelled {
                 step: Some(self.step_id.clone()),

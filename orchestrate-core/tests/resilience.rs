@@ -113,13 +113,13 @@ async fn one_breaker_per_agent_opens_across_steps_and_executions() {
         .filter_map(|e| match &e.kind {
             EventKind::BreakerTransition {
                 breaker, from, to, ..
-            } => Some((breaker.clone(), from.clone(), to.clone())),
+            } => Some((breaker.to_string(), *from, *to)),
             _ => None,
         })
         .collect();
     assert_eq!(
         transitions,
-        [("down".to_owned(), "closed".to_owned(), "open".to_owned())]
+        [("down".to_owned(), BreakerState::Closed, BreakerState::Open)]
     );
 
     // A new execution fails fast: the agent is not called.

@@ -264,16 +264,11 @@ pub(crate) fn projection_change(events: &[Arc<Event>]) -> ProjectionChange<'_> {
     };
     for e in events {
         match &e.kind {
-            EventKind::ExecutionStarted {
-                workflow,
-                idempotency_key,
-                started_at_ms,
-                ..
-            } => {
+            EventKind::ExecutionStarted(start) => {
                 change.started = Some((
-                    workflow,
-                    idempotency_key.as_deref(),
-                    i64::try_from(*started_at_ms).unwrap_or(i64::MAX),
+                    &start.workflow,
+                    start.idempotency_key.as_deref(),
+                    i64::try_from(start.started_at_ms).unwrap_or(i64::MAX),
                 ))
             }
             EventKind::ExecutionResumed { .. } => change.finished = Some(ExecutionStatus::Running),

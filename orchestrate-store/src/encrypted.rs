@@ -10,7 +10,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use orchestrate_core::journal::{Event, EventKind};
+use orchestrate_core::journal::{Event, EventKind, ExecutionStart};
 use orchestrate_core::store::{
     ExecutionQuery, ExecutionSummary, FetchOptions, Message, MessageQuery, NewMessage, Store,
     StoreError,
@@ -194,23 +194,12 @@ impl<S: Store> EncryptedStore<S> {
         };
         let arc = |v: &Arc<Value>, field: &str| f(self, v, &place(field)).map(Arc::new);
         let kind = match &event.kind {
-            EventKind::ExecutionStarted {
-                workflow,
-                version,
-                correlation_id,
-                input,
-                idempotency_key,
-                started_at_ms,
-                steps,
-            } => EventKind::ExecutionStarted {
-                workflow: workflow.clone(),
-                version: version.clone(),
-                correlation_id: correlation_id.clone(),
-                input: arc(input, "input")?,
-                idempotency_key: idempotency_key.clone(),
-                started_at_ms: *started_at_ms,
-                steps: steps.clone(),
-            },
+            EventKind::ExecutionStarted(start) => {
+                EventKind::ExecutionStarted(Box::new(ExecutionStart {
+                    input: arc(&start.input, "input")?,
+                    ..ExecutionStart::clone(start)
+                }))
+            }
             EventKind::StepSucceeded {
                 step,
                 output,
@@ -229,7 +218,7 @@ impl<S: Store> EncryptedStore<S> {
             } => EventKind::Custom {
                 step: step.clone(),
                 name: name.clone(),
-                payload: f(self, payload, &place("payload"))?,
+                payload: Box::new(f(self, payload, &place("payload"))?),
             },
             EventKind::StepInterrupted { step, payload } => EventKind::StepInterrupted {
                 step: step.clone(),

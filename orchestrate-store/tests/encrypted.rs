@@ -121,7 +121,7 @@ async fn a_wrong_key_tampering_or_plaintext_is_a_clear_error() {
         kind: orchestrate_core::journal::EventKind::Custom {
             step: "s".into(),
             name: "n".into(),
-            payload: json!(1),
+            payload: Box::new(json!(1)),
         },
     });
     right.append(&id, &[event]).await.unwrap();

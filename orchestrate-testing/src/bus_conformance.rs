@@ -54,7 +54,7 @@ pub fn events(id: &str, from: u64, n: u64) -> Vec<Arc<Event>> {
                 kind: EventKind::Custom {
                     step: "s".into(),
                     name: "tick".into(),
-                    payload: json!({"seq": seq, "text": "é\u{1F600}"}),
+                    payload: Box::new(json!({"seq": seq, "text": "é\u{1F600}"})),
                 },
             })
         })

@@ -19,7 +19,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrate_core::journal::{Event, EventKind, ExecutionStatus, SkipReason};
+use orchestrate_core::journal::{
+    BreakerState, Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason,
+};
 use orchestrate_core::store::{
     ExecutionQuery, FetchOptions, ManualClock, MessageQuery, MessageStatus, NewMessage, Store,
     StoreError,
@@ -81,7 +83,7 @@ fn started(id: &str, workflow: &str, started_at_ms: u64, key: Option<&str>) -> A
     ev(
         id,
         0,
-        EventKind::ExecutionStarted {
+        EventKind::ExecutionStarted(Box::new(ExecutionStart {
             workflow: workflow.into(),
             version: "1".into(),
             correlation_id: format!("corr-{id}").into(),
@@ -89,7 +91,7 @@ fn started(id: &str, workflow: &str, started_at_ms: u64, key: Option<&str>) -> A
             idempotency_key: key.map(Into::into),
             started_at_ms,
             steps: vec!["a".into(), "b".into()],
-        },
+        })),
     )
 }
 
@@ -125,7 +127,7 @@ pub fn every_kind(id: &str) -> Vec<Arc<Event>> {
         EventKind::AttemptFailed {
             step: "a".into(),
             attempt: 1,
-            error: info.clone(),
+            error: Box::new(info.clone()),
         },
         EventKind::RetryScheduled {
             step: "a".into(),
@@ -145,23 +147,23 @@ pub fn every_kind(id: &str) -> Vec<Arc<Event>> {
         EventKind::BreakerTransition {
             step: "a".into(),
             breaker: "agent-1".into(),
-            from: "closed".into(),
-            to: "open".into(),
+            from: BreakerState::Closed,
+            to: BreakerState::HalfOpen,
         },
         EventKind::Custom {
             step: "a".into(),
             name: "progress".into(),
-            payload: json!({"pct": 50, "nested": {"deep": [true, false]}}),
+            payload: Box::new(json!({"pct": 50, "nested": {"deep": [true, false]}})),
         },
         EventKind::StepSucceeded {
             step: "a".into(),
             output: Arc::new(json!({"text": "ok", "big": 12345678901234_i64})),
             attempts: 2,
-            fallback_from: Some(info.clone()),
+            fallback_from: Some(Box::new(info.clone())),
         },
         EventKind::StepFailed {
             step: "b".into(),
-            error: info.clone(),
+            error: Box::new(info.clone()),
             attempts: 3,
         },
         EventKind::StepSkipped {
@@ -175,7 +177,7 @@ pub fn every_kind(id: &str) -> Vec<Arc<Event>> {
         },
         EventKind::ExecutionFinished {
             status: ExecutionStatus::Failed,
-            error: Some(info),
+            error: Some(Box::new(info)),
         },
     ];
     let mut events = vec![started(id, "kinds", START_MS, Some("key-1"))];

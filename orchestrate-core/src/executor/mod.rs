@@ -31,7 +31,7 @@ use tracing::Instrument;
 use crate::context::{Context, EventSink, ExecutionScope};
 use crate::error::{Error, ErrorInfo};
 use crate::execution::Shared;
-use crate::journal::{Event, EventKind, ExecutionStatus, SkipReason};
+use crate::journal::{Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason};
 use crate::orchestrator::Bound;
 use crate::orchestrator::{Limits, Registry};
 use attempt::run_step;
@@ -43,11 +43,11 @@ pub(crate) use inbox::Inbox;
 /// Messages from running steps to their driver, through its [`Inbox`].
 #[derive(Debug)]
 pub(crate) enum TaskMsg {
-    /// An agent's custom event. Payloads are boxed, to keep the queue's
-    /// slots small.
+    /// An agent's custom event, boxed as its journal event keeps it.
     Custom {
         step: usize,
-        event: Box<(String, Value)>,
+        name: Box<str>,
+        payload: Box<Value>,
     },
     /// What the step's resilience policy did.
     Policy {
@@ -258,7 +258,7 @@ where
         let started_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.record(EventKind::ExecutionStarted {
+        self.record(EventKind::ExecutionStarted(Box::new(ExecutionStart {
             workflow: wf.plan.name().clone(),
             version: wf.plan.version().clone(),
             correlation_id: self.correlation_id.clone(),
@@ -266,7 +266,7 @@ where
             idempotency_key: self.idempotency_key.clone(),
             started_at_ms,
             steps: wf.plan.steps().iter().map(|s| s.id().clone()).collect(),
-        });
+        })));
         for i in wf.plan.entries() {
             self.make_ready(i);
         }
@@ -521,8 +521,11 @@ where
     fn on_message(&mut self, msg: TaskMsg) {
         let wf = self.wf.clone();
         match msg {
-            TaskMsg::Custom { step, event } => {
-                let (name, payload) = *event;
+            TaskMsg::Custom {
+                step,
+                name,
+                payload,
+            } => {
                 self.record(EventKind::Custom {
                     step: wf.plan.steps()[step].id().clone(),
                     name,
@@ -573,7 +576,7 @@ where
         i: usize,
         output: Value,
         attempts: u32,
-        fallback_from: Option<ErrorInfo>,
+        fallback_from: Option<Box<ErrorInfo>>,
     ) {
         let wf = self.wf.clone();
         let output = Arc::new(output);
@@ -601,12 +604,12 @@ where
         let step = &wf.plan.steps()[i];
         if let OnError::Fallback(value) = &step.policy().on_error {
             tracing::info!(step = %step.id(), error = %error, "step failed; using its fallback value");
-            self.succeed(i, value.clone(), attempts, Some(error.info()));
+            self.succeed(i, value.clone(), attempts, Some(Box::new(error.info())));
             return;
         }
         self.record(EventKind::StepFailed {
             step: step.id().clone(),
-            error: error.info(),
+            error: Box::new(error.info()),
             attempts,
         });
         self.mark_done(i);
@@ -697,7 +700,7 @@ where
         };
         self.record(EventKind::ExecutionFinished {
             status,
-            error: result_error.as_ref().map(Error::info),
+            error: result_error.as_ref().map(|e| Box::new(e.info())),
         });
         self.flush().await;
         let outcome = match result_error {
@@ -751,7 +754,7 @@ impl<F> Drop for Driver<F> {
 }
 
 /// The journal entry for what a step's policy did.
-fn policy_event(step: Arc<str>, agent: &str, event: PolicyEvent) -> Option<EventKind> {
+fn policy_event(step: Arc<str>, agent: &Arc<str>, event: PolicyEvent) -> Option<EventKind> {
     let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     Some(match event {
         PolicyEvent::AttemptStarted { attempt } => EventKind::AttemptStarted { step, attempt },
@@ -762,22 +765,22 @@ fn policy_event(step: Arc<str>, agent: &str, event: PolicyEvent) -> Option<Event
         } => EventKind::AttemptFailed {
             step,
             attempt,
-            error: ErrorInfo {
+            error: Box::new(ErrorInfo {
                 code: "agent".into(),
                 message: error,
                 retryable,
                 attempts: Some(attempt),
-            },
+            }),
         },
         PolicyEvent::TimedOut { attempt, after } => EventKind::AttemptFailed {
             step,
             attempt,
-            error: ErrorInfo {
+            error: Box::new(ErrorInfo {
                 code: "timeout".into(),
                 message: format!("attempt timed out after {after:?}"),
                 retryable: true,
                 attempts: Some(attempt),
-            },
+            }),
         },
         PolicyEvent::RetryScheduled {
             next_attempt,
@@ -795,13 +798,13 @@ fn policy_event(step: Arc<str>, agent: &str, event: PolicyEvent) -> Option<Event
         PolicyEvent::Rejected { attempt, reason } => EventKind::AttemptRejected {
             step,
             attempt,
-            reason,
+            reason: reason.into_boxed_str(),
         },
         PolicyEvent::BreakerTransition { from, to, .. } => EventKind::BreakerTransition {
             step,
-            breaker: agent.to_owned(),
-            from: from.to_string(),
-            to: to.to_string(),
+            breaker: agent.clone(),
+            from,
+            to,
         },
         // Step-level fallbacks are journaled with the step's result.
         _ => return None,

@@ -126,7 +126,7 @@ where
                     step: step.clone(),
                     approved: false,
                     value: None,
-                    reason: Some(reason.clone()),
+                    reason: Some(reason.as_str().into()),
                 });
                 let error = Error::Agent {
                     step,

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::ErrorInfo;
 use crate::ids::ExecutionId;
+pub use orchestrate_resilience::BreakerState;
 
 /// One entry of an execution's append-only journal.
 ///
@@ -30,24 +31,9 @@ pub struct Event {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
-    /// The execution began.
-    ExecutionStarted {
-        /// Workflow name.
-        workflow: Arc<str>,
-        /// Workflow version.
-        version: Arc<str>,
-        /// Correlation id carried through spans and contexts.
-        correlation_id: Arc<str>,
-        /// The execution input.
-        input: Arc<Value>,
-        /// Idempotency key the execution was started with, if any.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        idempotency_key: Option<Arc<str>>,
-        /// Wall-clock start, milliseconds since the Unix epoch.
-        started_at_ms: u64,
-        /// Every step id, in plan order.
-        steps: Vec<Arc<str>>,
-    },
+    /// The execution began. Boxed, as are the other rare large payloads
+    /// below, so that every event stays small: a journal holds many.
+    ExecutionStarted(Box<ExecutionStart>),
     /// A process took the execution over from its journal after the one
     /// running it stopped.
     ExecutionResumed {
@@ -82,7 +68,7 @@ pub enum EventKind {
         /// Attempt number, from 1.
         attempt: u32,
         /// Why.
-        error: ErrorInfo,
+        error: Box<ErrorInfo>,
     },
     /// The resilience policy waits before the next attempt.
     RetryScheduled {
@@ -110,18 +96,18 @@ pub enum EventKind {
         /// Attempt number.
         attempt: u32,
         /// Why.
-        reason: String,
+        reason: Box<str>,
     },
     /// The agent's circuit breaker changed state during this step's call.
     BreakerTransition {
         /// The step whose call caused it.
         step: Arc<str>,
         /// The breaker's key (the agent name).
-        breaker: String,
+        breaker: Arc<str>,
         /// Previous state (`closed`, `open`, `half_open`).
-        from: String,
+        from: BreakerState,
         /// New state.
-        to: String,
+        to: BreakerState,
     },
     /// A step produced its output.
     StepSucceeded {
@@ -133,7 +119,7 @@ pub enum EventKind {
         attempts: u32,
         /// Set when the output is the step's fallback value, with the failure it replaced.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        fallback_from: Option<ErrorInfo>,
+        fallback_from: Option<Box<ErrorInfo>>,
     },
     /// A step asked for an external decision; it waits until one arrives.
     StepInterrupted {
@@ -154,14 +140,14 @@ pub enum EventKind {
         value: Option<Arc<Value>>,
         /// Why it was rejected.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
+        reason: Option<Box<str>>,
     },
     /// A step failed for good.
     StepFailed {
         /// The step.
         step: Arc<str>,
         /// Why.
-        error: ErrorInfo,
+        error: Box<ErrorInfo>,
         /// Attempts made.
         attempts: u32,
     },
@@ -182,9 +168,9 @@ pub enum EventKind {
         /// The step that emitted it.
         step: Arc<str>,
         /// Event name chosen by the agent.
-        name: String,
+        name: Box<str>,
         /// Payload chosen by the agent.
-        payload: Value,
+        payload: Box<Value>,
     },
     /// Cancellation was requested.
     CancelRequested,
@@ -200,7 +186,7 @@ pub enum EventKind {
         status: ExecutionStatus,
         /// The error that ended it, if it failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        error: Option<ErrorInfo>,
+        error: Option<Box<ErrorInfo>>,
     },
 }
 
@@ -230,7 +216,7 @@ impl EventKind {
     /// The event's type name as serialised (`"step_started"`, ...).
     pub fn name(&self) -> &'static str {
         match self {
-            EventKind::ExecutionStarted { .. } => "execution_started",
+            EventKind::ExecutionStarted(_) => "execution_started",
             EventKind::ExecutionResumed { .. } => "execution_resumed",
             EventKind::StepScheduled { .. } => "step_scheduled",
             EventKind::StepStarted { .. } => "step_started",
@@ -252,6 +238,26 @@ impl EventKind {
             EventKind::ExecutionFinished { .. } => "execution_finished",
         }
     }
+}
+
+/// What [`EventKind::ExecutionStarted`] records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionStart {
+    /// Workflow name.
+    pub workflow: Arc<str>,
+    /// Workflow version.
+    pub version: Arc<str>,
+    /// Correlation id carried through spans and contexts.
+    pub correlation_id: Arc<str>,
+    /// The execution input.
+    pub input: Arc<Value>,
+    /// Idempotency key the execution was started with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<Arc<str>>,
+    /// Wall-clock start, milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    /// Every step id, in plan order.
+    pub steps: Vec<Arc<str>>,
 }
 
 /// Why a step was skipped.
@@ -329,5 +335,18 @@ impl StepStatus {
                 | StepStatus::Skipped
                 | StepStatus::Cancelled
         )
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every event of every journal is this large: the rare big payloads
+    /// stay boxed.
+    #[test]
+    fn an_event_stays_small() {
+        assert!(std::mem::size_of::<EventKind>() <= 48);
+        assert!(std::mem::size_of::<Event>() <= 80);
     }
 }

@@ -73,7 +73,7 @@ impl ExportOptions {
 /// let event = Event {
 ///     execution_id: "x".into(), seq: 0, at_us: 0,
 ///     kind: EventKind::Custom { step: "s".into(), name: "login".into(),
-///                               payload: json!({"user": "ada", "password": "hunter2"}) },
+///                               payload: Box::new(json!({"user": "ada", "password": "hunter2"})) },
 /// };
 /// let text = export_json(&[event], &ExportOptions::default());
 /// assert!(text.contains("[redacted]") && !text.contains("hunter2"));
@@ -152,7 +152,7 @@ mod tests {
             kind: EventKind::Custom {
                 step: "s".into(),
                 name: "n".into(),
-                payload,
+                payload: Box::new(payload),
             },
         }
     }

@@ -4,6 +4,8 @@ mod event;
 mod export;
 mod projection;
 
-pub use event::{Event, EventKind, ExecutionStatus, SkipReason, StepStatus};
+pub use event::{
+    BreakerState, Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason, StepStatus,
+};
 pub use export::{export_json, ExportOptions, REDACTED, TRUNCATED};
 pub use projection::{ExecutionView, StepView};

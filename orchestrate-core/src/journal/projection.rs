@@ -59,16 +59,18 @@ impl StepView {
 /// # Examples
 ///
 /// ```
-/// use orchestrate_core::journal::{ExecutionView, Event, EventKind, ExecutionStatus};
+/// use orchestrate_core::journal::{
+///     ExecutionView, Event, EventKind, ExecutionStart, ExecutionStatus,
+/// };
 /// use std::sync::Arc;
 ///
 /// let id = orchestrate_core::ExecutionId::from("x");
 /// let events = [
-///     EventKind::ExecutionStarted {
+///     EventKind::ExecutionStarted(Box::new(ExecutionStart {
 ///         workflow: "w".into(), version: "1".into(), correlation_id: "c".into(),
 ///         input: Arc::new(serde_json::Value::Null), idempotency_key: None,
 ///         started_at_ms: 0, steps: vec!["a".into()],
-///     },
+///     })),
 ///     EventKind::StepSucceeded {
 ///         step: "a".into(), output: Arc::new(serde_json::json!(1)), attempts: 1, fallback_from: None,
 ///     },
@@ -135,22 +137,16 @@ impl ExecutionView {
         self.next_seq = event.seq + 1;
         let at = event.at_us;
         match &event.kind {
-            EventKind::ExecutionStarted {
-                workflow,
-                correlation_id,
-                input,
-                idempotency_key,
-                steps,
-                ..
-            } => {
+            EventKind::ExecutionStarted(start) => {
                 self.id = Some(event.execution_id.clone());
-                self.workflow = workflow.clone();
-                self.correlation_id = correlation_id.clone();
-                self.input = input.clone();
-                self.idempotency_key = idempotency_key.clone();
+                self.workflow = start.workflow.clone();
+                self.correlation_id = start.correlation_id.clone();
+                self.input = start.input.clone();
+                self.idempotency_key = start.idempotency_key.clone();
                 self.status = ExecutionStatus::Running;
-                self.steps = steps.iter().cloned().map(StepView::new).collect();
-                self.index = steps
+                self.steps = start.steps.iter().cloned().map(StepView::new).collect();
+                self.index = start
+                    .steps
                     .iter()
                     .cloned()
                     .enumerate()
@@ -175,7 +171,7 @@ impl ExecutionView {
                 self.with_step(step, |s| s.attempts = *attempt)
             }
             EventKind::AttemptFailed { step, error, .. } => {
-                self.with_step(step, |s| s.error = Some(error.clone()))
+                self.with_step(step, |s| s.error = Some(ErrorInfo::clone(error)))
             }
             EventKind::StepSucceeded {
                 step,
@@ -186,7 +182,7 @@ impl ExecutionView {
                 s.status = StepStatus::Succeeded;
                 s.output = Some(output.clone());
                 s.fallback = fallback_from.is_some();
-                s.error = fallback_from.clone();
+                s.error = fallback_from.as_deref().cloned();
                 s.finished_us = Some(at);
             }),
             EventKind::StepInterrupted { step, payload } => self.with_step(step, |s| {
@@ -197,7 +193,7 @@ impl ExecutionView {
             EventKind::ExecutionParked { .. } => self.status = ExecutionStatus::Parked,
             EventKind::StepFailed { step, error, .. } => self.with_step(step, |s| {
                 s.status = StepStatus::Failed;
-                s.error = Some(error.clone());
+                s.error = Some(ErrorInfo::clone(error));
                 s.finished_us = Some(at);
             }),
             EventKind::StepSkipped { step, reason } => self.with_step(step, |s| {
@@ -212,7 +208,7 @@ impl ExecutionView {
             EventKind::AttemptRejected { step, reason, .. } => self.with_step(step, |s| {
                 s.error = Some(ErrorInfo {
                     code: "rejected".into(),
-                    message: reason.clone(),
+                    message: reason.to_string(),
                     retryable: false,
                     attempts: None,
                 })
@@ -224,7 +220,7 @@ impl ExecutionView {
             EventKind::CancelRequested => self.cancel_requested = true,
             EventKind::ExecutionFinished { status, error } => {
                 self.status = *status;
-                self.error = error.clone();
+                self.error = error.as_deref().cloned();
             }
         }
     }

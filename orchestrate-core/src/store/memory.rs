@@ -281,7 +281,7 @@ impl Store for MemoryStore {
                     summary.apply(e);
                 }
                 let started = match &first.kind {
-                    EventKind::ExecutionStarted { started_at_ms, .. } => *started_at_ms,
+                    EventKind::ExecutionStarted(start) => start.started_at_ms,
                     _ => 0,
                 };
                 summary.matches(query).then_some((started, summary))

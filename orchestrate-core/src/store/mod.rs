@@ -242,15 +242,11 @@ impl ExecutionSummary {
     /// Starts a summary from an execution's first event.
     pub fn from_start(event: &Event) -> Option<Self> {
         match &event.kind {
-            EventKind::ExecutionStarted {
-                workflow,
-                idempotency_key,
-                ..
-            } => Some(Self {
+            EventKind::ExecutionStarted(start) => Some(Self {
                 id: event.execution_id.clone(),
-                workflow: workflow.to_string(),
+                workflow: start.workflow.to_string(),
                 status: ExecutionStatus::Running,
-                idempotency_key: idempotency_key.as_deref().map(str::to_owned),
+                idempotency_key: start.idempotency_key.as_deref().map(str::to_owned),
                 events: 0,
             }),
             _ => None,

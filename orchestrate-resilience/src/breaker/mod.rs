@@ -16,8 +16,9 @@ use tokio::time::Instant;
 use crate::key::Key;
 use window::Window;
 
-/// A breaker's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A breaker's state; `closed`, `open` or `half_open` when serialized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Calls pass; failures are counted.
     Closed,
