@@ -90,7 +90,7 @@ fn started(id: &str, workflow: &str, started_at_ms: u64, key: Option<&str>) -> A
             input: Arc::new(json!({"q": "x", "n": [1, 2.5, null]})),
             idempotency_key: key.map(Into::into),
             started_at_ms,
-            steps: vec!["a".into(), "b".into()],
+            steps: Arc::from(["a".into(), "b".into()]),
         })),
     )
 }

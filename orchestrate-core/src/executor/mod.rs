@@ -265,7 +265,7 @@ where
             input: self.input.clone(),
             idempotency_key: self.idempotency_key.clone(),
             started_at_ms,
-            steps: wf.plan.steps().iter().map(|s| s.id().clone()).collect(),
+            steps: wf.step_ids.clone(),
         })));
         for i in wf.plan.entries() {
             self.make_ready(i);

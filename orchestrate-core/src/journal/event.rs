@@ -256,8 +256,9 @@ pub struct ExecutionStart {
     pub idempotency_key: Option<Arc<str>>,
     /// Wall-clock start, milliseconds since the Unix epoch.
     pub started_at_ms: u64,
-    /// Every step id, in plan order.
-    pub steps: Vec<Arc<str>>,
+    /// Every step id, in plan order; shared by the executions of one
+    /// workflow.
+    pub steps: Arc<[Arc<str>]>,
 }
 
 /// Why a step was skipped.

@@ -69,7 +69,7 @@ impl StepView {
 ///     EventKind::ExecutionStarted(Box::new(ExecutionStart {
 ///         workflow: "w".into(), version: "1".into(), correlation_id: "c".into(),
 ///         input: Arc::new(serde_json::Value::Null), idempotency_key: None,
-///         started_at_ms: 0, steps: vec!["a".into()],
+///         started_at_ms: 0, steps: Arc::from(["a".into()]),
 ///     })),
 ///     EventKind::StepSucceeded {
 ///         step: "a".into(), output: Arc::new(serde_json::json!(1)), attempts: 1, fallback_from: None,

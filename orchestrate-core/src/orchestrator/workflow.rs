@@ -28,6 +28,8 @@ pub(crate) struct Bound {
     pub(crate) slot_limits: Vec<usize>,
     /// The resilience policy of each step, by plan index.
     pub(crate) policies: Vec<Policy>,
+    /// Every step id in plan order, shared by every execution's start event.
+    pub(crate) step_ids: Arc<[Arc<str>]>,
 }
 
 impl Workflow {
@@ -73,6 +75,7 @@ impl Workflow {
         }
         Ok(Self {
             inner: Arc::new(Bound {
+                step_ids: plan.steps().iter().map(|s| s.id().clone()).collect(),
                 plan,
                 agents: bound,
                 slots,
