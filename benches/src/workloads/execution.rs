@@ -8,7 +8,7 @@ use orchestrate_graph::{StepDef, WorkflowDef};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::{compare, layers_for, Report};
+use super::{compare, compare_fresh, layers_for, Report};
 use crate::{chain_workflow, layered_dag, layered_workflow};
 
 /// An orchestrator with the default policies and in-memory store, whose
@@ -117,14 +117,22 @@ pub(super) async fn layered(n: usize, reps: usize) -> Report {
 
 /// `n` five-step chains started at once, all awaited. Floor: `n` tasks
 /// each awaiting five boxed no-op futures.
+///
+/// Every run has an orchestrator of its own, made and dropped untimed:
+/// otherwise a run's store would still hold the previous run's `n`
+/// finished journals (its default retention is 10,000), the peak would be
+/// that of `2n` executions, and the run would pay for evicting them.
 pub(super) async fn concurrent(n: usize, reps: usize) -> Report {
-    let orch = orchestrator(10);
-    let wf = orch.bind(&chain_workflow(5, "inc")).expect("valid");
-    compare(
+    compare_fresh(
         "concurrent",
         n,
         reps,
-        || async {
+        || {
+            let orch = orchestrator(10);
+            let wf = orch.bind(&chain_workflow(5, "inc")).expect("valid");
+            (orch, wf)
+        },
+        |(orch, wf)| async move {
             let mut executions = Vec::with_capacity(n);
             for _ in 0..n {
                 executions.push(orch.run(&wf, json!({"count": 0})).await.expect("started"));
@@ -132,6 +140,7 @@ pub(super) async fn concurrent(n: usize, reps: usize) -> Report {
             for e in executions {
                 e.await.expect("succeeded");
             }
+            (orch, wf)
         },
         || async move {
             let tasks: Vec<_> = (0..n)

@@ -107,6 +107,57 @@ where
     runs
 }
 
+/// Like [`timed`], each run on a fresh value of `setup`, which the run hands
+/// back: making it and dropping it after the run are not timed.
+pub async fn timed_fresh<S, Setup, F, Fut>(reps: usize, mut setup: Setup, mut once: F) -> Vec<f64>
+where
+    Setup: FnMut() -> S,
+    F: FnMut(S) -> Fut,
+    Fut: Future<Output = S>,
+{
+    drop(once(setup()).await);
+    let mut runs = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let state = setup();
+        let start = Instant::now();
+        let state = once(state).await;
+        runs.push(start.elapsed().as_secs_f64());
+        drop(state);
+    }
+    runs
+}
+
+/// Like [`compare`], each run of the workload on a fresh value of `setup`
+/// (an orchestrator, say, so that no run sees what the previous one left).
+pub async fn compare_fresh<S, Setup, W, WF, F, FF>(
+    name: &str,
+    n: usize,
+    reps: usize,
+    setup: Setup,
+    workload: W,
+    floor: F,
+) -> Report
+where
+    Setup: FnMut() -> S,
+    W: FnMut(S) -> WF,
+    WF: Future<Output = S>,
+    F: FnMut() -> FF,
+    FF: Future<Output = ()>,
+{
+    reset_peak_rss();
+    let runs = timed_fresh(reps, setup, workload).await;
+    let peak = peak_rss_mb();
+    let floor_runs = timed(reps, floor).await;
+    Report {
+        workload: name.to_owned(),
+        n,
+        runs,
+        floor_runs,
+        peak_rss_mb: peak,
+        extra: Vec::new(),
+    }
+}
+
 /// Measures a workload and its floor, both with a warm-up.
 pub async fn compare<W, WF, F, FF>(
     name: &str,
@@ -220,6 +271,27 @@ mod tests {
             }
         }
         assert!(run("nope", 1, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn every_fresh_run_gets_its_own_state_and_hands_it_back() {
+        let mut made = 0;
+        let mut seen = Vec::new();
+        let runs = timed_fresh(
+            3,
+            || {
+                made += 1;
+                made
+            },
+            |state| {
+                seen.push(state);
+                async move { state }
+            },
+        )
+        .await;
+        assert_eq!(runs.len(), 3);
+        // The warm-up's state, then one per timed run, never shared.
+        assert_eq!(seen, [1, 2, 3, 4]);
     }
 
     #[test]
