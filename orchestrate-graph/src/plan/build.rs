@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use foldhash::fast::RandomState;
 
+use super::index::StepIndex;
 use super::{cycle, dependency_graph, Plan, PlannedStep, StepList};
 use crate::def::{StepPolicy, WorkflowDef};
 use crate::problem::{Problem, ValidationErrors};
@@ -26,18 +27,13 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     let mut agent_names: Vec<Arc<str>> = Vec::with_capacity(n);
     let mut agents: HashMap<&str, Arc<str>, RandomState> = HashMap::default();
     let mut last_agent = None;
-    let mut policies: Vec<Arc<StepPolicy>> = Vec::with_capacity(n);
-    let default_policy = Arc::new(StepPolicy::default());
-    let mut index: HashMap<Arc<str>, usize, RandomState> =
-        HashMap::with_capacity_and_hasher(n, RandomState::default());
+    let mut policies: Vec<Option<Arc<StepPolicy>>> = Vec::with_capacity(n);
+    let default_policy = StepPolicy::default();
+    let mut index = StepIndex::with_capacity(n);
     for (i, step) in def.steps.iter().enumerate() {
         ids.push(Arc::from(step.id.as_str()));
         agent_names.push(agent_name(&mut agents, &mut last_agent, &step.agent));
-        policies.push(if step.policy == *default_policy {
-            default_policy.clone()
-        } else {
-            Arc::new(step.policy.clone())
-        });
+        policies.push((step.policy != default_policy).then(|| Arc::new(step.policy.clone())));
         if step.id.is_empty() || !step.id.chars().all(is_ident_char) {
             problems.push(Problem::InvalidId {
                 step: step.id.clone(),
@@ -53,12 +49,12 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                 step: step.id.clone(),
             });
         }
-        if let Some(first) = index.insert(ids[i].clone(), i) {
+        // A duplicate keeps the first definition, so that references
+        // resolve consistently.
+        if index.insert(i, |j| &ids[j]).is_some() {
             problems.push(Problem::DuplicateId {
                 step: step.id.clone(),
             });
-            // Keep the first definition so references resolve consistently.
-            index.insert(ids[i].clone(), first);
         }
     }
 
@@ -69,8 +65,8 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     for (i, step) in def.steps.iter().enumerate() {
         let mut own = StepList::with_capacity(step.depends_on.len());
         for dep in &step.depends_on {
-            match index.get(dep.as_str()) {
-                Some(&d) if stamp[d] != i => {
+            match index.get(dep.as_str(), |j| &ids[j]) {
+                Some(d) if stamp[d] != i => {
                     stamp[d] = i;
                     own.push(d);
                 }
@@ -196,13 +192,13 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
             let Source::Step { id, index: slot } = &mut e.source else {
                 return;
             };
-            match index.get(id.as_str()) {
+            match index.get(id.as_str(), |j| &planned[j].id) {
                 None => problems.push(Problem::UnknownReference {
                     step: step.id.clone(),
                     referenced: id.clone(),
                     expr: e.text.to_string(),
                 }),
-                Some(&r) => {
+                Some(r) => {
                     *slot = r;
                     let upstream = planned[i].deps.contains(&r)
                         || (acyclic && ancestors.is_ancestor(r, i, planned));

@@ -2,16 +2,17 @@
 
 mod build;
 mod cycle;
+mod index;
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use smallvec::SmallVec;
 
-use crate::def::{StepPolicy, WorkflowDef};
+use crate::def::{OnError, StepPolicy, WorkflowDef};
 use crate::problem::ValidationErrors;
 use crate::template::{Condition, Template};
+use index::StepIndex;
 
 /// A list of step indices, inline up to three: no allocation for the
 /// dependencies and dependents of most steps.
@@ -45,8 +46,9 @@ pub struct PlannedStep {
     pub(crate) condition: Option<Box<Condition>>,
     /// Boxed: mostly empty or one, and kept for the plan's life.
     pub(crate) input_refs: Box<[usize]>,
-    /// Shared: most steps have the default policy.
-    pub(crate) policy: Arc<StepPolicy>,
+    /// `None` for the default policy, which most steps have: no reference
+    /// count to take per step.
+    pub(crate) policy: Option<Arc<StepPolicy>>,
     pub(crate) cost: f64,
     pub(crate) deps: StepList,
     pub(crate) dependents: StepList,
@@ -76,7 +78,12 @@ impl PlannedStep {
     }
     /// The step's policy fields.
     pub fn policy(&self) -> &StepPolicy {
-        &self.policy
+        static DEFAULT: StepPolicy = StepPolicy {
+            timeout: None,
+            retries: None,
+            on_error: OnError::Fail,
+        };
+        self.policy.as_deref().unwrap_or(&DEFAULT)
     }
     /// The cost estimate (1.0 when none was given).
     pub fn cost(&self) -> f64 {
@@ -118,7 +125,7 @@ pub struct Plan {
     pub(crate) name: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) steps: Vec<PlannedStep>,
-    pub(crate) index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
+    pub(crate) index: StepIndex,
     /// Built on first use: scheduling needs only the steps' own lists.
     pub(crate) graph: OnceLock<DiGraph<(), ()>>,
     pub(crate) order: Vec<usize>,
@@ -164,12 +171,12 @@ impl Plan {
 
     /// The step with id `id`.
     pub fn step(&self, id: &str) -> Option<&PlannedStep> {
-        self.index.get(id).map(|&i| &self.steps[i])
+        self.index_of(id).map(|i| &self.steps[i])
     }
 
     /// The plan index of step `id`.
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.index.get(id).copied()
+        self.index.get(id, |j| &self.steps[j].id)
     }
 
     /// The dependency graph (edge `a -> b`: `b` depends on `a`); node `i` is step `i`.
