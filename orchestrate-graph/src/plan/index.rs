@@ -27,7 +27,11 @@ impl StepIndex {
 
     /// Adds step `i`, whose id `id_of(i)` gives; the index of an earlier
     /// step with the same id instead, which stays.
-    pub(crate) fn insert<'a>(&mut self, i: usize, id_of: impl Fn(usize) -> &'a str) -> Option<usize> {
+    pub(crate) fn insert<'a>(
+        &mut self,
+        i: usize,
+        id_of: impl Fn(usize) -> &'a str,
+    ) -> Option<usize> {
         let id = id_of(i);
         let hasher = &self.hasher;
         let hash = hasher.hash_one(id);
