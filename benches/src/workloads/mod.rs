@@ -97,14 +97,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
-    once().await;
-    let mut runs = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let start = Instant::now();
-        once().await;
-        runs.push(start.elapsed().as_secs_f64());
-    }
-    runs
+    timed_fresh(reps, || (), |()| once()).await
 }
 
 /// Like [`timed`], each run on a fresh value of `setup`, which the run hands
@@ -163,7 +156,7 @@ pub async fn compare<W, WF, F, FF>(
     name: &str,
     n: usize,
     reps: usize,
-    workload: W,
+    mut workload: W,
     floor: F,
 ) -> Report
 where
@@ -172,18 +165,7 @@ where
     F: FnMut() -> FF,
     FF: Future<Output = ()>,
 {
-    reset_peak_rss();
-    let runs = timed(reps, workload).await;
-    let peak = peak_rss_mb();
-    let floor_runs = timed(reps, floor).await;
-    Report {
-        workload: name.to_owned(),
-        n,
-        runs,
-        floor_runs,
-        peak_rss_mb: peak,
-        extra: Vec::new(),
-    }
+    compare_fresh(name, n, reps, || (), |()| workload(), floor).await
 }
 
 /// Every workload with its default size, in the order `all` runs them.
