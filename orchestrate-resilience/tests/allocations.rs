@@ -5,18 +5,23 @@ use std::time::Duration;
 
 use orchestrate_resilience::{BreakerConfig, BulkheadConfig, CallOptions, Policy, RetryConfig};
 
+/// Timeout, retry, circuit breaker and bulkhead.
+fn full_stack() -> Policy {
+    Policy::builder()
+        .timeout(Duration::from_secs(30))
+        .retry(RetryConfig::default())
+        .circuit_breaker(BreakerConfig::default())
+        .bulkhead(BulkheadConfig::new(64, 64))
+        .build()
+}
+
 #[test]
 fn a_successful_call_under_the_full_stack_does_not_allocate() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    let policy = Policy::builder()
-        .timeout(Duration::from_secs(30))
-        .retry(RetryConfig::default())
-        .circuit_breaker(BreakerConfig::default())
-        .bulkhead(BulkheadConfig::new(64, 64))
-        .build();
+    let policy = full_stack();
     let token = tokio_util::sync::CancellationToken::new();
     let run = |n: u64| {
         rt.block_on(async {
@@ -46,12 +51,7 @@ fn a_successful_call_under_the_full_stack_does_not_allocate() {
 /// than reserved in every call.
 #[test]
 fn a_call_future_reserves_no_room_for_its_rare_waits() {
-    let policy = Policy::builder()
-        .timeout(Duration::from_secs(30))
-        .retry(RetryConfig::default())
-        .circuit_breaker(BreakerConfig::default())
-        .bulkhead(BulkheadConfig::new(64, 64))
-        .build();
+    let policy = full_stack();
     let token = tokio_util::sync::CancellationToken::new();
     let call = policy.call_with(CallOptions::new().cancel(&token), |_| async {
         Ok::<_, std::io::Error>(())
