@@ -9,12 +9,21 @@ use std::time::Duration;
 use orchestrate_core::journal::SkipReason;
 use orchestrate_core::resilience::{Backoff, Jitter, RetryConfig};
 use orchestrate_core::{
-    agent_fn, default_policy, Agent, ExecutionStatus, Orchestrator, StepStatus,
+    agent_fn, default_policy, Agent, Error, ExecutionStatus, ExecutionView, Orchestrator,
+    StepStatus,
 };
 use orchestrate_graph::{OnError, StepDef, WorkflowDef};
 use orchestrate_testing::MockAgent;
 use serde_json::json;
 use support::{journal, position, trace};
+
+/// Runs `def` with a null input on `orch` and waits for its end.
+async fn run_to_end(orch: &Orchestrator, def: &WorkflowDef) -> Result<ExecutionView, Error> {
+    orch.run(&orch.bind(def).unwrap(), json!(null))
+        .await
+        .unwrap()
+        .await
+}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -49,12 +58,7 @@ async fn a_step_starts_when_its_own_dependencies_finish_not_its_generation() {
         .agent(gauge("sleep", Arc::default(), peak))
         .build()
         .unwrap();
-    let view = orch
-        .run(&orch.bind(&def).unwrap(), json!(null))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let view = run_to_end(&orch, &def).await.unwrap();
     let d_started = view.step("d").unwrap().started_us.unwrap();
     let a_finished = view.step("a").unwrap().finished_us.unwrap();
     assert!(d_started < 20_000, "d started at {d_started} µs");
@@ -317,12 +321,7 @@ async fn false_condition_skips_the_step_and_its_dependents() {
         .build();
     let mock = MockAgent::new("m");
     let orch = Orchestrator::builder().agent(mock.clone()).build().unwrap();
-    let view = orch
-        .run(&orch.bind(&def).unwrap(), json!(null))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let view = run_to_end(&orch, &def).await.unwrap();
     assert_eq!(view.status(), ExecutionStatus::Succeeded);
     assert_eq!(
         view.step("gated").unwrap().skip_reason,
@@ -362,12 +361,7 @@ async fn retryable_failures_are_retried_up_to_the_step_policy() {
         .build();
     let perm = MockAgent::new("perm").fail_always().permanent();
     let orch = Orchestrator::builder().agent(perm.clone()).build().unwrap();
-    let err = orch
-        .run(&orch.bind(&def).unwrap(), json!(null))
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let err = run_to_end(&orch, &def).await.unwrap_err();
     assert_eq!(err.attempts(), Some(1));
     assert_eq!(perm.call_count(), 1);
 }
@@ -388,12 +382,7 @@ async fn timeouts_and_panics_are_typed_failures() {
         .build()
         .unwrap();
     let start = tokio::time::Instant::now();
-    let err = orch
-        .run(&orch.bind(&def).unwrap(), json!(null))
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let err = run_to_end(&orch, &def).await.unwrap_err();
     assert_eq!(err.code(), "timeout");
     assert_eq!(err.attempts(), Some(2));
     assert_eq!(stuck.call_count(), 2);
@@ -405,12 +394,7 @@ async fn timeouts_and_panics_are_typed_failures() {
         .build();
     let boom = MockAgent::new("boom").panic_on_attempt(1);
     let orch = Orchestrator::builder().agent(boom.clone()).build().unwrap();
-    let err = orch
-        .run(&orch.bind(&def).unwrap(), json!(null))
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let err = run_to_end(&orch, &def).await.unwrap_err();
     assert_eq!(err.code(), "panicked");
     assert!(err.to_string().contains("scripted to panic"));
     assert_eq!(boom.call_count(), 1, "a panic is not retried");
@@ -492,12 +476,7 @@ async fn a_panic_outside_the_attempt_fails_the_step_naming_it_in_both_modes() {
             .step_tasks(tasks)
             .build()
             .unwrap();
-        let err = orch
-            .run(&orch.bind(&def).unwrap(), json!(null))
-            .await
-            .unwrap()
-            .await
-            .unwrap_err();
+        let err = run_to_end(&orch, &def).await.unwrap_err();
         assert_eq!(err.code(), "panicked", "{tasks:?}");
         assert_eq!(
             err.to_string(),
