@@ -24,7 +24,7 @@ type Outcome = Option<Result<Arc<ExecutionView>, Error>>;
 /// State shared by an execution's driver and all its handles.
 pub(crate) struct Shared {
     pub(crate) id: ExecutionId,
-    pub(crate) topic: Arc<str>,
+    pub(crate) topic: String,
     /// The live projection; only the driver applies events to it.
     pub(crate) view: Mutex<Arc<ExecutionView>>,
     /// How the execution ended, once it has; `ended` wakes the waiters.
@@ -44,7 +44,7 @@ impl Shared {
         cancel: CancellationToken,
     ) -> Self {
         Self {
-            topic: execution_topic(&id).into(),
+            topic: execution_topic(&id),
             id,
             view: Mutex::new(Arc::default()),
             outcome: Mutex::new(None),

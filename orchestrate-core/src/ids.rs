@@ -25,7 +25,11 @@ pub struct ExecutionId(Arc<str>);
 impl ExecutionId {
     /// A new random id.
     pub fn new() -> Self {
-        Self(uuid::Uuid::new_v4().to_string().into())
+        // Formatted on the stack: one allocation (the shared text), not two.
+        let mut buf = uuid::Uuid::encode_buffer();
+        Self(Arc::from(
+            &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf),
+        ))
     }
 
     /// The id as text.
@@ -65,5 +69,19 @@ impl fmt::Display for ExecutionId {
 impl fmt::Debug for ExecutionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ExecutionId({})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExecutionId;
+
+    #[test]
+    fn a_new_id_is_a_lowercase_hyphenated_uuid_v4() {
+        let id = ExecutionId::new();
+        let parsed = uuid::Uuid::parse_str(id.as_str()).expect("a uuid");
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(id.as_str(), parsed.hyphenated().to_string());
+        assert_eq!(id.as_str().len(), 36);
     }
 }

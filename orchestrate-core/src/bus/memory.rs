@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -251,6 +251,11 @@ type Topics = FastMap<Box<str>, Arc<[Arc<Queue>]>>;
 /// ```
 pub struct MemoryBus {
     topics: RwLock<Topics>,
+    /// `topics.len()`, written under the write lock: a bus nobody listens
+    /// to answers [`has_subscribers`](EventBus::has_subscribers) and
+    /// `publish` without taking the lock every execution's every batch
+    /// would share.
+    topic_count: AtomicUsize,
     dropped: Arc<AtomicU64>,
     config: MemoryBusConfig,
 }
@@ -265,6 +270,7 @@ impl MemoryBus {
     pub fn with_config(config: MemoryBusConfig) -> Self {
         Self {
             topics: RwLock::new(FastMap::default()),
+            topic_count: AtomicUsize::new(0),
             dropped: Arc::new(AtomicU64::new(0)),
             config: MemoryBusConfig {
                 capacity: config.capacity.max(1),
@@ -292,6 +298,12 @@ impl MemoryBus {
                 topics.insert(topic.into(), live.into());
             }
         }
+        self.topic_count.store(topics.len(), Ordering::Release);
+    }
+
+    /// Whether no topic has a subscriber, without the lock.
+    fn is_unheard(&self) -> bool {
+        self.topic_count.load(Ordering::Acquire) == 0
     }
 }
 
@@ -313,6 +325,9 @@ impl std::fmt::Debug for MemoryBus {
 #[async_trait]
 impl EventBus for MemoryBus {
     async fn publish(&self, topic: &str, events: &[Arc<Event>]) -> Result<(), BusError> {
+        if self.is_unheard() {
+            return Ok(());
+        }
         let queues = self
             .topics
             .read()
@@ -340,6 +355,9 @@ impl EventBus for MemoryBus {
     }
 
     fn has_subscribers(&self, topic: &str) -> bool {
+        if self.is_unheard() {
+            return false;
+        }
         let (live, closed) = match self
             .topics
             .read()
@@ -387,6 +405,7 @@ impl EventBus for MemoryBus {
                 .unwrap_or_default();
             queues.push(queue.clone());
             topics.insert(topic.into(), queues.into());
+            self.topic_count.store(topics.len(), Ordering::Release);
         }
         let stream = futures::stream::unfold(Receiver(queue), |rx| async move {
             let event = rx.0.recv().await?;

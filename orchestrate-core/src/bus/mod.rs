@@ -57,7 +57,13 @@ pub trait EventBus: Send + Sync + 'static {
 
 /// The topic on which the orchestrator publishes an execution's events.
 pub fn execution_topic(execution: &crate::ExecutionId) -> String {
-    format!("execution.{execution}")
+    // Every execution makes its topic: two copies, no formatting machinery.
+    const PREFIX: &str = "execution.";
+    let id = execution.as_str();
+    let mut topic = String::with_capacity(PREFIX.len() + id.len());
+    topic.push_str(PREFIX);
+    topic.push_str(id);
+    topic
 }
 
 /// A stream of events from one subscription. Dropping it unsubscribes.
@@ -141,5 +147,21 @@ impl BusError {
     /// Whether publishing again may succeed.
     pub fn is_retryable(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::execution_topic;
+    use crate::ExecutionId;
+
+    #[test]
+    fn an_execution_topic_is_the_prefix_and_the_id() {
+        assert_eq!(
+            execution_topic(&ExecutionId::from("run-1")),
+            "execution.run-1"
+        );
+        let id = ExecutionId::new();
+        assert_eq!(execution_topic(&id), format!("execution.{id}"));
     }
 }

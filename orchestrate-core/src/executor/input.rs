@@ -6,6 +6,7 @@ use orchestrate_graph::template::{EvalError, Scope};
 use serde_json::Value;
 use smallvec::SmallVec;
 
+use super::StepState;
 use crate::orchestrator::Bound;
 
 /// The outputs a step's template reads, by plan index.
@@ -53,17 +54,12 @@ impl StepInput {
     }
 
     /// An input for step `step` of `wf`, which may be attempted again:
-    /// `outputs` gives the finished steps' outputs by plan index.
-    pub(crate) fn retryable(
-        input: Value,
-        wf: &Bound,
-        step: usize,
-        outputs: &[Option<Arc<Value>>],
-    ) -> Self {
+    /// `steps` holds the finished steps' outputs by plan index.
+    pub(super) fn retryable(input: Value, wf: &Bound, step: usize, steps: &[StepState]) -> Self {
         let refs = wf.plan.steps()[step].input_refs();
         let outputs = refs
             .iter()
-            .filter_map(|&i| Some((i, outputs.get(i)?.clone()?)))
+            .filter_map(|&i| Some((i, steps.get(i)?.output.clone()?)))
             .collect();
         Self {
             first: Some(input),

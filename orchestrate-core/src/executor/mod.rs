@@ -85,9 +85,23 @@ enum Phase {
     Done,
 }
 
+/// What the driver knows of one step, in one table by plan index: one
+/// allocation per execution, and one place touched per step.
+#[derive(Clone)]
+struct StepState {
+    /// Its output, once it succeeded.
+    output: Option<Arc<Value>>,
+    /// Upstream steps not yet done.
+    remaining: u32,
+    phase: Phase,
+    /// The first upstream step that failed or was skipped: this one will be
+    /// skipped when the rest are done.
+    blocked_by: Option<usize>,
+}
+
 struct RunScope<'a> {
     input: &'a Value,
-    outputs: &'a [Option<Arc<Value>>],
+    steps: &'a [StepState],
 }
 
 impl Scope for RunScope<'_> {
@@ -95,7 +109,7 @@ impl Scope for RunScope<'_> {
         self.input
     }
     fn step_output(&self, index: usize) -> Option<&Value> {
-        self.outputs.get(index)?.as_deref()
+        self.steps.get(index)?.output.as_deref()
     }
 }
 
@@ -139,10 +153,7 @@ pub(crate) struct Driver<F> {
     idempotency_key: Option<Arc<str>>,
     registry: Registry,
 
-    outputs: Vec<Option<Arc<Value>>>,
-    remaining: Vec<u32>,
-    blocked_by: Vec<Option<usize>>,
-    phase: Vec<Phase>,
+    steps: Vec<StepState>,
     ready: VecDeque<usize>,
     /// Steps made ready since the last dispatch: those it leaves waiting for
     /// a slot are journaled `StepScheduled` (a step that starts at once needs
@@ -209,17 +220,19 @@ where
             input.clone(),
         ));
         Self {
-            remaining: wf
+            steps: wf
                 .plan
                 .steps()
                 .iter()
-                .map(|s| s.deps().len() as u32)
+                .map(|s| StepState {
+                    output: None,
+                    remaining: s.deps().len() as u32,
+                    phase: Phase::Waiting,
+                    blocked_by: None,
+                })
                 .collect(),
             agent_running: vec![0; wf.slot_limits.len()],
             per_agent_limits: wf.slot_limits.iter().any(|&l| l > 0),
-            outputs: vec![None; n],
-            blocked_by: vec![None; n],
-            phase: vec![Phase::Waiting; n],
             ready: VecDeque::new(),
             fresh: Vec::new(),
             start_buf: Vec::new(),
@@ -369,7 +382,7 @@ where
     }
 
     fn make_ready(&mut self, i: usize) {
-        self.phase[i] = Phase::Ready;
+        self.steps[i].phase = Phase::Ready;
         self.ready.push_back(i);
         self.fresh.push(i);
     }
@@ -379,7 +392,7 @@ where
     fn record_waiting(&mut self) {
         let mut fresh = std::mem::take(&mut self.fresh);
         for i in fresh.drain(..) {
-            if self.phase[i] == Phase::Ready {
+            if self.steps[i].phase == Phase::Ready {
                 let step = self.wf.plan.steps()[i].id().clone();
                 self.record(EventKind::StepScheduled { step });
             }
@@ -388,15 +401,18 @@ where
     }
 
     fn parked(&self) -> usize {
-        self.phase.iter().filter(|p| **p == Phase::Parked).count()
+        self.steps
+            .iter()
+            .filter(|s| s.phase == Phase::Parked)
+            .count()
     }
 
     fn mark_done(&mut self, i: usize) {
-        if self.phase[i] == Phase::Running {
+        if self.steps[i].phase == Phase::Running {
             self.running -= 1;
             self.agent_running[self.wf.slots[i]] -= 1;
         }
-        self.phase[i] = Phase::Done;
+        self.steps[i].phase = Phase::Done;
         self.unresolved -= 1;
     }
 
@@ -442,7 +458,7 @@ where
             let step = &wf.plan.steps()[i];
             let scope = RunScope {
                 input: &self.input,
-                outputs: &self.outputs,
+                steps: &self.steps,
             };
             if let Some(condition) = step.condition() {
                 if !condition.evaluate(&scope) {
@@ -452,7 +468,7 @@ where
             }
             match step.input().evaluate(step.id(), &scope) {
                 Ok(input) => {
-                    self.phase[i] = Phase::Running;
+                    self.steps[i].phase = Phase::Running;
                     self.running += 1;
                     self.agent_running[wf.slots[i]] += 1;
                     self.record(EventKind::StepStarted {
@@ -486,7 +502,7 @@ where
         let step = &self.wf.plan.steps()[i];
         let ctx = Context::new(self.scope.clone(), step.id().clone(), i);
         let input = if self.wf.policies[i].retry_config().max_attempts > 1 {
-            StepInput::retryable(input, &self.wf, i, &self.outputs)
+            StepInput::retryable(input, &self.wf, i, &self.steps)
         } else {
             StepInput::once(input)
         };
@@ -566,7 +582,7 @@ where
                 self.record(EventKind::StepInterrupted { step, payload });
                 self.running -= 1;
                 self.agent_running[self.wf.slots[i]] -= 1;
-                self.phase[i] = Phase::Parked;
+                self.steps[i].phase = Phase::Parked;
             }
         }
     }
@@ -586,12 +602,12 @@ where
             attempts,
             fallback_from,
         });
-        self.outputs[i] = Some(output);
+        self.steps[i].output = Some(output);
         self.mark_done(i);
         for &d in wf.plan.steps()[i].dependents() {
-            self.remaining[d] -= 1;
-            if self.remaining[d] == 0 && !self.cancelling {
-                match self.blocked_by[d] {
+            self.steps[d].remaining -= 1;
+            if self.steps[d].remaining == 0 && !self.cancelling {
+                match self.steps[d].blocked_by {
                     Some(b) => self.skip(d, upstream(&wf, b)),
                     None => self.make_ready(d),
                 }
@@ -640,10 +656,10 @@ where
         let mut stack = vec![i];
         while let Some(s) = stack.pop() {
             for &d in wf.plan.steps()[s].dependents() {
-                self.blocked_by[d].get_or_insert(s);
-                self.remaining[d] -= 1;
-                if self.remaining[d] == 0 && self.phase[d] == Phase::Waiting {
-                    self.record_skip(d, upstream(&wf, self.blocked_by[d].unwrap_or(s)));
+                self.steps[d].blocked_by.get_or_insert(s);
+                self.steps[d].remaining -= 1;
+                if self.steps[d].remaining == 0 && self.steps[d].phase == Phase::Waiting {
+                    self.record_skip(d, upstream(&wf, self.steps[d].blocked_by.unwrap_or(s)));
                     stack.push(d);
                 }
             }
@@ -677,8 +693,8 @@ where
         self.tasks.abort_all();
         // Custom events sent before the abort still belong in the journal.
         self.read_inbox();
-        for i in 0..self.phase.len() {
-            if self.phase[i] != Phase::Done {
+        for i in 0..self.steps.len() {
+            if self.steps[i].phase != Phase::Done {
                 self.cancel_step(i);
             }
         }
@@ -714,8 +730,8 @@ where
     /// decision resumes the execution from the store, in this process or
     /// another.
     async fn park(&mut self) {
-        let steps: Vec<Arc<str>> = (0..self.phase.len())
-            .filter(|&i| self.phase[i] == Phase::Parked)
+        let steps: Vec<Arc<str>> = (0..self.steps.len())
+            .filter(|&i| self.steps[i].phase == Phase::Parked)
             .map(|i| self.wf.plan.steps()[i].id().clone())
             .collect();
         let names = steps.iter().map(|s| s.to_string()).collect();

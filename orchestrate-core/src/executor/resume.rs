@@ -37,7 +37,7 @@ where
         let mut rerun = Vec::new();
         for (i, step) in view.steps().iter().enumerate() {
             match step.status {
-                StepStatus::Succeeded => self.outputs[i] = step.output.clone(),
+                StepStatus::Succeeded => self.steps[i].output = step.output.clone(),
                 StepStatus::Failed => {
                     self.any_failed = true;
                     if wf.plan.steps()[i].policy().on_error == OnError::Fail {
@@ -54,12 +54,12 @@ where
                     continue;
                 }
                 StepStatus::Interrupted => {
-                    self.phase[i] = Phase::Parked;
+                    self.steps[i].phase = Phase::Parked;
                     continue;
                 }
                 StepStatus::Pending => continue,
             }
-            self.phase[i] = Phase::Done;
+            self.steps[i].phase = Phase::Done;
             self.unresolved -= 1;
         }
         self.record(EventKind::ExecutionResumed { rerun });
@@ -70,24 +70,24 @@ where
         // Readiness of what is left, from the finished steps.
         let succeeded = |i: usize| view.steps()[i].status == StepStatus::Succeeded;
         for i in 0..wf.plan.len() {
-            if self.phase[i] == Phase::Done {
+            if self.steps[i].phase == Phase::Done {
                 continue;
             }
             let deps = wf.plan.steps()[i].deps();
-            self.remaining[i] = deps
+            self.steps[i].remaining = deps
                 .iter()
-                .filter(|&&d| self.phase[d] != Phase::Done)
+                .filter(|&&d| self.steps[d].phase != Phase::Done)
                 .count() as u32;
-            self.blocked_by[i] = deps
+            self.steps[i].blocked_by = deps
                 .iter()
                 .copied()
-                .find(|&d| self.phase[d] == Phase::Done && !succeeded(d));
+                .find(|&d| self.steps[d].phase == Phase::Done && !succeeded(d));
         }
         for i in 0..wf.plan.len() {
-            if self.phase[i] != Phase::Waiting || self.remaining[i] != 0 {
+            if self.steps[i].phase != Phase::Waiting || self.steps[i].remaining != 0 {
                 continue;
             }
-            match self.blocked_by[i] {
+            match self.steps[i].blocked_by {
                 Some(b) => self.skip(
                     i,
                     SkipReason::Upstream {
@@ -106,7 +106,7 @@ where
     pub(crate) fn decide(&mut self, i: usize, decision: Decision) {
         let wf = self.wf.clone();
         let step = wf.plan.steps()[i].id().clone();
-        self.phase[i] = Phase::Running;
+        self.steps[i].phase = Phase::Running;
         // `succeed` and `step_failed` release a running slot.
         self.running += 1;
         self.agent_running[wf.slots[i]] += 1;

@@ -98,6 +98,11 @@ pub struct ExecutionView {
     cancel_requested: bool,
 }
 
+/// Up to this many steps, a view finds a step by scanning its table instead
+/// of keeping a hash index: every execution makes a view, and most
+/// workflows are small.
+const SCANNED_STEPS: usize = 16;
+
 /// The fields of a view before its first event, shared: every execution
 /// makes a view, and `ExecutionStarted` replaces them at once.
 static EMPTY_TEXT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
@@ -145,13 +150,17 @@ impl ExecutionView {
                 self.idempotency_key = start.idempotency_key.clone();
                 self.status = ExecutionStatus::Running;
                 self.steps = start.steps.iter().cloned().map(StepView::new).collect();
-                self.index = start
-                    .steps
-                    .iter()
-                    .cloned()
-                    .enumerate()
-                    .map(|(i, s)| (s, i))
-                    .collect();
+                self.index = if self.steps.len() > SCANNED_STEPS {
+                    start
+                        .steps
+                        .iter()
+                        .cloned()
+                        .enumerate()
+                        .map(|(i, s)| (s, i))
+                        .collect()
+                } else {
+                    FastMap::default()
+                };
             }
             EventKind::ExecutionResumed { rerun } => {
                 self.status = ExecutionStatus::Running;
@@ -238,9 +247,22 @@ impl ExecutionView {
     }
 
     fn with_step(&mut self, step: &str, f: impl FnOnce(&mut StepView)) {
-        if let Some(&i) = self.index.get(step) {
+        if let Some(i) = self.position(step) {
             f(&mut self.steps[i]);
         }
+    }
+
+    /// Where step `id` is in `steps`. A small workflow's steps are scanned,
+    /// its events' ids mostly being the very strings the view holds; a
+    /// larger one's are looked up in `index`.
+    fn position(&self, id: &str) -> Option<usize> {
+        if self.steps.len() > SCANNED_STEPS {
+            return self.index.get(id).copied();
+        }
+        self.steps
+            .iter()
+            .position(|s| std::ptr::eq(&*s.id, id))
+            .or_else(|| self.steps.iter().position(|s| &*s.id == id))
     }
 
     /// The execution id (`None` before the first event).
@@ -285,7 +307,7 @@ impl ExecutionView {
 
     /// One step by id.
     pub fn step(&self, id: &str) -> Option<&StepView> {
-        self.index.get(id).map(|&i| &self.steps[i])
+        self.position(id).map(|i| &self.steps[i])
     }
 
     /// The output of step `id`, if it succeeded.
@@ -311,5 +333,80 @@ impl ExecutionView {
     /// Steps in a given status.
     pub fn count(&self, status: StepStatus) -> usize {
         self.steps.iter().filter(|s| s.status == status).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{json, Value};
+
+    use super::{ExecutionView, SCANNED_STEPS};
+    use crate::journal::{Event, EventKind, ExecutionStart, StepStatus};
+
+    /// A view of a workflow of `steps`, each succeeded with its position as
+    /// output; the events name each step with a string of their own.
+    fn succeeded(steps: &[Arc<str>]) -> ExecutionView {
+        let start = EventKind::ExecutionStarted(Box::new(ExecutionStart {
+            workflow: "w".into(),
+            version: "1".into(),
+            correlation_id: "c".into(),
+            input: Arc::new(Value::Null),
+            idempotency_key: None,
+            started_at_ms: 0,
+            steps: steps.iter().cloned().collect(),
+        }));
+        let done = steps
+            .iter()
+            .enumerate()
+            .map(|(i, id)| EventKind::StepSucceeded {
+                step: Arc::from(&**id),
+                output: Arc::new(json!(i)),
+                attempts: 1,
+                fallback_from: None,
+            });
+        ExecutionView::from_events(std::iter::once(start).chain(done).enumerate().map(
+            |(seq, kind)| Event {
+                execution_id: "x".into(),
+                seq: seq as u64,
+                at_us: 0,
+                kind,
+            },
+        ))
+    }
+
+    fn ids(n: usize) -> Vec<Arc<str>> {
+        (0..n).map(|i| Arc::from(format!("s{i}"))).collect()
+    }
+
+    #[test]
+    fn small_and_large_views_find_every_step_by_its_text() {
+        for n in [1, SCANNED_STEPS, SCANNED_STEPS + 1, 100] {
+            let view = succeeded(&ids(n));
+            for i in 0..n {
+                let step = view.step(&format!("s{i}")).expect("known step");
+                assert_eq!(step.status, StepStatus::Succeeded, "{n} steps, s{i}");
+                assert_eq!(step.output.as_deref(), Some(&json!(i)), "{n} steps, s{i}");
+            }
+            assert!(view.step("missing").is_none(), "{n} steps");
+        }
+    }
+
+    #[test]
+    fn an_event_for_a_step_the_workflow_lacks_changes_nothing() {
+        let steps = ids(3);
+        let mut view = succeeded(&steps);
+        let before = view.clone();
+        view.apply(&Event {
+            execution_id: "x".into(),
+            seq: 4,
+            at_us: 0,
+            kind: EventKind::StepStarted {
+                step: "elsewhere".into(),
+                agent: "a".into(),
+            },
+        });
+        assert_eq!(view.steps(), before.steps());
     }
 }
