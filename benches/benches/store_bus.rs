@@ -15,13 +15,13 @@ use orchestrate_store::postgres::{PostgresConfig, PostgresStore};
 use orchestrate_store::sqlite::SqliteStore;
 use serde_json::json;
 
-fn event(id: &ExecutionId, seq: u64) -> Arc<Event> {
-    Arc::new(Event {
+fn event(id: &ExecutionId, seq: u64) -> Event {
+    Event {
         execution_id: id.clone(),
         seq,
         at_us: seq,
         kind: EventKind::StepScheduled { step: "s".into() },
-    })
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -67,7 +67,7 @@ fn bus_publish_consume(c: &mut Criterion) {
     let rt = runtime();
     let bus = MemoryBus::new();
     let mut sub = rt.block_on(bus.subscribe("t")).expect("subscribed");
-    let e = event(&ExecutionId::from("b"), 0);
+    let e = Arc::new(event(&ExecutionId::from("b"), 0));
     c.bench_function("bus_publish_consume/memory", |b| {
         b.iter(|| {
             rt.block_on(async {

@@ -135,7 +135,7 @@ impl Shared {
     }
 
     /// Applies `events` to the live view.
-    pub(crate) fn apply(&self, events: &[Arc<Event>]) {
+    pub(crate) fn apply(&self, events: &[Event]) {
         let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
         // Unshared while the execution runs: nobody keeps the Arc but the
         // outcome, made at the end.
@@ -285,7 +285,7 @@ impl EventsState {
     async fn fill_from_store(&mut self) {
         self.loaded_once = true;
         if let Ok(events) = self.store.load(&self.id, self.next_seq).await {
-            self.backlog.extend(events);
+            self.backlog.extend(events.into_iter().map(Arc::new));
         }
     }
 

@@ -57,10 +57,7 @@ async fn interpolated_outputs_flow_between_steps() {
     // The live view is exactly the fold of the stored journal.
     let events = journal(&orch, &exec).await;
     assert_contiguous(&events);
-    assert_eq!(
-        ExecutionView::from_events(events.iter().map(|e| &**e)),
-        done
-    );
+    assert_eq!(ExecutionView::from_events(&events), done);
     assert!(
         position(&events, "step_succeeded", "greet") < position(&events, "step_started", "shout")
     );

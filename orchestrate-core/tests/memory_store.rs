@@ -8,16 +8,16 @@ use orchestrate_core::store::{MemoryStore, MemoryStoreConfig, Store, StoreError}
 use orchestrate_core::ExecutionId;
 use serde_json::json;
 
-fn event(id: &str, seq: u64, kind: EventKind) -> Arc<Event> {
-    Arc::new(Event {
+fn event(id: &str, seq: u64, kind: EventKind) -> Event {
+    Event {
         execution_id: id.into(),
         seq,
         at_us: 0,
         kind,
-    })
+    }
 }
 
-fn finished(id: &str, seq: u64) -> Arc<Event> {
+fn finished(id: &str, seq: u64) -> Event {
     event(
         id,
         seq,

@@ -40,7 +40,7 @@ proptest! {
 
             let events = journal(&orch, &exec).await;
             assert_contiguous(&events);
-            assert_eq!(ExecutionView::from_events(events.iter().map(|e| &**e)), view);
+            assert_eq!(ExecutionView::from_events(&events), view);
             for (i, ds) in deps.iter().enumerate() {
                 let step = format!("s{i}");
                 let started = position(&events, "step_started", &step);

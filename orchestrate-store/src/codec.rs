@@ -1,7 +1,5 @@
 //! How journal events are stored: JSON with a record version and a CRC-32.
 
-use std::sync::Arc;
-
 use orchestrate_core::journal::{Event, EventKind, ExecutionStatus};
 use orchestrate_core::store::StoreError;
 use orchestrate_core::ExecutionId;
@@ -74,7 +72,7 @@ impl Place<'_> {
         version: i64,
         stored_checksum: i64,
         read: impl FnOnce() -> Result<(Event, i64), String>,
-    ) -> Result<Arc<Event>, StoreError> {
+    ) -> Result<Event, StoreError> {
         if version > RECORD_VERSION {
             return Err(self.corrupt(format!(
                 "record version {version} is newer than the {RECORD_VERSION} this build reads"
@@ -93,7 +91,7 @@ impl Place<'_> {
                 event.execution_id, event.seq
             )));
         }
-        Ok(Arc::new(event))
+        Ok(event)
     }
 }
 
@@ -106,7 +104,7 @@ pub(crate) fn decode(
     record: &[u8],
     stored_checksum: i64,
     version: i64,
-) -> Result<Arc<Event>, StoreError> {
+) -> Result<Event, StoreError> {
     let place = Place {
         execution,
         seq,
@@ -136,7 +134,7 @@ pub(crate) fn decode_normalised(
     text: &str,
     stored_checksum: i64,
     version: i64,
-) -> Result<Arc<Event>, StoreError> {
+) -> Result<Event, StoreError> {
     let place = Place {
         execution,
         seq,
@@ -257,7 +255,7 @@ pub(crate) struct ProjectionChange<'a> {
     pub(crate) finished: Option<ExecutionStatus>,
 }
 
-pub(crate) fn projection_change(events: &[Arc<Event>]) -> ProjectionChange<'_> {
+pub(crate) fn projection_change(events: &[Event]) -> ProjectionChange<'_> {
     let mut change = ProjectionChange {
         started: None,
         finished: None,
@@ -305,7 +303,7 @@ mod tests {
             RECORD_VERSION,
         )
         .unwrap();
-        assert_eq!(*back, event());
+        assert_eq!(back, event());
         for i in 0..enc.record.len() {
             let mut bad = enc.record.clone();
             bad[i] ^= 0x10;

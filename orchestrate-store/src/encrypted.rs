@@ -195,7 +195,7 @@ impl<S: Store> EncryptedStore<S> {
         let arc = |v: &Arc<Value>, field: &str| f(self, v, &place(field)).map(Arc::new);
         let kind = match &event.kind {
             EventKind::ExecutionStarted(start) => {
-                EventKind::ExecutionStarted(Box::new(ExecutionStart {
+                EventKind::ExecutionStarted(Arc::new(ExecutionStart {
                     input: arc(&start.input, "input")?,
                     ..ExecutionStart::clone(start)
                 }))
@@ -252,28 +252,20 @@ fn kv_place(key: &str) -> String {
 
 #[async_trait]
 impl<S: Store> Store for EncryptedStore<S> {
-    async fn append(
-        &self,
-        execution: &ExecutionId,
-        events: &[Arc<Event>],
-    ) -> Result<(), StoreError> {
+    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
         let sealed = events
             .iter()
-            .map(|e| self.map_event(e, Self::seal).map(Arc::new))
+            .map(|e| self.map_event(e, Self::seal))
             .collect::<Result<Vec<_>, _>>()?;
         self.inner.append(execution, &sealed).await
     }
 
-    async fn load(
-        &self,
-        execution: &ExecutionId,
-        from: u64,
-    ) -> Result<Vec<Arc<Event>>, StoreError> {
+    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {
         self.inner
             .load(execution, from)
             .await?
             .iter()
-            .map(|e| self.map_event(e, Self::open).map(Arc::new))
+            .map(|e| self.map_event(e, Self::open))
             .collect()
     }
 

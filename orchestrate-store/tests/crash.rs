@@ -200,7 +200,7 @@ async fn reference() -> Vec<Option<Value>> {
 
 async fn journal_of(
     backend: &Backend,
-) -> Option<(ExecutionId, Vec<Arc<orchestrate_core::journal::Event>>)> {
+) -> Option<(ExecutionId, Vec<orchestrate_core::journal::Event>)> {
     let store = backend.open().await;
     let all = store.list_executions(&ExecutionQuery::all()).await.unwrap();
     let id = all.first()?.id.clone();
@@ -243,7 +243,7 @@ async fn crash_test(backend: Backend, dir: &Path) -> Result<(), String> {
         }
         child.wait().map_err(|e| e.to_string())?;
         if let Some((_, events)) = journal_of(db).await {
-            let view = ExecutionView::from_events(events.iter().map(|e| &**e));
+            let view = ExecutionView::from_events(&events);
             for s in view.steps() {
                 if matches!(s.status, StepStatus::Running | StepStatus::Scheduled) {
                     in_flight_at_kills.insert(s.id.to_string());
@@ -271,7 +271,7 @@ async fn crash_test(backend: Backend, dir: &Path) -> Result<(), String> {
         }
     }
     // (a) the outputs of an uninterrupted run.
-    let view = ExecutionView::from_events(events.iter().map(|e| &**e));
+    let view = ExecutionView::from_events(&events);
     if outputs(&view) != expected {
         return Err(format!(
             "outputs differ from the uninterrupted run; {context}"

@@ -114,7 +114,7 @@ async fn a_wrong_key_tampering_or_plaintext_is_a_clear_error() {
     assert!(err.to_string().contains("not sealed"), "{err}");
     // Journals: a wrong key names the execution and the field.
     let id = ExecutionId::from("e");
-    let event = Arc::new(orchestrate_core::journal::Event {
+    let event = orchestrate_core::journal::Event {
         execution_id: id.clone(),
         seq: 0,
         at_us: 0,
@@ -123,7 +123,7 @@ async fn a_wrong_key_tampering_or_plaintext_is_a_clear_error() {
             name: "n".into(),
             payload: Box::new(json!(1)),
         },
-    });
+    };
     right.append(&id, &[event]).await.unwrap();
     let err = wrong.load(&id, 0).await.unwrap_err();
     assert!(

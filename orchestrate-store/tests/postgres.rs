@@ -50,13 +50,13 @@ async fn sql(url: &str, statement: String) -> Vec<sqlx::postgres::PgRow> {
     rows
 }
 
-fn event(id: &str, seq: u64, step: &str) -> Arc<Event> {
-    Arc::new(Event {
+fn event(id: &str, seq: u64, step: &str) -> Event {
+    Event {
         execution_id: id.into(),
         seq,
         at_us: 0,
         kind: EventKind::StepScheduled { step: step.into() },
-    })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

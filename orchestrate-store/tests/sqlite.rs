@@ -13,13 +13,13 @@ use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
 
-fn scheduled(id: &str, seq: u64, step: &str) -> Arc<Event> {
-    Arc::new(Event {
+fn scheduled(id: &str, seq: u64, step: &str) -> Event {
+    Event {
         execution_id: id.into(),
         seq,
         at_us: 0,
         kind: EventKind::StepScheduled { step: step.into() },
-    })
+    }
 }
 
 async fn raw(path: &std::path::Path) -> sqlx::SqliteConnection {

@@ -70,20 +70,20 @@ where
     (make(clock.clone()).await, clock)
 }
 
-fn ev(id: &str, seq: u64, kind: EventKind) -> Arc<Event> {
-    Arc::new(Event {
+fn ev(id: &str, seq: u64, kind: EventKind) -> Event {
+    Event {
         execution_id: id.into(),
         seq,
         at_us: seq * 10,
         kind,
-    })
+    }
 }
 
-fn started(id: &str, workflow: &str, started_at_ms: u64, key: Option<&str>) -> Arc<Event> {
+fn started(id: &str, workflow: &str, started_at_ms: u64, key: Option<&str>) -> Event {
     ev(
         id,
         0,
-        EventKind::ExecutionStarted(Box::new(ExecutionStart {
+        EventKind::ExecutionStarted(Arc::new(ExecutionStart {
             workflow: workflow.into(),
             version: "1".into(),
             correlation_id: format!("corr-{id}").into(),
@@ -95,7 +95,7 @@ fn started(id: &str, workflow: &str, started_at_ms: u64, key: Option<&str>) -> A
     )
 }
 
-fn finished(id: &str, seq: u64, status: ExecutionStatus) -> Arc<Event> {
+fn finished(id: &str, seq: u64, status: ExecutionStatus) -> Event {
     ev(
         id,
         seq,
@@ -107,7 +107,7 @@ fn finished(id: &str, seq: u64, status: ExecutionStatus) -> Arc<Event> {
 }
 
 /// One event of every kind, as execution `id`'s journal.
-pub fn every_kind(id: &str) -> Vec<Arc<Event>> {
+pub fn every_kind(id: &str) -> Vec<Event> {
     let info = ErrorInfo {
         code: "agent".into(),
         message: "boom \u{1F4A5} \"quoted\"".into(),
@@ -204,7 +204,7 @@ where
     let loaded = s.store.load(&id, 0).await.unwrap();
     assert_eq!(loaded.len(), events.len());
     for (a, b) in loaded.iter().zip(&events) {
-        assert_eq!(**a, **b);
+        assert_eq!(a, b);
     }
     let tail = s.store.load(&id, 5).await.unwrap();
     assert_eq!(tail.first().map(|e| e.seq), Some(5));
@@ -239,8 +239,8 @@ where
     let loaded = s.store.load(&id, 0).await.unwrap();
     assert_eq!(loaded.len(), 1_001);
     assert!(loaded.iter().enumerate().all(|(i, e)| e.seq == i as u64));
-    assert_eq!(*loaded[650], *first[650]);
-    assert_eq!(*loaded[1_000], *second[300]);
+    assert_eq!(loaded[650], first[650]);
+    assert_eq!(loaded[1_000], second[300]);
     let listed = s
         .store
         .list_executions(&ExecutionQuery {

@@ -176,7 +176,9 @@ pub(crate) struct Driver<F> {
     started: Instant,
     /// When the batch in `pending` began, in µs since `started`.
     batch_at_us: u64,
-    pending: Vec<Arc<Event>>,
+    /// The batch being made: held by value (the store keeps copies whose
+    /// fields share these ones), put in `Arc`s only for a subscriber.
+    pending: Vec<Event>,
     journal_broken: bool,
     failure: Option<Error>,
     /// What every step's context shares.
@@ -271,7 +273,7 @@ where
         let started_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.record(EventKind::ExecutionStarted(Box::new(ExecutionStart {
+        self.record(EventKind::ExecutionStarted(Arc::new(ExecutionStart {
             workflow: wf.plan.name().clone(),
             version: wf.plan.version().clone(),
             correlation_id: self.correlation_id.clone(),
@@ -340,12 +342,12 @@ where
         if self.pending.is_empty() {
             self.batch_at_us = self.started.elapsed().as_micros() as u64;
         }
-        self.pending.push(Arc::new(Event {
+        self.pending.push(Event {
             execution_id: self.shared.id.clone(),
             seq: self.seq,
             at_us: self.batch_at_us,
             kind,
-        }));
+        });
         self.seq += 1;
     }
 
@@ -374,7 +376,8 @@ where
         }
         let bus = &self.shared.bus;
         if bus.has_subscribers(&self.shared.topic) {
-            if let Err(e) = bus.publish(&self.shared.topic, &self.pending).await {
+            let events: Vec<Arc<Event>> = self.pending.drain(..).map(Arc::new).collect();
+            if let Err(e) = bus.publish(&self.shared.topic, &events).await {
                 tracing::warn!(error = %e, "publishing execution events failed");
             }
         }

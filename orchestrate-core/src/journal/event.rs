@@ -31,9 +31,11 @@ pub struct Event {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
-    /// The execution began. Boxed, as are the other rare large payloads
-    /// below, so that every event stays small: a journal holds many.
-    ExecutionStarted(Box<ExecutionStart>),
+    /// The execution began. Behind a pointer, as are the other rare large
+    /// payloads below, so that every event stays small: a journal holds
+    /// many. Shared, so that copying the event (a store keeps one) copies
+    /// no payload.
+    ExecutionStarted(Arc<ExecutionStart>),
     /// A process took the execution over from its journal after the one
     /// running it stopped.
     ExecutionResumed {

@@ -66,7 +66,7 @@ impl StepView {
 ///
 /// let id = orchestrate_core::ExecutionId::from("x");
 /// let events = [
-///     EventKind::ExecutionStarted(Box::new(ExecutionStart {
+///     EventKind::ExecutionStarted(Arc::new(ExecutionStart {
 ///         workflow: "w".into(), version: "1".into(), correlation_id: "c".into(),
 ///         input: Arc::new(serde_json::Value::Null), idempotency_key: None,
 ///         started_at_ms: 0, steps: Arc::from(["a".into()]),
@@ -348,7 +348,7 @@ mod tests {
     /// A view of a workflow of `steps`, each succeeded with its position as
     /// output; the events name each step with a string of their own.
     fn succeeded(steps: &[Arc<str>]) -> ExecutionView {
-        let start = EventKind::ExecutionStarted(Box::new(ExecutionStart {
+        let start = EventKind::ExecutionStarted(Arc::new(ExecutionStart {
             workflow: "w".into(),
             version: "1".into(),
             correlation_id: "c".into(),

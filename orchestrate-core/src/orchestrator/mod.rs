@@ -304,7 +304,7 @@ impl Orchestrator {
         if let Some(shared) = self.registry().get(id).cloned() {
             return Ok(Execution::new(shared));
         }
-        let view = ExecutionView::from_events(events.iter().map(|e| &**e));
+        let view = ExecutionView::from_events(&events);
         Ok(Execution::new(Arc::new(Shared::from_journal(
             id.clone(),
             view,
@@ -364,7 +364,7 @@ impl Orchestrator {
     async fn load_unfinished(
         &self,
         id: &ExecutionId,
-    ) -> Result<Result<(Vec<Arc<crate::journal::Event>>, ExecutionView), Execution>, Error> {
+    ) -> Result<Result<(Vec<crate::journal::Event>, ExecutionView), Execution>, Error> {
         if let Some(shared) = self.registry().get(id).cloned() {
             return Ok(Err(Execution::new(shared)));
         }
@@ -375,7 +375,7 @@ impl Orchestrator {
             }
             Err(e) => return Err(e.into()),
         };
-        let view = ExecutionView::from_events(events.iter().map(|e| &**e));
+        let view = ExecutionView::from_events(&events);
         if view.status().is_terminal() {
             return Ok(Err(self.execution(id).await?));
         }
@@ -451,7 +451,7 @@ impl Orchestrator {
         &self,
         workflow: &Workflow,
         id: &ExecutionId,
-        events: &[Arc<crate::journal::Event>],
+        events: &[crate::journal::Event],
         view: ExecutionView,
     ) -> Result<Execution, Error> {
         if view.status() == crate::journal::ExecutionStatus::Parked {
@@ -470,7 +470,7 @@ impl Orchestrator {
         &self,
         workflow: &Workflow,
         id: &ExecutionId,
-        events: &[Arc<crate::journal::Event>],
+        events: &[crate::journal::Event],
         view: ExecutionView,
         decision: Option<(usize, Decision)>,
     ) -> Result<Execution, Error> {

@@ -34,7 +34,7 @@ impl Default for MemoryStoreConfig {
     }
 }
 
-type Journal = Arc<Mutex<Vec<Arc<Event>>>>;
+type Journal = Arc<Mutex<Vec<Event>>>;
 
 struct KvEntry {
     value: Value,
@@ -198,11 +198,7 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn append(
-        &self,
-        execution: &ExecutionId,
-        events: &[Arc<Event>],
-    ) -> Result<(), StoreError> {
+    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
         let Some(first) = events.first() else {
             return Ok(());
         };
@@ -239,11 +235,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn load(
-        &self,
-        execution: &ExecutionId,
-        from: u64,
-    ) -> Result<Vec<Arc<Event>>, StoreError> {
+    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {
         let journal = self
             .journal(execution)
             .ok_or_else(|| StoreError::NotFound {

@@ -41,19 +41,14 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Conflict`] when the first sequence number is not the next
     /// one; [`StoreError::InvalidBatch`] when the batch has gaps or mixes
     /// executions; backend errors.
-    async fn append(
-        &self,
-        execution: &ExecutionId,
-        events: &[Arc<Event>],
-    ) -> Result<(), StoreError>;
+    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError>;
 
     /// Loads the journal from sequence number `from` (inclusive), in order.
     ///
     /// # Errors
     ///
     /// [`StoreError::NotFound`] when the execution has no journal.
-    async fn load(&self, execution: &ExecutionId, from: u64)
-        -> Result<Vec<Arc<Event>>, StoreError>;
+    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError>;
 
     /// Summaries of the executions matching `query`, most recently started
     /// first (e.g. the unfinished ones to resume after a crash).
@@ -122,19 +117,11 @@ pub trait Store: Send + Sync + 'static {
 /// `Arc<dyn Store>` or an `Arc` of a concrete store.
 #[async_trait]
 impl<S: Store + ?Sized> Store for Arc<S> {
-    async fn append(
-        &self,
-        execution: &ExecutionId,
-        events: &[Arc<Event>],
-    ) -> Result<(), StoreError> {
+    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
         (**self).append(execution, events).await
     }
 
-    async fn load(
-        &self,
-        execution: &ExecutionId,
-        from: u64,
-    ) -> Result<Vec<Arc<Event>>, StoreError> {
+    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {
         (**self).load(execution, from).await
     }
 
@@ -383,7 +370,7 @@ impl StoreError {
 /// # Errors
 ///
 /// [`StoreError::InvalidBatch`] naming the first offending event.
-pub fn check_batch(execution: &ExecutionId, events: &[Arc<Event>]) -> Result<(), StoreError> {
+pub fn check_batch(execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
     let invalid = |reason: String| StoreError::InvalidBatch {
         execution: execution.clone(),
         reason,

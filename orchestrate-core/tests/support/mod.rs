@@ -1,18 +1,16 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use orchestrate_core::journal::{Event, EventKind};
 use orchestrate_core::{Execution, Orchestrator};
 
 /// The stored journal of an execution.
-pub(crate) async fn journal(orchestrator: &Orchestrator, execution: &Execution) -> Vec<Arc<Event>> {
+pub(crate) async fn journal(orchestrator: &Orchestrator, execution: &Execution) -> Vec<Event> {
     orchestrator.store().load(execution.id(), 0).await.unwrap()
 }
 
 /// `(type, step)` of every event, for order assertions.
-pub(crate) fn trace(events: &[Arc<Event>]) -> Vec<(String, String)> {
+pub(crate) fn trace(events: &[Event]) -> Vec<(String, String)> {
     events
         .iter()
         .map(|e| {
@@ -25,7 +23,7 @@ pub(crate) fn trace(events: &[Arc<Event>]) -> Vec<(String, String)> {
 }
 
 /// Position of the first event of type `kind` about `step`.
-pub(crate) fn position(events: &[Arc<Event>], kind: &str, step: &str) -> usize {
+pub(crate) fn position(events: &[Event], kind: &str, step: &str) -> usize {
     events
         .iter()
         .position(|e| e.kind.name() == kind && e.kind.step().is_some_and(|s| &**s == step))
@@ -33,7 +31,7 @@ pub(crate) fn position(events: &[Arc<Event>], kind: &str, step: &str) -> usize {
 }
 
 /// Asserts the journal's sequence numbers are 0..n with no gap.
-pub(crate) fn assert_contiguous(events: &[Arc<Event>]) {
+pub(crate) fn assert_contiguous(events: &[Event]) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as u64, "gap or duplicate at {i}");
     }

@@ -99,7 +99,7 @@ impl Writer {
     pub(crate) async fn append(
         &self,
         execution: &ExecutionId,
-        events: &[Arc<Event>],
+        events: &[Event],
         encode: fn(&Event) -> Result<Encoded, StoreError>,
     ) -> Result<(), StoreError> {
         if events.is_empty() {
@@ -108,7 +108,7 @@ impl Writer {
         check_batch(execution, events)?;
         let rows = events
             .iter()
-            .map(|e| encode(e))
+            .map(encode)
             .collect::<Result<Vec<_>, _>>()?;
         let append = Append::new(execution.clone(), rows, projection_change(events));
         let (tx, rx) = oneshot::channel();

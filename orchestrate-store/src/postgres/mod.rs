@@ -277,21 +277,13 @@ pub(crate) fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, S
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn append(
-        &self,
-        execution: &ExecutionId,
-        events: &[Arc<Event>],
-    ) -> Result<(), StoreError> {
+    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
         self.writer
             .append(execution, events, encode_normalised)
             .await
     }
 
-    async fn load(
-        &self,
-        execution: &ExecutionId,
-        from: u64,
-    ) -> Result<Vec<Arc<Event>>, StoreError> {
+    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, step, record::text AS record, checksum, record_version FROM orchestrate_journal
              WHERE execution_id = $1 AND seq >= $2 ORDER BY seq",

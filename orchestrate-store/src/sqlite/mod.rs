@@ -273,19 +273,11 @@ pub(crate) fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message,
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append(
-        &self,
-        execution: &ExecutionId,
-        events: &[Arc<Event>],
-    ) -> Result<(), StoreError> {
+    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
         self.writer.append(execution, events, encode).await
     }
 
-    async fn load(
-        &self,
-        execution: &ExecutionId,
-        from: u64,
-    ) -> Result<Vec<Arc<Event>>, StoreError> {
+    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, step, record, checksum, record_version FROM orchestrate_journal
              WHERE execution_id = ? AND seq >= ? ORDER BY seq",
