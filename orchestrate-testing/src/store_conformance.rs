@@ -213,6 +213,45 @@ where
     s.store.append(&id, &[]).await.unwrap();
 }
 
+/// A store that appends at once ([`Store::append_now`]) appends as
+/// `append` does: checked, in order, into the journal `append` and `load`
+/// see. A store that answers `None` appended nothing.
+pub async fn appending_at_once_is_appending<F, Fut>(make: F)
+where
+    F: Fn(ManualClock) -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    let (s, _) = subject(&make).await;
+    let id = ExecutionId::from("exec-at-once");
+    let events = every_kind(id.as_str());
+    match s.store.append_now(&id, &events[..3]) {
+        None => {
+            assert!(matches!(
+                s.store.load(&id, 0).await,
+                Err(StoreError::NotFound { .. })
+            ));
+            return;
+        }
+        Some(appended) => appended.unwrap(),
+    }
+    assert!(matches!(
+        s.store.append_now(&id, &events[1..3]),
+        Some(Err(StoreError::Conflict {
+            expected: 1,
+            actual: 3,
+            ..
+        }))
+    ));
+    assert!(matches!(
+        s.store
+            .append_now(&id, &[events[3].clone(), events[5].clone()]),
+        Some(Err(StoreError::InvalidBatch { .. }))
+    ));
+    s.store.append(&id, &events[3..5]).await.unwrap();
+    s.store.append_now(&id, &events[5..]).unwrap().unwrap();
+    assert_eq!(s.store.load(&id, 0).await.unwrap(), events);
+}
+
 /// A batch longer than a backend puts in one statement is stored whole, in
 /// order, and counted in the execution's summary.
 pub async fn long_batches_are_stored_whole<F, Fut>(make: F)
@@ -774,6 +813,7 @@ macro_rules! store_conformance {
     ($make:expr, requires_env = $var:literal) => {
         $crate::__store_case!($make, $var, append_and_load_round_trip);
         $crate::__store_case!($make, $var, appends_are_checked);
+        $crate::__store_case!($make, $var, appending_at_once_is_appending);
         $crate::__store_case!($make, $var, long_batches_are_stored_whole);
         $crate::__store_case!($make, $var, racing_appends_never_duplicate);
         $crate::__store_case!($make, $var, executions_are_listed);

@@ -359,12 +359,12 @@ where
         }
         self.shared.apply(&self.pending);
         if !self.journal_broken {
-            if let Err(e) = self
-                .shared
-                .store
-                .append(&self.shared.id, &self.pending)
-                .await
-            {
+            let store = &self.shared.store;
+            let appended = match store.append_now(&self.shared.id, &self.pending) {
+                Some(done) => done,
+                None => store.append(&self.shared.id, &self.pending).await,
+            };
+            if let Err(e) = appended {
                 tracing::error!(error = %e, "journal append failed; failing the execution");
                 self.journal_broken = true;
                 if self.failure.is_none() {

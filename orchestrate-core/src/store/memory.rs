@@ -194,11 +194,9 @@ impl MemoryStore {
         // Freeing a journal's events takes a while: not under any lock.
         drop(journal);
     }
-}
 
-#[async_trait]
-impl Store for MemoryStore {
-    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
+    /// Appends at once: the in-memory journal never waits.
+    fn append_events(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
         let Some(first) = events.first() else {
             return Ok(());
         };
@@ -233,6 +231,21 @@ impl Store for MemoryStore {
             self.forget_oldest_finished(execution.clone());
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
+        self.append_events(execution, events)
+    }
+
+    fn append_now(
+        &self,
+        execution: &ExecutionId,
+        events: &[Event],
+    ) -> Option<Result<(), StoreError>> {
+        Some(self.append_events(execution, events))
     }
 
     async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {

@@ -43,6 +43,24 @@ pub trait Store: Send + Sync + 'static {
     /// executions; backend errors.
     async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError>;
 
+    /// [`append`](Self::append) done at once, by a store that never waits
+    /// to append (the in-memory one); `None` from a store that may wait,
+    /// which the caller then awaits `append` on. The orchestrator asks
+    /// this first for every batch it journals: an answer here costs no
+    /// future.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append), inside the `Some`.
+    fn append_now(
+        &self,
+        execution: &ExecutionId,
+        events: &[Event],
+    ) -> Option<Result<(), StoreError>> {
+        let _ = (execution, events);
+        None
+    }
+
     /// Loads the journal from sequence number `from` (inclusive), in order.
     ///
     /// # Errors
@@ -119,6 +137,14 @@ pub trait Store: Send + Sync + 'static {
 impl<S: Store + ?Sized> Store for Arc<S> {
     async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
         (**self).append(execution, events).await
+    }
+
+    fn append_now(
+        &self,
+        execution: &ExecutionId,
+        events: &[Event],
+    ) -> Option<Result<(), StoreError>> {
+        (**self).append_now(execution, events)
     }
 
     async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {

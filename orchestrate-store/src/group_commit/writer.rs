@@ -106,10 +106,7 @@ impl Writer {
             return Ok(());
         }
         check_batch(execution, events)?;
-        let rows = events
-            .iter()
-            .map(encode)
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let append = Append::new(execution.clone(), rows, projection_change(events));
         let (tx, rx) = oneshot::channel();
         self.submit(WriteOp::Append(append, tx), rx).await
