@@ -208,8 +208,7 @@ impl MemoryStore {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .entry(execution.clone())
-                // Room for a small workflow's whole journal at once.
-                .or_insert_with(|| Arc::new(Mutex::new(Vec::with_capacity(events.len().max(16)))))
+                .or_insert_with(|| Arc::new(Mutex::new(Vec::with_capacity(first_room(events)))))
                 .clone(),
         };
         let finished = {
@@ -232,6 +231,19 @@ impl MemoryStore {
         }
         Ok(())
     }
+}
+
+/// Room for a journal that starts with `first`: a small workflow's whole
+/// journal on its happy path (its start, two events per step, its end), so
+/// that it is allocated once and no larger than it needs; a larger one's
+/// grows as it goes.
+fn first_room(first: &[Event]) -> usize {
+    const MOST: usize = 64;
+    let planned = match first.first().map(|e| &e.kind) {
+        Some(EventKind::ExecutionStarted(start)) => 2 * start.steps.len() + 2,
+        _ => 16,
+    };
+    planned.min(MOST).max(first.len())
 }
 
 #[async_trait]
