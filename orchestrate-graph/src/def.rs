@@ -1,6 +1,7 @@
 //! The serialisable description of a workflow: what the user writes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -88,7 +89,9 @@ impl WorkflowDef {
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
     /// Identifier, unique in the workflow; letters, digits, `_` and `-`.
-    pub id: String,
+    /// Shared: a plan of this definition, and the events of its
+    /// executions, hold this very string.
+    pub id: Arc<str>,
     /// Name of the agent that runs this step.
     pub agent: String,
     /// Input template: any JSON value whose strings may interpolate
@@ -114,7 +117,7 @@ pub struct StepDef {
 
 impl StepDef {
     /// A step `id` run by `agent`, with a `null` input and no dependencies.
-    pub fn new(id: impl Into<String>, agent: impl Into<String>) -> Self {
+    pub fn new(id: impl Into<Arc<str>>, agent: impl Into<String>) -> Self {
         Self {
             id: id.into(),
             agent: agent.into(),

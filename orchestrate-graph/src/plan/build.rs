@@ -31,29 +31,29 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     let default_policy = StepPolicy::default();
     let mut index = StepIndex::with_capacity(n);
     for (i, step) in def.steps.iter().enumerate() {
-        ids.push(Arc::from(step.id.as_str()));
+        ids.push(step.id.clone());
         agent_names.push(agent_name(&mut agents, &mut last_agent, &step.agent));
         policies.push((step.policy != default_policy).then(|| Arc::new(step.policy.clone())));
         if step.id.is_empty() || !step.id.chars().all(is_ident_char) {
             problems.push(Problem::InvalidId {
-                step: step.id.clone(),
+                step: step.id.to_string(),
             });
         }
         if step.agent.trim().is_empty() {
             problems.push(Problem::MissingAgent {
-                step: step.id.clone(),
+                step: step.id.to_string(),
             });
         }
         if step.cost.is_some_and(|c| !c.is_finite() || c < 0.0) {
             problems.push(Problem::InvalidCost {
-                step: step.id.clone(),
+                step: step.id.to_string(),
             });
         }
         // A duplicate keeps the first definition, so that references
         // resolve consistently.
         if index.insert(i, |j| &ids[j]).is_some() {
             problems.push(Problem::DuplicateId {
-                step: step.id.clone(),
+                step: step.id.to_string(),
             });
         }
     }
@@ -72,7 +72,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                 }
                 Some(_) => {}
                 None => problems.push(Problem::UnknownDependency {
-                    step: step.id.clone(),
+                    step: step.id.to_string(),
                     dependency: dep.clone(),
                 }),
             }
@@ -121,7 +121,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         }
         for path in cycles.paths {
             problems.push(Problem::Cycle {
-                path: path.iter().map(|&i| def.steps[i].id.clone()).collect(),
+                path: path.iter().map(|&i| def.steps[i].id.to_string()).collect(),
             });
         }
         // Whatever Kahn's pass did not reach and is not on a cycle waits on one.
@@ -132,7 +132,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         for i in 0..n {
             if !reached[i] && !on_cycle[i] {
                 problems.push(Problem::Unreachable {
-                    step: def.steps[i].id.clone(),
+                    step: def.steps[i].id.to_string(),
                 });
             }
         }
@@ -168,7 +168,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         let mut input = Template::parse_all(&step.input, &mut parse_errors);
         for ParseError { location, reason } in parse_errors {
             problems.push(Problem::MalformedInterpolation {
-                step: step.id.clone(),
+                step: step.id.to_string(),
                 field: "input",
                 location,
                 reason,
@@ -178,7 +178,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
             Some(Ok(c)) => Some(c),
             Some(Err(reason)) => {
                 problems.push(Problem::MalformedInterpolation {
-                    step: step.id.clone(),
+                    step: step.id.to_string(),
                     field: "condition",
                     location: String::new(),
                     reason,
@@ -194,7 +194,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
             };
             match index.get(id.as_str(), |j| &planned[j].id) {
                 None => problems.push(Problem::UnknownReference {
-                    step: step.id.clone(),
+                    step: step.id.to_string(),
                     referenced: id.clone(),
                     expr: e.text.to_string(),
                 }),
@@ -204,7 +204,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                         || (acyclic && ancestors.is_ancestor(r, i, planned));
                     if !upstream {
                         problems.push(Problem::NotUpstream {
-                            step: step.id.clone(),
+                            step: step.id.to_string(),
                             referenced: id.clone(),
                             expr: e.text.to_string(),
                         });
@@ -334,5 +334,28 @@ impl Ancestors {
             }
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::{Plan, StepDef, WorkflowDef};
+
+    #[test]
+    fn a_plan_holds_its_definitions_ids_and_one_string_per_agent() {
+        let def = WorkflowDef::builder("w")
+            .step(StepDef::new("a", "agent"))
+            .step(StepDef::new("b", "agent").depends_on(["a"]))
+            .step(StepDef::new("c", "other").depends_on(["a"]))
+            .build();
+        let plan = Plan::new(&def).unwrap();
+        for (planned, step) in plan.steps().iter().zip(&def.steps) {
+            assert!(Arc::ptr_eq(planned.id(), &step.id), "{}", step.id);
+        }
+        let agents: Vec<&Arc<str>> = plan.steps().iter().map(|s| s.agent()).collect();
+        assert!(Arc::ptr_eq(agents[0], agents[1]));
+        assert_eq!(&**agents[2], "other");
     }
 }
