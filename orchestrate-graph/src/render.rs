@@ -43,7 +43,7 @@ impl Plan {
                 "    {}[\"{}<br/><i>{}</i>\"]",
                 s.id,
                 s.id,
-                s.agent.replace('"', "#quot;")
+                self.agents[s.agent as usize].replace('"', "#quot;")
             );
         }
         for s in &self.steps {
@@ -83,7 +83,7 @@ impl Plan {
                 "    \"{}\" [label=\"{}\\n{}\"];",
                 s.id,
                 s.id,
-                dot_escape(&s.agent)
+                dot_escape(&self.agents[s.agent as usize])
             );
         }
         for s in &self.steps {

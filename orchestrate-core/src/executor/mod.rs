@@ -413,7 +413,7 @@ where
     fn mark_done(&mut self, i: usize) {
         if self.steps[i].phase == Phase::Running {
             self.running -= 1;
-            self.agent_running[self.wf.slots[i]] -= 1;
+            self.agent_running[self.wf.slot(i)] -= 1;
         }
         self.steps[i].phase = Phase::Done;
         self.unresolved -= 1;
@@ -425,7 +425,7 @@ where
             return self.ready.pop_front();
         }
         let pos = self.ready.iter().position(|&i| {
-            let slot = self.wf.slots[i];
+            let slot = self.wf.slot(i);
             let limit = self.wf.slot_limits[slot];
             limit == 0 || self.agent_running[slot] < limit
         })?;
@@ -473,10 +473,10 @@ where
                 Ok(input) => {
                     self.steps[i].phase = Phase::Running;
                     self.running += 1;
-                    self.agent_running[wf.slots[i]] += 1;
+                    self.agent_running[wf.slot(i)] += 1;
                     self.record(EventKind::StepStarted {
                         step: step.id().clone(),
-                        agent: step.agent().clone(),
+                        agent: wf.plan.agent_of(i).clone(),
                     });
                     starts.push((i, input));
                 }
@@ -513,7 +513,7 @@ where
             tracing::info_span!(
                 "step",
                 step = %step.id(),
-                agent = %step.agent(),
+                agent = %self.wf.plan.agent_of(i),
                 correlation_id = %self.correlation_id,
             )
         });
@@ -553,7 +553,7 @@ where
             }
             TaskMsg::Policy { step, event } => {
                 let step_id = wf.plan.steps()[step].id().clone();
-                if let Some(kind) = policy_event(step_id, wf.plan.steps()[step].agent(), *event) {
+                if let Some(kind) = policy_event(step_id, wf.plan.agent_of(step), *event) {
                     self.record(kind);
                 }
             }
@@ -573,7 +573,7 @@ where
                 let step = &self.wf.plan.steps()[i];
                 let error = Error::Panicked {
                     step: step.id().clone(),
-                    agent: step.agent().clone(),
+                    agent: self.wf.plan.agent_of(i).clone(),
                     message,
                 };
                 self.step_failed(i, error, 1);
@@ -584,7 +584,7 @@ where
                 tracing::info!(%step, "step waits for an external decision");
                 self.record(EventKind::StepInterrupted { step, payload });
                 self.running -= 1;
-                self.agent_running[self.wf.slots[i]] -= 1;
+                self.agent_running[self.wf.slot(i)] -= 1;
                 self.steps[i].phase = Phase::Parked;
             }
         }

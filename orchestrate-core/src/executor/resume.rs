@@ -109,7 +109,7 @@ where
         self.steps[i].phase = Phase::Running;
         // `succeed` and `step_failed` release a running slot.
         self.running += 1;
-        self.agent_running[wf.slots[i]] += 1;
+        self.agent_running[wf.slot(i)] += 1;
         match decision {
             Decision::Approve(value) => {
                 let value = Arc::new(value);
@@ -130,7 +130,7 @@ where
                 });
                 let error = Error::Agent {
                     step,
-                    agent: wf.plan.steps()[i].agent().clone(),
+                    agent: wf.plan.agent_of(i).clone(),
                     attempts: 1,
                     source: crate::AgentError::permanent(format!("rejected: {reason}")),
                 };

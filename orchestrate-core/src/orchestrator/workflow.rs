@@ -22,14 +22,20 @@ pub(crate) struct Bound {
     pub(crate) plan: Plan,
     /// The agent of each step, by plan index.
     pub(crate) agents: Vec<BoxAgent>,
-    /// Each step's agent slot, for per-agent concurrency.
-    pub(crate) slots: Vec<usize>,
-    /// Limit per agent slot; 0 means no per-agent limit.
+    /// Limit per agent slot (a slot is the plan's index of the agent, see
+    /// [`Bound::slot`]); 0 means no per-agent limit.
     pub(crate) slot_limits: Vec<usize>,
     /// The resilience policy of each step, by plan index.
     pub(crate) policies: Vec<Policy>,
     /// Every step id in plan order, shared by every execution's start event.
     pub(crate) step_ids: Arc<[Arc<str>]>,
+}
+
+impl Bound {
+    /// The agent slot of step `i`: its agent's index in the plan.
+    pub(crate) fn slot(&self, i: usize) -> usize {
+        self.plan.steps()[i].agent_index()
+    }
 }
 
 impl Workflow {
@@ -49,28 +55,29 @@ impl Workflow {
         agent_limits: &HashMap<String, usize>,
         policies: &Policies,
     ) -> Result<Self, Error> {
+        // One slot per agent the plan names: its concurrency limit and
+        // its policy (breaker, bulkhead) are the agent's.
+        let slot_limits: Vec<usize> = plan
+            .agents()
+            .iter()
+            .map(|a| agent_limits.get(&**a).copied().unwrap_or(0))
+            .collect();
+        let slot_policies: Vec<Policy> = plan
+            .agents()
+            .iter()
+            .map(|a| policies.for_agent(a))
+            .collect();
         let mut bound = Vec::with_capacity(plan.len());
-        let mut slots = Vec::with_capacity(plan.len());
-        let mut slot_of: HashMap<&str, usize> = HashMap::new();
-        let mut slot_limits = Vec::new();
-        let mut slot_policies: Vec<Policy> = Vec::new();
         let mut step_policies = Vec::with_capacity(plan.len());
-        for step in plan.steps() {
-            let agent = agents
-                .get(&**step.agent())
-                .ok_or_else(|| Error::UnknownAgent {
-                    workflow: plan.name().clone(),
-                    step: step.id().clone(),
-                    agent: step.agent().clone(),
-                })?;
+        for (i, step) in plan.steps().iter().enumerate() {
+            let name = plan.agent_of(i);
+            let agent = agents.get(&**name).ok_or_else(|| Error::UnknownAgent {
+                workflow: plan.name().clone(),
+                step: step.id().clone(),
+                agent: name.clone(),
+            })?;
             bound.push(agent.clone());
-            let next = slot_of.len();
-            let slot = *slot_of.entry(step.agent()).or_insert(next);
-            if slot == slot_limits.len() {
-                slot_limits.push(agent_limits.get(&**step.agent()).copied().unwrap_or(0));
-                slot_policies.push(policies.for_agent(step.agent()));
-            }
-            slots.push(slot);
+            let slot = step.agent_index();
             step_policies.push(Policies::for_step(&slot_policies[slot], step.policy()));
         }
         Ok(Self {
@@ -78,7 +85,6 @@ impl Workflow {
                 step_ids: plan.steps().iter().map(|s| s.id().clone()).collect(),
                 plan,
                 agents: bound,
-                slots,
                 slot_limits,
                 policies: step_policies,
             }),

@@ -24,15 +24,14 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     // definition's strings: a plan of 100,000 steps is bound by reading
     // them from memory.
     let mut ids: Vec<Arc<str>> = Vec::with_capacity(n);
-    let mut agent_names: Vec<Arc<str>> = Vec::with_capacity(n);
-    let mut agents: HashMap<&str, Arc<str>, RandomState> = HashMap::default();
-    let mut last_agent = None;
+    let mut agent_of: Vec<u32> = Vec::with_capacity(n);
+    let mut agents = Agents::default();
     let mut policies: Vec<Option<Arc<StepPolicy>>> = Vec::with_capacity(n);
     let default_policy = StepPolicy::default();
     let mut index = StepIndex::with_capacity(n);
     for (i, step) in def.steps.iter().enumerate() {
         ids.push(step.id.clone());
-        agent_names.push(agent_name(&mut agents, &mut last_agent, &step.agent));
+        agent_of.push(agents.index(&step.agent));
         policies.push((step.policy != default_policy).then(|| Arc::new(step.policy.clone())));
         if step.id.is_empty() || !step.id.chars().all(is_ident_char) {
             problems.push(Problem::InvalidId {
@@ -143,7 +142,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     let mut steps: Vec<PlannedStep> = def
         .steps
         .iter()
-        .zip(ids.into_iter().zip(agent_names.into_iter().zip(policies)))
+        .zip(ids.into_iter().zip(agent_of.into_iter().zip(policies)))
         .zip(deps.into_iter().zip(dependents))
         .map(
             |((step, (id, (agent, policy))), (deps, dependents))| PlannedStep {
@@ -238,6 +237,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         name: Arc::from(def.name.as_str()),
         version: Arc::from(def.version.as_str()),
         steps,
+        agents: agents.names,
         index,
         graph: OnceLock::new(),
         order,
@@ -247,24 +247,31 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     })
 }
 
-/// The plan's one allocation of agent name `name`. Steps in a row mostly
-/// share their agent: the last name is compared before any hashing.
-fn agent_name<'d>(
-    agents: &mut HashMap<&'d str, Arc<str>, RandomState>,
-    last: &mut Option<(&'d str, Arc<str>)>,
-    name: &'d str,
-) -> Arc<str> {
-    if let Some((last_name, arc)) = last {
-        if *last_name == name {
-            return arc.clone();
+/// The agent names of a plan, each allocated once, and the index of each.
+#[derive(Default)]
+struct Agents<'d> {
+    names: Vec<Arc<str>>,
+    index: HashMap<&'d str, u32, RandomState>,
+    /// Steps in a row mostly share their agent: the last name is compared
+    /// before any hashing.
+    last: Option<(&'d str, u32)>,
+}
+
+impl<'d> Agents<'d> {
+    fn index(&mut self, name: &'d str) -> u32 {
+        if let Some((last, i)) = self.last {
+            if last == name {
+                return i;
+            }
         }
+        let next = self.names.len() as u32;
+        let i = *self.index.entry(name).or_insert(next);
+        if i == next {
+            self.names.push(Arc::from(name));
+        }
+        self.last = Some((name, i));
+        i
     }
-    let arc = agents
-        .entry(name)
-        .or_insert_with(|| Arc::from(name))
-        .clone();
-    *last = Some((name, arc.clone()));
-    arc
 }
 
 /// Longest path by cost over a topological order.
@@ -354,8 +361,10 @@ mod tests {
         for (planned, step) in plan.steps().iter().zip(&def.steps) {
             assert!(Arc::ptr_eq(planned.id(), &step.id), "{}", step.id);
         }
-        let agents: Vec<&Arc<str>> = plan.steps().iter().map(|s| s.agent()).collect();
+        let agents: Vec<&Arc<str>> = (0..plan.len()).map(|i| plan.agent_of(i)).collect();
         assert!(Arc::ptr_eq(agents[0], agents[1]));
         assert_eq!(&**agents[2], "other");
+        assert_eq!(plan.agents().len(), 2);
+        assert_eq!(plan.steps()[2].agent_index(), 1);
     }
 }

@@ -40,7 +40,9 @@ pub(crate) fn dependency_graph<'a>(
 #[derive(Clone, Debug)]
 pub struct PlannedStep {
     pub(crate) id: Arc<str>,
-    pub(crate) agent: Arc<str>,
+    /// Index into the plan's agents: no reference count to take and drop
+    /// per step.
+    pub(crate) agent: u32,
     pub(crate) input: Template,
     /// Boxed: most steps have none, and the plan's steps stay small.
     pub(crate) condition: Option<Box<Condition>>,
@@ -59,9 +61,10 @@ impl PlannedStep {
     pub fn id(&self) -> &Arc<str> {
         &self.id
     }
-    /// The agent that runs the step.
-    pub fn agent(&self) -> &Arc<str> {
-        &self.agent
+    /// The agent that runs the step, as an index into
+    /// [`Plan::agents`] (see [`Plan::agent_of`]).
+    pub fn agent_index(&self) -> usize {
+        self.agent as usize
     }
     /// The parsed input template.
     pub fn input(&self) -> &Template {
@@ -125,6 +128,8 @@ pub struct Plan {
     pub(crate) name: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) steps: Vec<PlannedStep>,
+    /// Each agent name once, in the order steps first name them.
+    pub(crate) agents: Vec<Arc<str>>,
     pub(crate) index: StepIndex,
     /// Built on first use: scheduling needs only the steps' own lists.
     pub(crate) graph: OnceLock<DiGraph<(), ()>>,
@@ -157,6 +162,21 @@ impl Plan {
     /// The steps, in definition order.
     pub fn steps(&self) -> &[PlannedStep] {
         &self.steps
+    }
+
+    /// The agents the steps name, each once, in the order steps first
+    /// name them.
+    pub fn agents(&self) -> &[Arc<str>] {
+        &self.agents
+    }
+
+    /// The agent that runs step `step` (a plan index).
+    ///
+    /// # Panics
+    ///
+    /// When `step` is not a plan index.
+    pub fn agent_of(&self, step: usize) -> &Arc<str> {
+        &self.agents[self.steps[step].agent as usize]
     }
 
     /// The number of steps.
