@@ -49,8 +49,10 @@ pub(super) async fn checkpoint_sqlite(n: usize, reps: usize) -> Result<Vec<Repor
         let wf = orch
             .bind(&chain_workflow(n, "inc"))
             .map_err(|e| e.to_string())?;
+        // The same pool settings as the store's (no ping per acquire).
         let floor_pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(
                 SqliteConnectOptions::new()
                     .filename(dir.path().join("floor.db"))

@@ -126,8 +126,13 @@ async fn connect(
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
+        // No ping before handing out a connection: a connection to a local
+        // file is not dropped from the other end, and the ping is a round
+        // trip to the connection's worker thread on every write. (It also
+        // keeps a cancelled acquire from dropping the one write connection.)
         let attempt = SqlitePoolOptions::new()
             .max_connections(connections)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await;
         match attempt {
