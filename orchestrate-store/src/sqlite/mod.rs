@@ -1,5 +1,6 @@
 //! The SQLite store: one file, WAL, a single group-committing writer.
 
+mod journal;
 mod migrate;
 mod txn;
 
@@ -16,9 +17,9 @@ use orchestrate_core::store::{
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
-use crate::codec::{decode, encode, parse_status};
+use crate::codec::{decode, parse_status};
 use crate::group_commit::{parse_kv, Writer};
 pub use migrate::SCHEMA_VERSION;
 
@@ -279,26 +280,24 @@ pub(crate) fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message,
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
-        self.writer.append(execution, events, encode).await
+        self.writer
+            .append(execution, events, journal::encode_event)
+            .await
     }
 
     async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, step, record, checksum, record_version FROM orchestrate_journal
-             WHERE execution_id = ? AND seq >= ? ORDER BY seq",
-        )
-        .bind(execution.as_str())
-        .bind(i64::try_from(from).unwrap_or(i64::MAX))
-        .fetch_all(&self.reads)
-        .await
-        .map_err(backend_error)?;
+        let rows = sqlx::query(journal::LOAD_SQL)
+            .bind(execution.as_str())
+            .bind(i64::try_from(from.min(journal::MAX_EVENTS)).unwrap_or(i64::MAX))
+            .fetch_all(&self.reads)
+            .await
+            .map_err(backend_error)?;
         if rows.is_empty() {
-            let exists =
-                sqlx::query("SELECT 1 FROM orchestrate_journal WHERE execution_id = ? LIMIT 1")
-                    .bind(execution.as_str())
-                    .fetch_optional(&self.reads)
-                    .await
-                    .map_err(backend_error)?;
+            let exists = sqlx::query(journal::EXISTS_SQL)
+                .bind(execution.as_str())
+                .fetch_optional(&self.reads)
+                .await
+                .map_err(backend_error)?;
             if exists.is_none() {
                 return Err(StoreError::NotFound {
                     execution: execution.clone(),
@@ -330,19 +329,20 @@ impl Store for SqliteStore {
         } else {
             i64::try_from(query.limit).unwrap_or(i64::MAX)
         };
-        let rows = sqlx::query(
-            "SELECT id, workflow, status, idempotency_key,
-                    (SELECT COALESCE(MAX(j.seq) + 1, 0) FROM orchestrate_journal j WHERE j.execution_id = e.id) AS events
+        let sql = format!(
+            "SELECT id, workflow, status, idempotency_key, {} AS events
              FROM orchestrate_executions e
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
              ORDER BY started_at_ms DESC, id LIMIT ?3",
-        )
-        .bind(status)
-        .bind(query.workflow.as_deref())
-        .bind(limit)
-        .fetch_all(&self.reads)
-        .await
-        .map_err(backend_error)?;
+            journal::EVENT_COUNT_SQL
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(status)
+            .bind(query.workflow.as_deref())
+            .bind(limit)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(backend_error)?;
         rows.iter()
             .map(|row| {
                 let get = |e: sqlx::Error| backend_error(e);

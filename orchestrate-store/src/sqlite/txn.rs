@@ -5,8 +5,9 @@ use orchestrate_core::store::{Message, NewMessage, StoreError};
 use orchestrate_core::ExecutionId;
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
 
+use super::journal::{insert_sql, NEXT_SEQ_SQL, NUMBER_SQL};
 use super::{backend_error, message_from_row};
-use crate::codec::{journal_insert_sql, Encoded};
+use crate::codec::Encoded;
 use crate::group_commit::{Append, Claim, WriteBackend, WriteTxn};
 
 pub(super) struct SqliteWriter(pub(super) SqlitePool);
@@ -50,8 +51,8 @@ impl WriteBackend for SqliteWriter {
             String::new()
         };
         let sql = format!(
-            "BEGIN IMMEDIATE; {}; SELECT changes() AS inserted; {projection} COMMIT;",
-            journal_insert_sql(append.rows.len(), '?', "")
+            "BEGIN IMMEDIATE; {NUMBER_SQL}; {}; SELECT changes() AS inserted; {projection} COMMIT;",
+            insert_sql(append.rows.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(append.execution.as_str())
@@ -126,11 +127,12 @@ impl WriteTxn for SqliteTxn {
     }
 
     async fn next_seq(&mut self, execution: &str) -> Result<i64, StoreError> {
-        sqlx::query("SELECT COALESCE(MAX(seq) + 1, 0) AS next FROM orchestrate_journal WHERE execution_id = ?")
+        let row = sqlx::query(NEXT_SEQ_SQL)
             .bind(execution)
-            .fetch_one(&mut *self.0)
+            .fetch_optional(&mut *self.0)
             .await
-            .and_then(|row| row.try_get("next"))
+            .map_err(backend_error)?;
+        row.map_or(Ok(0), |row| row.try_get("next"))
             .map_err(backend_error)
     }
 
@@ -142,8 +144,13 @@ impl WriteTxn for SqliteTxn {
         let Some(first) = rows.first() else {
             return Ok(true);
         };
-        let sql = journal_insert_sql(rows.len(), '?', "");
-        let mut query = sqlx::query(AssertSqlSafe(sql))
+        sqlx::query(NUMBER_SQL)
+            .bind(execution.as_str())
+            .bind(first.seq)
+            .execute(&mut *self.0)
+            .await
+            .map_err(backend_error)?;
+        let mut query = sqlx::query(AssertSqlSafe(insert_sql(rows.len())))
             .bind(execution.as_str())
             .bind(first.seq);
         for row in rows {
