@@ -176,3 +176,30 @@ fn error_display_lists_every_problem() {
     );
     assert!(text.contains("unknown step `p`") && text.contains("unknown step `q`"));
 }
+
+#[test]
+fn graph_problems_come_first_then_each_steps_template_problems_in_document_order() {
+    let def = WorkflowDef::builder("ordered")
+        .step(StepDef::new("a", "x").input(json!({"q": "${nope"})))
+        .step(StepDef::new("b", "x").depends_on(["a", "ghost"]))
+        .step(
+            StepDef::new("c", "x")
+                .depends_on(["a"])
+                .input(json!({"x": "${steps.b.output.v}", "y": "${steps.zz.output}"}))
+                .condition("${steps.a.output.ok} == true"),
+        )
+        .build();
+    let found = problems(&def);
+    assert!(
+        matches!(
+            &found[..],
+            [
+                Problem::UnknownDependency { step: b, .. },
+                Problem::MalformedInterpolation { step: a, field: "input", .. },
+                Problem::NotUpstream { step: c1, referenced, .. },
+                Problem::UnknownReference { step: c2, referenced: zz, .. },
+            ] if b == "b" && a == "a" && c1 == "c" && referenced == "b" && c2 == "c" && zz == "zz"
+        ),
+        "{found:#?}"
+    );
+}
