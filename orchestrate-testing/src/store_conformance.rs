@@ -161,6 +161,25 @@ pub fn every_kind(id: &str) -> Vec<Event> {
             attempts: 2,
             fallback_from: Some(Box::new(info.clone())),
         },
+        EventKind::StepInterrupted {
+            step: "c".into(),
+            payload: Arc::new(json!({"question": "ship it?", "diff": [1, 2]})),
+        },
+        EventKind::ExecutionParked {
+            steps: vec!["c".into(), "d".into()],
+        },
+        EventKind::StepDecided {
+            step: "c".into(),
+            approved: true,
+            value: Some(Arc::new(json!({"approved_by": "ada"}))),
+            reason: None,
+        },
+        EventKind::StepDecided {
+            step: "d".into(),
+            approved: false,
+            value: None,
+            reason: Some("not today \u{1F6D1}".into()),
+        },
         EventKind::StepFailed {
             step: "b".into(),
             error: Box::new(info.clone()),
