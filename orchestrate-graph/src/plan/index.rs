@@ -10,10 +10,12 @@ use hashbrown::hash_table::{Entry, HashTable};
 ///
 /// The table holds indices only and compares against the ids where they
 /// already live: a map keyed by `Arc<str>` would take a reference count
-/// per step to build, and give one back to drop.
+/// per step to build, and give one back to drop. Indices are `u32`: half
+/// the table to bring through the cache (a plan of 2^32 steps would need
+/// hundreds of gigabytes before it needed more).
 #[derive(Clone)]
 pub(crate) struct StepIndex {
-    table: HashTable<usize>,
+    table: HashTable<u32>,
     hasher: RandomState,
 }
 
@@ -32,16 +34,18 @@ impl StepIndex {
         i: usize,
         id_of: impl Fn(usize) -> &'a str,
     ) -> Option<usize> {
+        debug_assert!(u32::try_from(i).is_ok(), "a plan of more than 2^32 steps");
         let id = id_of(i);
         let hasher = &self.hasher;
         let hash = hasher.hash_one(id);
-        match self
-            .table
-            .entry(hash, |&j| id_of(j) == id, |&j| hasher.hash_one(id_of(j)))
-        {
-            Entry::Occupied(first) => Some(*first.get()),
+        match self.table.entry(
+            hash,
+            |&j| id_of(j as usize) == id,
+            |&j| hasher.hash_one(id_of(j as usize)),
+        ) {
+            Entry::Occupied(first) => Some(*first.get() as usize),
             Entry::Vacant(slot) => {
-                slot.insert(i);
+                slot.insert(i as u32);
                 None
             }
         }
@@ -50,7 +54,9 @@ impl StepIndex {
     /// The index of the step whose id is `id`.
     pub(crate) fn get<'a>(&self, id: &str, id_of: impl Fn(usize) -> &'a str) -> Option<usize> {
         let hash = self.hasher.hash_one(id);
-        self.table.find(hash, |&j| id_of(j) == id).copied()
+        self.table
+            .find(hash, |&j| id_of(j as usize) == id)
+            .map(|&j| j as usize)
     }
 }
 
