@@ -34,7 +34,26 @@ impl Default for MemoryStoreConfig {
     }
 }
 
-type Journal = Arc<Mutex<Vec<Event>>>;
+/// An event as a journal keeps it: its execution is the journal's and its
+/// sequence number its position, so neither is stored again (24 bytes an
+/// event, and no reference count to take per event).
+struct Entry {
+    at_us: u64,
+    kind: EventKind,
+}
+
+impl Entry {
+    fn event(&self, execution: &ExecutionId, seq: usize) -> Event {
+        Event {
+            execution_id: execution.clone(),
+            seq: seq as u64,
+            at_us: self.at_us,
+            kind: self.kind.clone(),
+        }
+    }
+}
+
+type Journal = Arc<Mutex<Vec<Entry>>>;
 
 struct KvEntry {
     value: Value,
@@ -221,7 +240,10 @@ impl MemoryStore {
                     actual,
                 });
             }
-            journal.extend(events.iter().cloned());
+            journal.extend(events.iter().map(|e| Entry {
+                at_us: e.at_us,
+                kind: e.kind.clone(),
+            }));
             events
                 .iter()
                 .any(|e| matches!(e.kind, EventKind::ExecutionFinished { .. }))
@@ -270,32 +292,36 @@ impl Store for MemoryStore {
         let from = usize::try_from(from)
             .unwrap_or(usize::MAX)
             .min(journal.len());
-        Ok(journal[from..].to_vec())
+        Ok(journal[from..]
+            .iter()
+            .zip(from..)
+            .map(|(entry, seq)| entry.event(execution, seq))
+            .collect())
     }
 
     async fn list_executions(
         &self,
         query: &ExecutionQuery,
     ) -> Result<Vec<ExecutionSummary>, StoreError> {
-        let journals: Vec<Journal> = self
+        let journals: Vec<(ExecutionId, Journal)> = self
             .shards
             .iter()
             .flat_map(|s| {
                 s.read()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .values()
-                    .cloned()
+                    .iter()
+                    .map(|(id, j)| (id.clone(), j.clone()))
                     .collect::<Vec<_>>()
             })
             .collect();
         let mut found: Vec<(u64, ExecutionSummary)> = journals
             .iter()
-            .filter_map(|j| {
+            .filter_map(|(id, j)| {
                 let j = j.lock().unwrap_or_else(PoisonError::into_inner);
                 let first = j.first()?;
-                let mut summary = ExecutionSummary::from_start(first)?;
-                for e in j.iter() {
-                    summary.apply(e);
+                let mut summary = ExecutionSummary::from_start(&first.event(id, 0))?;
+                for (seq, e) in j.iter().enumerate() {
+                    summary.apply(&e.event(id, seq));
                 }
                 let started = match &first.kind {
                     EventKind::ExecutionStarted(start) => start.started_at_ms,
