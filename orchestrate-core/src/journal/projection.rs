@@ -96,6 +96,25 @@ pub struct ExecutionView {
     next_seq: u64,
     custom_events: u64,
     cancel_requested: bool,
+    /// The step the last event was about: a journal mostly names the same
+    /// step again next, or the one after it.
+    near: Near,
+}
+
+/// A lookup hint, not part of what a view says: equal to any other.
+#[derive(Clone, Copy, Default)]
+struct Near(usize);
+
+impl PartialEq for Near {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Near {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("_")
+    }
 }
 
 /// Up to this many steps, a view finds a step by scanning its table instead
@@ -121,6 +140,7 @@ impl Default for ExecutionView {
             steps: Vec::new(),
             index: FastMap::default(),
             next_seq: 0,
+            near: Near::default(),
             custom_events: 0,
             cancel_requested: false,
         }
@@ -247,7 +267,17 @@ impl ExecutionView {
     }
 
     fn with_step(&mut self, step: &str, f: impl FnOnce(&mut StepView)) {
-        if let Some(i) = self.position(step) {
+        // The events of a live execution name its steps with the very
+        // strings the view holds: the step near the last one is found by
+        // address, before any hashing or scanning.
+        let Near(last) = self.near;
+        let near = (last..last + 2).find(|&i| {
+            self.steps
+                .get(i)
+                .is_some_and(|s| std::ptr::eq(&*s.id, step))
+        });
+        if let Some(i) = near.or_else(|| self.position(step)) {
+            self.near = Near(i);
             f(&mut self.steps[i]);
         }
     }
@@ -390,6 +420,49 @@ mod tests {
                 assert_eq!(step.output.as_deref(), Some(&json!(i)), "{n} steps, s{i}");
             }
             assert!(view.step("missing").is_none(), "{n} steps");
+        }
+    }
+
+    #[test]
+    fn events_naming_steps_with_the_views_own_strings_find_them_in_any_order() {
+        for n in [3, SCANNED_STEPS + 24] {
+            let steps = ids(n);
+            let mut view = ExecutionView::default();
+            view.apply(&Event {
+                execution_id: "x".into(),
+                seq: 0,
+                at_us: 0,
+                kind: EventKind::ExecutionStarted(Arc::new(ExecutionStart {
+                    workflow: "w".into(),
+                    version: "1".into(),
+                    correlation_id: "c".into(),
+                    input: Arc::new(Value::Null),
+                    idempotency_key: None,
+                    started_at_ms: 0,
+                    steps: steps.iter().cloned().collect(),
+                })),
+            });
+            // Forward, then backward, then every third: near and far.
+            let order: Vec<usize> = (0..n)
+                .chain((0..n).rev())
+                .chain((0..n).step_by(3))
+                .collect();
+            for (seq, &i) in order.iter().enumerate() {
+                view.apply(&Event {
+                    execution_id: "x".into(),
+                    seq: seq as u64 + 1,
+                    at_us: 0,
+                    kind: EventKind::StepSucceeded {
+                        step: steps[i].clone(),
+                        output: Arc::new(json!(seq)),
+                        attempts: 1,
+                        fallback_from: None,
+                    },
+                });
+                assert_eq!(view.output(&steps[i]), Some(&json!(seq)), "{n} steps, s{i}");
+            }
+            let untouched = view.steps().iter().filter(|s| s.output.is_none()).count();
+            assert_eq!(untouched, 0, "{n} steps");
         }
     }
 
