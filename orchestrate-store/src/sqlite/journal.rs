@@ -98,12 +98,18 @@ pub(super) const EXISTS_SQL: &str = concat!(
     " WHERE i.execution_id = ? LIMIT 1"
 );
 
-/// The number of events of the execution `e` of the enclosing query.
-pub(super) const EVENT_COUNT_SQL: &str = concat!(
-    "(SELECT COALESCE(MAX(j.key) - (i.n << 32) + 1, 0) FROM orchestrate_journal_ids i \
+/// Executions matching status `?1` and workflow `?2` (either `NULL` for
+/// any), most recently started first, at most `?3` (-1 for all), each with
+/// its number of events.
+pub(super) const LIST_SQL: &str = concat!(
+    "SELECT id, workflow, status, idempotency_key, \
+     (SELECT COALESCE(MAX(j.key) - (i.n << 32) + 1, 0) FROM orchestrate_journal_ids i \
      JOIN orchestrate_journal j ON j.key BETWEEN ",
     run_of!("i.n"),
-    " WHERE i.execution_id = e.id)"
+    " WHERE i.execution_id = e.id) AS events \
+     FROM orchestrate_executions e \
+     WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) \
+     ORDER BY started_at_ms DESC, id LIMIT ?3"
 );
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use orchestrate_core::store::{
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use crate::codec::{decode, parse_status};
 use crate::group_commit::{parse_kv, Writer};
@@ -329,14 +329,7 @@ impl Store for SqliteStore {
         } else {
             i64::try_from(query.limit).unwrap_or(i64::MAX)
         };
-        let sql = format!(
-            "SELECT id, workflow, status, idempotency_key, {} AS events
-             FROM orchestrate_executions e
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
-             ORDER BY started_at_ms DESC, id LIMIT ?3",
-            journal::EVENT_COUNT_SQL
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = sqlx::query(journal::LIST_SQL)
             .bind(status)
             .bind(query.workflow.as_deref())
             .bind(limit)
