@@ -29,10 +29,13 @@ impl WriteBackend for SqliteWriter {
         let Some(first) = append.rows.first() else {
             return Ok(true);
         };
-        // One worker round trip for the whole transaction. `changes()` still
-        // counts the journal insert when the projection statement runs (a
-        // SELECT does not reset it), so the projection is written only with
-        // the journal rows.
+        // One worker round trip for the whole transaction, in as few
+        // statements as it takes (the worker answers each one): the journal
+        // gets its number only when it starts, and the insert returns its
+        // rows instead of a statement asking how many there were.
+        // `changes()` still counts the journal insert when the projection
+        // statement runs, so the projection is written only with the
+        // journal rows.
         let base = 3 + append.rows.len() * 5;
         let projection = if append.started.is_some() {
             format!(
@@ -50,8 +53,13 @@ impl WriteBackend for SqliteWriter {
         } else {
             String::new()
         };
+        let number = if first.seq == 0 {
+            format!("{NUMBER_SQL};")
+        } else {
+            String::new()
+        };
         let sql = format!(
-            "BEGIN IMMEDIATE; {NUMBER_SQL}; {}; SELECT changes() AS inserted; {projection} COMMIT;",
+            "BEGIN IMMEDIATE; {number} {} RETURNING key; {projection} COMMIT;",
             insert_sql(append.rows.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql))
@@ -76,11 +84,8 @@ impl WriteBackend for SqliteWriter {
         }
         let mut conn = self.0.acquire().await.map_err(backend_error)?;
         match query.fetch_all(&mut *conn).await {
-            Ok(rows) => rows
-                .first()
-                .map_or(Ok(0), |row| row.try_get::<i64, _>("inserted"))
-                .map(|inserted| inserted > 0)
-                .map_err(backend_error),
+            // Only the insert returns rows: one per event it stored.
+            Ok(rows) => Ok(!rows.is_empty()),
             Err(e) => {
                 // A statement failed inside the transaction: end it, or
                 // drop the connection rather than hand it on mid-transaction.
