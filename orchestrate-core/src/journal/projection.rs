@@ -378,15 +378,7 @@ mod tests {
     /// A view of a workflow of `steps`, each succeeded with its position as
     /// output; the events name each step with a string of their own.
     fn succeeded(steps: &[Arc<str>]) -> ExecutionView {
-        let start = EventKind::ExecutionStarted(Arc::new(ExecutionStart {
-            workflow: "w".into(),
-            version: "1".into(),
-            correlation_id: "c".into(),
-            input: Arc::new(Value::Null),
-            idempotency_key: None,
-            started_at_ms: 0,
-            steps: steps.iter().cloned().collect(),
-        }));
+        let start = started(steps);
         let done = steps
             .iter()
             .enumerate()
@@ -404,6 +396,19 @@ mod tests {
                 kind,
             },
         ))
+    }
+
+    /// The start of an execution of a workflow of `steps`.
+    fn started(steps: &[Arc<str>]) -> EventKind {
+        EventKind::ExecutionStarted(Arc::new(ExecutionStart {
+            workflow: "w".into(),
+            version: "1".into(),
+            correlation_id: "c".into(),
+            input: Arc::new(Value::Null),
+            idempotency_key: None,
+            started_at_ms: 0,
+            steps: steps.iter().cloned().collect(),
+        }))
     }
 
     fn ids(n: usize) -> Vec<Arc<str>> {
@@ -432,15 +437,7 @@ mod tests {
                 execution_id: "x".into(),
                 seq: 0,
                 at_us: 0,
-                kind: EventKind::ExecutionStarted(Arc::new(ExecutionStart {
-                    workflow: "w".into(),
-                    version: "1".into(),
-                    correlation_id: "c".into(),
-                    input: Arc::new(Value::Null),
-                    idempotency_key: None,
-                    started_at_ms: 0,
-                    steps: steps.iter().cloned().collect(),
-                })),
+                kind: started(&steps),
             });
             // Forward, then backward, then every third: near and far.
             let order: Vec<usize> = (0..n)
