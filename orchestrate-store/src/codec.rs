@@ -224,6 +224,20 @@ pub(crate) fn journal_insert_sql(rows: usize, mark: char, record_cast: &str) -> 
         "INSERT INTO orchestrate_journal (execution_id, seq, kind, step, record, checksum, record_version) \
          SELECT {mark}1, v.* FROM (VALUES "
     );
+    push_journal_rows(&mut sql, rows, mark, record_cast);
+    let _ = write!(
+        sql,
+        ") AS v WHERE (SELECT COALESCE(MAX(seq) + 1, 0) FROM orchestrate_journal \
+         WHERE execution_id = {mark}1) = {mark}2"
+    );
+    sql
+}
+
+/// Appends the `VALUES` tuples of `rows` journal rows, each binding five
+/// parameters from the third on (seq, kind, step, record followed by
+/// `record_cast`, checksum) and ending with the record version.
+pub(crate) fn push_journal_rows(sql: &mut String, rows: usize, mark: char, record_cast: &str) {
+    use std::fmt::Write as _;
     for row in 0..rows {
         let p = 3 + row * 5;
         let sep = if row == 0 { "" } else { ", " };
@@ -238,12 +252,6 @@ pub(crate) fn journal_insert_sql(rows: usize, mark: char, record_cast: &str) -> 
             p + 4
         );
     }
-    let _ = write!(
-        sql,
-        ") AS v WHERE (SELECT COALESCE(MAX(seq) + 1, 0) FROM orchestrate_journal \
-         WHERE execution_id = {mark}1) = {mark}2"
-    );
-    sql
 }
 
 /// What a batch of events changes in the executions projection.

@@ -8,7 +8,7 @@
 use orchestrate_core::journal::Event;
 use orchestrate_core::store::StoreError;
 
-use crate::codec::{encode, Encoded, RECORD_VERSION};
+use crate::codec::{encode, push_journal_rows, Encoded};
 
 /// Events one execution's journal can hold: the key keeps seq in its low
 /// 32 bits.
@@ -45,26 +45,12 @@ pub(super) const NUMBER_SQL: &str = "INSERT INTO orchestrate_journal_ids (execut
 /// number is `?2`; each row binds five parameters from `?3` on (seq, kind,
 /// step, record, checksum).
 pub(super) fn insert_sql(rows: usize) -> String {
-    use std::fmt::Write as _;
     let mut sql = String::from(
         "INSERT INTO orchestrate_journal (key, kind, step, record, checksum, record_version) \
          SELECT (x.n << 32) | v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 \
          FROM (VALUES ",
     );
-    for row in 0..rows {
-        let p = 3 + row * 5;
-        let sep = if row == 0 { "" } else { ", " };
-        // Writing to a String cannot fail.
-        let _ = write!(
-            sql,
-            "{sep}(?{}, ?{}, ?{}, ?{}, ?{}, {RECORD_VERSION})",
-            p,
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4
-        );
-    }
+    push_journal_rows(&mut sql, rows, '?', "");
     sql.push_str(concat!(
         ") AS v, (SELECT n FROM orchestrate_journal_ids WHERE execution_id = ?1) AS x \
          WHERE (SELECT COALESCE(MAX(key) - (x.n << 32) + 1, 0) FROM orchestrate_journal \
