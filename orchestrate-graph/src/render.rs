@@ -46,8 +46,8 @@ impl Plan {
                 self.agents[s.agent as usize].replace('"', "#quot;")
             );
         }
-        for s in &self.steps {
-            for &d in &s.deps {
+        for (i, s) in self.steps.iter().enumerate() {
+            for &d in self.deps(i) {
                 let _ = writeln!(out, "    {} --> {}", self.steps[d].id, s.id);
             }
         }
@@ -86,8 +86,8 @@ impl Plan {
                 dot_escape(&self.agents[s.agent as usize])
             );
         }
-        for s in &self.steps {
-            for &d in &s.deps {
+        for (i, s) in self.steps.iter().enumerate() {
+            for &d in self.deps(i) {
                 let _ = writeln!(out, "    \"{}\" -> \"{}\";", self.steps[d].id, s.id);
             }
         }

@@ -56,19 +56,19 @@ proptest! {
         for batch in plan.generations() {
             let members: HashSet<usize> = batch.iter().copied().collect();
             for &i in batch {
-                let mut stack = plan.steps()[i].dependents().to_vec();
+                let mut stack = plan.dependents(i).to_vec();
                 let mut seen = HashSet::new();
                 while let Some(v) = stack.pop() {
                     prop_assert!(!members.contains(&v), "{} reaches {} in one batch", i, v);
                     if seen.insert(v) {
-                        stack.extend_from_slice(plan.steps()[v].dependents());
+                        stack.extend_from_slice(plan.dependents(v));
                     }
                 }
             }
         }
         // The critical path is a real dependency chain.
         for w in plan.critical_path().windows(2) {
-            prop_assert!(plan.steps()[w[1]].deps().contains(&w[0]));
+            prop_assert!(plan.deps(w[1]).contains(&w[0]));
         }
         // The petgraph form (built on demand) holds exactly the dependencies.
         let graph = plan.graph();

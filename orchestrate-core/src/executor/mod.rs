@@ -222,13 +222,10 @@ where
             input.clone(),
         ));
         Self {
-            steps: wf
-                .plan
-                .steps()
-                .iter()
-                .map(|s| StepState {
+            steps: (0..wf.plan.len())
+                .map(|i| StepState {
                     output: None,
-                    remaining: s.deps().len() as u32,
+                    remaining: wf.plan.deps(i).len() as u32,
                     phase: Phase::Waiting,
                     blocked_by: None,
                 })
@@ -607,7 +604,7 @@ where
         });
         self.steps[i].output = Some(output);
         self.mark_done(i);
-        for &d in wf.plan.steps()[i].dependents() {
+        for &d in wf.plan.dependents(i) {
             self.steps[d].remaining -= 1;
             if self.steps[d].remaining == 0 && !self.cancelling {
                 match self.steps[d].blocked_by {
@@ -658,7 +655,7 @@ where
         let wf = self.wf.clone();
         let mut stack = vec![i];
         while let Some(s) = stack.pop() {
-            for &d in wf.plan.steps()[s].dependents() {
+            for &d in wf.plan.dependents(s) {
                 self.steps[d].blocked_by.get_or_insert(s);
                 self.steps[d].remaining -= 1;
                 if self.steps[d].remaining == 0 && self.steps[d].phase == Phase::Waiting {

@@ -73,7 +73,7 @@ where
             if self.steps[i].phase == Phase::Done {
                 continue;
             }
-            let deps = wf.plan.steps()[i].deps();
+            let deps = wf.plan.deps(i);
             self.steps[i].remaining = deps
                 .iter()
                 .filter(|&&d| self.steps[d].phase != Phase::Done)

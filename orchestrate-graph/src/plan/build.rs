@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use foldhash::fast::RandomState;
 
 use super::index::StepIndex;
+use super::links::Links;
 use super::{cycle, dependency_graph, Plan, PlannedStep, StepList};
 use crate::def::{StepPolicy, WorkflowDef};
 use crate::problem::{Problem, ValidationErrors};
@@ -29,8 +30,10 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     let mut policies: Vec<Option<Arc<StepPolicy>>> = Vec::with_capacity(n);
     let default_policy = StepPolicy::default();
     let mut index = StepIndex::with_capacity(n);
+    let mut declared_deps = 0;
     for (i, step) in def.steps.iter().enumerate() {
         ids.push(step.id.clone());
+        declared_deps += step.depends_on.len();
         agent_of.push(agents.index(&step.agent));
         policies.push((step.policy != default_policy).then(|| Arc::new(step.policy.clone())));
         if step.id.is_empty() || !step.id.chars().all(is_ident_char) {
@@ -58,16 +61,14 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     }
 
     // Dependencies, de-duplicated with a stamp array instead of a set per step.
-    let mut deps: Vec<StepList> = Vec::with_capacity(n);
+    let mut links = Links::with_capacity(n, declared_deps);
     let mut stamp = vec![usize::MAX; n];
-    let mut edges = 0usize;
     for (i, step) in def.steps.iter().enumerate() {
-        let mut own = StepList::with_capacity(step.depends_on.len());
         for dep in &step.depends_on {
             match index.get(dep.as_str(), |j| &ids[j]) {
                 Some(d) if stamp[d] != i => {
                     stamp[d] = i;
-                    own.push(d);
+                    links.push_dep(d);
                 }
                 Some(_) => {}
                 None => problems.push(Problem::UnknownDependency {
@@ -76,20 +77,14 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                 }),
             }
         }
-        edges += own.len();
-        deps.push(own);
+        links.end_step();
     }
-
-    let mut dependents: Vec<StepList> = vec![StepList::new(); n];
-    for (i, own) in deps.iter().enumerate() {
-        for &d in own {
-            dependents[d].push(i);
-        }
-    }
+    drop(stamp);
+    let links = links.finish();
 
     // Kahn's algorithm, one generation at a time: yields both the topological
     // order and the parallel batches.
-    let mut indegree: Vec<usize> = deps.iter().map(|d| d.len()).collect();
+    let mut indegree: Vec<usize> = (0..n).map(|i| links.deps(i).len()).collect();
     let mut generations: Vec<Vec<usize>> = Vec::new();
     let mut current: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
     let mut order = Vec::with_capacity(n);
@@ -99,7 +94,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     while !current.is_empty() {
         let mut next = Vec::new();
         for &i in &current {
-            for &j in &dependents[i] {
+            for &j in links.dependents(i) {
                 indegree[j] -= 1;
                 if indegree[j] == 0 {
                     next.push(j);
@@ -112,7 +107,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     }
     let acyclic = order.len() == n;
     if !acyclic {
-        let graph = dependency_graph(deps.iter().map(|d| d.as_slice()), edges);
+        let graph = dependency_graph(&links);
         let cycles = cycle::find_cycles(&graph);
         let mut on_cycle = vec![false; n];
         for c in &cycles.members {
@@ -143,20 +138,15 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         .steps
         .iter()
         .zip(ids.into_iter().zip(agent_of.into_iter().zip(policies)))
-        .zip(deps.into_iter().zip(dependents))
-        .map(
-            |((step, (id, (agent, policy))), (deps, dependents))| PlannedStep {
-                id,
-                agent,
-                input: Template::Literal(serde_json::Value::Null),
-                condition: None,
-                input_refs: Box::default(),
-                policy,
-                cost: step.cost.unwrap_or(1.0),
-                deps,
-                dependents,
-            },
-        )
+        .map(|(step, (id, (agent, policy)))| PlannedStep {
+            id,
+            agent,
+            input: Template::Literal(serde_json::Value::Null),
+            condition: None,
+            input_refs: Box::default(),
+            policy,
+            cost: step.cost.unwrap_or(1.0),
+        })
         .collect();
 
     // Templates and conditions: parse, resolve step references, check that
@@ -199,8 +189,8 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
                 }),
                 Some(r) => {
                     *slot = r;
-                    let upstream = planned[i].deps.contains(&r)
-                        || (acyclic && ancestors.is_ancestor(r, i, planned));
+                    let upstream = links.deps(i).contains(&r)
+                        || (acyclic && ancestors.is_ancestor(r, i, &links));
                     if !upstream {
                         problems.push(Problem::NotUpstream {
                             step: step.id.to_string(),
@@ -232,11 +222,12 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         return Err(ValidationErrors::new(&def.name, problems));
     }
 
-    let (critical_path, critical_cost) = critical_path(&steps, &order);
+    let (critical_path, critical_cost) = critical_path(&steps, &links, &order);
     Ok(Plan {
         name: Arc::from(def.name.as_str()),
         version: Arc::from(def.version.as_str()),
         steps,
+        links,
         agents: agents.names,
         index,
         graph: OnceLock::new(),
@@ -275,14 +266,14 @@ impl<'d> Agents<'d> {
 }
 
 /// Longest path by cost over a topological order.
-fn critical_path(steps: &[PlannedStep], order: &[usize]) -> (Vec<usize>, f64) {
+fn critical_path(steps: &[PlannedStep], links: &Links, order: &[usize]) -> (Vec<usize>, f64) {
     let mut dist = vec![0.0f64; steps.len()];
     let mut prev = vec![usize::MAX; steps.len()];
     let mut best = (0.0f64, usize::MAX);
     for &v in order {
         let (base, from) =
-            steps[v]
-                .deps
+            links
+                .deps(v)
                 .iter()
                 .map(|&d| (dist[d], d))
                 .fold((0.0, usize::MAX), |acc, x| {
@@ -325,12 +316,12 @@ impl Ancestors {
     }
 
     /// Whether `a` is reachable backwards from `of` along the steps' deps.
-    fn is_ancestor(&mut self, a: usize, of: usize, steps: &[PlannedStep]) -> bool {
+    fn is_ancestor(&mut self, a: usize, of: usize, links: &Links) -> bool {
         self.round += 1;
         self.stack.clear();
         self.stack.push(of);
         while let Some(v) = self.stack.pop() {
-            for &d in &steps[v].deps {
+            for &d in links.deps(v) {
                 if d == a {
                     return true;
                 }

@@ -3,6 +3,7 @@
 mod build;
 mod cycle;
 mod index;
+mod links;
 
 use std::sync::{Arc, OnceLock};
 
@@ -13,23 +14,21 @@ use crate::def::{OnError, StepPolicy, WorkflowDef};
 use crate::problem::ValidationErrors;
 use crate::template::{Condition, Template};
 use index::StepIndex;
+use links::Links;
 
 /// A list of step indices, inline up to three: no allocation for the
-/// dependencies and dependents of most steps.
+/// template references of most steps.
 pub(crate) type StepList = SmallVec<[usize; 3]>;
 
 /// The petgraph form of the dependencies: node `i` is step `i`, with an edge
 /// from each dependency to its dependent.
-pub(crate) fn dependency_graph<'a>(
-    deps: impl ExactSizeIterator<Item = &'a [usize]>,
-    edges: usize,
-) -> DiGraph<(), ()> {
-    let mut graph = DiGraph::with_capacity(deps.len(), edges);
-    for _ in 0..deps.len() {
+fn dependency_graph(links: &Links) -> DiGraph<(), ()> {
+    let mut graph = DiGraph::with_capacity(links.len(), links.edge_count());
+    for _ in 0..links.len() {
         graph.add_node(());
     }
-    for (i, own) in deps.enumerate() {
-        for &d in own {
+    for i in 0..links.len() {
+        for &d in links.deps(i) {
             graph.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
         }
     }
@@ -52,8 +51,6 @@ pub struct PlannedStep {
     /// count to take per step.
     pub(crate) policy: Option<Arc<StepPolicy>>,
     pub(crate) cost: f64,
-    pub(crate) deps: StepList,
-    pub(crate) dependents: StepList,
 }
 
 impl PlannedStep {
@@ -92,14 +89,6 @@ impl PlannedStep {
     pub fn cost(&self) -> f64 {
         self.cost
     }
-    /// Plan indices of the steps this one depends on (no duplicates).
-    pub fn deps(&self) -> &[usize] {
-        &self.deps
-    }
-    /// Plan indices of the steps that depend on this one.
-    pub fn dependents(&self) -> &[usize] {
-        &self.dependents
-    }
 }
 
 /// A validated workflow, ready to run.
@@ -128,6 +117,7 @@ pub struct Plan {
     pub(crate) name: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) steps: Vec<PlannedStep>,
+    pub(crate) links: Links,
     /// Each agent name once, in the order steps first name them.
     pub(crate) agents: Vec<Arc<str>>,
     pub(crate) index: StepIndex,
@@ -179,6 +169,24 @@ impl Plan {
         &self.agents[self.steps[step].agent as usize]
     }
 
+    /// Plan indices of the steps step `step` depends on (no duplicates).
+    ///
+    /// # Panics
+    ///
+    /// When `step` is not a plan index.
+    pub fn deps(&self, step: usize) -> &[usize] {
+        self.links.deps(step)
+    }
+
+    /// Plan indices of the steps that depend on step `step`, in plan order.
+    ///
+    /// # Panics
+    ///
+    /// When `step` is not a plan index.
+    pub fn dependents(&self, step: usize) -> &[usize] {
+        self.links.dependents(step)
+    }
+
     /// The number of steps.
     pub fn len(&self) -> usize {
         self.steps.len()
@@ -201,10 +209,7 @@ impl Plan {
 
     /// The dependency graph (edge `a -> b`: `b` depends on `a`); node `i` is step `i`.
     pub fn graph(&self) -> &DiGraph<(), ()> {
-        self.graph.get_or_init(|| {
-            let edges = self.steps.iter().map(|s| s.deps.len()).sum();
-            dependency_graph(self.steps.iter().map(|s| s.deps.as_slice()), edges)
-        })
+        self.graph.get_or_init(|| dependency_graph(&self.links))
     }
 
     /// A topological order: every step comes after all its dependencies.
