@@ -14,7 +14,7 @@ impl Plan {
                 if j > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&self.steps[i].id);
+                out.push_str(&self.ids[i]);
             }
             out.push_str("]\n");
         }
@@ -37,18 +37,18 @@ impl Plan {
     /// ```
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart TD\n");
-        for s in &self.steps {
+        for (s, id) in self.steps.iter().zip(&self.ids) {
             let _ = writeln!(
                 out,
                 "    {}[\"{}<br/><i>{}</i>\"]",
-                s.id,
-                s.id,
+                id,
+                id,
                 self.agents[s.agent as usize].replace('"', "#quot;")
             );
         }
-        for (i, s) in self.steps.iter().enumerate() {
+        for (i, id) in self.ids.iter().enumerate() {
             for &d in self.deps(i) {
-                let _ = writeln!(out, "    {} --> {}", self.steps[d].id, s.id);
+                let _ = writeln!(out, "    {} --> {}", self.ids[d], id);
             }
         }
         if !self.critical_path.is_empty() {
@@ -77,18 +77,18 @@ impl Plan {
             "digraph \"{}\" {{\n    rankdir=LR;\n",
             dot_escape(&self.name)
         );
-        for s in &self.steps {
+        for (s, id) in self.steps.iter().zip(&self.ids) {
             let _ = writeln!(
                 out,
                 "    \"{}\" [label=\"{}\\n{}\"];",
-                s.id,
-                s.id,
+                id,
+                id,
                 dot_escape(&self.agents[s.agent as usize])
             );
         }
-        for (i, s) in self.steps.iter().enumerate() {
+        for (i, id) in self.ids.iter().enumerate() {
             for &d in self.deps(i) {
-                let _ = writeln!(out, "    \"{}\" -> \"{}\";", self.steps[d].id, s.id);
+                let _ = writeln!(out, "    \"{}\" -> \"{}\";", self.ids[d], id);
             }
         }
         out.push_str("}\n");

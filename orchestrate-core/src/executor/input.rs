@@ -80,12 +80,13 @@ impl StepInput {
         }
         match &self.again {
             Some(outputs) => {
-                let step = &wf.plan.steps()[step];
                 let scope = Reevaluate {
                     input: execution_input,
                     outputs,
                 };
-                step.input().evaluate(step.id(), &scope)
+                wf.plan.steps()[step]
+                    .input()
+                    .evaluate(wf.plan.id(step), &scope)
             }
             // A single attempt: never asked twice.
             None => Ok(Value::Null),

@@ -393,7 +393,7 @@ where
         let mut fresh = std::mem::take(&mut self.fresh);
         for i in fresh.drain(..) {
             if self.steps[i].phase == Phase::Ready {
-                let step = self.wf.plan.steps()[i].id().clone();
+                let step = self.wf.plan.id(i).clone();
                 self.record(EventKind::StepScheduled { step });
             }
         }
@@ -466,13 +466,13 @@ where
                     continue;
                 }
             }
-            match step.input().evaluate(step.id(), &scope) {
+            match step.input().evaluate(wf.plan.id(i), &scope) {
                 Ok(input) => {
                     self.steps[i].phase = Phase::Running;
                     self.running += 1;
                     self.agent_running[wf.slot(i)] += 1;
                     self.record(EventKind::StepStarted {
-                        step: step.id().clone(),
+                        step: wf.plan.id(i).clone(),
                         agent: wf.plan.agent_of(i).clone(),
                     });
                     starts.push((i, input));
@@ -499,8 +499,8 @@ where
 
     /// Starts step `i`; its result if it finished at once.
     fn start_step(&mut self, i: usize, input: Value) -> Option<(usize, StepResult)> {
-        let step = &self.wf.plan.steps()[i];
-        let ctx = Context::new(self.scope.clone(), step.id().clone(), i);
+        let step_id = self.wf.plan.id(i);
+        let ctx = Context::new(self.scope.clone(), step_id.clone(), i);
         let input = if self.wf.policies[i].retry_config().max_attempts > 1 {
             StepInput::retryable(input, &self.wf, i, &self.steps)
         } else {
@@ -509,7 +509,7 @@ where
         let span = crate::spans::traced(|| {
             tracing::info_span!(
                 "step",
-                step = %step.id(),
+                step = %step_id,
                 agent = %self.wf.plan.agent_of(i),
                 correlation_id = %self.correlation_id,
             )
@@ -543,13 +543,13 @@ where
                 payload,
             } => {
                 self.record(EventKind::Custom {
-                    step: wf.plan.steps()[step].id().clone(),
+                    step: wf.plan.id(step).clone(),
                     name,
                     payload,
                 });
             }
             TaskMsg::Policy { step, event } => {
-                let step_id = wf.plan.steps()[step].id().clone();
+                let step_id = wf.plan.id(step).clone();
                 if let Some(kind) = policy_event(step_id, wf.plan.agent_of(step), *event) {
                     self.record(kind);
                 }
@@ -567,9 +567,8 @@ where
             StepResult::Failure { error, attempts } => self.step_failed(i, error, attempts),
             StepResult::Panicked { .. } if self.cancelling => self.cancel_step(i),
             StepResult::Panicked { message } => {
-                let step = &self.wf.plan.steps()[i];
                 let error = Error::Panicked {
-                    step: step.id().clone(),
+                    step: self.wf.plan.id(i).clone(),
                     agent: self.wf.plan.agent_of(i).clone(),
                     message,
                 };
@@ -577,7 +576,7 @@ where
             }
             StepResult::Interrupted { .. } if self.cancelling => self.cancel_step(i),
             StepResult::Interrupted { payload } => {
-                let step = self.wf.plan.steps()[i].id().clone();
+                let step = self.wf.plan.id(i).clone();
                 tracing::info!(%step, "step waits for an external decision");
                 self.record(EventKind::StepInterrupted { step, payload });
                 self.running -= 1;
@@ -597,7 +596,7 @@ where
         let wf = self.wf.clone();
         let output = Arc::new(output);
         self.record(EventKind::StepSucceeded {
-            step: wf.plan.steps()[i].id().clone(),
+            step: wf.plan.id(i).clone(),
             output: output.clone(),
             attempts,
             fallback_from,
@@ -619,12 +618,12 @@ where
         let wf = self.wf.clone();
         let step = &wf.plan.steps()[i];
         if let OnError::Fallback(value) = &step.policy().on_error {
-            tracing::info!(step = %step.id(), error = %error, "step failed; using its fallback value");
+            tracing::info!(step = %wf.plan.id(i), error = %error, "step failed; using its fallback value");
             self.succeed(i, value.clone(), attempts, Some(Box::new(error.info())));
             return;
         }
         self.record(EventKind::StepFailed {
-            step: step.id().clone(),
+            step: wf.plan.id(i).clone(),
             error: Box::new(error.info()),
             attempts,
         });
@@ -646,7 +645,7 @@ where
     }
 
     fn record_skip(&mut self, i: usize, reason: SkipReason) {
-        let step = self.wf.plan.steps()[i].id().clone();
+        let step = self.wf.plan.id(i).clone();
         self.record(EventKind::StepSkipped { step, reason });
         self.mark_done(i);
     }
@@ -667,7 +666,7 @@ where
     }
 
     fn cancel_step(&mut self, i: usize) {
-        let step = self.wf.plan.steps()[i].id().clone();
+        let step = self.wf.plan.id(i).clone();
         self.record(EventKind::StepCancelled { step });
         self.mark_done(i);
     }
@@ -732,7 +731,7 @@ where
     async fn park(&mut self) {
         let steps: Vec<Arc<str>> = (0..self.steps.len())
             .filter(|&i| self.steps[i].phase == Phase::Parked)
-            .map(|i| self.wf.plan.steps()[i].id().clone())
+            .map(|i| self.wf.plan.id(i).clone())
             .collect();
         let names = steps.iter().map(|s| s.to_string()).collect();
         self.record(EventKind::ExecutionParked { steps });
@@ -829,6 +828,6 @@ fn policy_event(step: Arc<str>, agent: &Arc<str>, event: PolicyEvent) -> Option<
 
 fn upstream(wf: &Bound, step: usize) -> SkipReason {
     SkipReason::Upstream {
-        step: wf.plan.steps()[step].id().clone(),
+        step: wf.plan.id(step).clone(),
     }
 }

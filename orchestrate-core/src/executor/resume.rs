@@ -91,7 +91,7 @@ where
                 Some(b) => self.skip(
                     i,
                     SkipReason::Upstream {
-                        step: Arc::clone(wf.plan.steps()[b].id()),
+                        step: Arc::clone(wf.plan.id(b)),
                     },
                 ),
                 None => self.make_ready(i),
@@ -105,7 +105,7 @@ where
     /// (under its `on_error` policy).
     pub(crate) fn decide(&mut self, i: usize, decision: Decision) {
         let wf = self.wf.clone();
-        let step = wf.plan.steps()[i].id().clone();
+        let step = wf.plan.id(i).clone();
         self.steps[i].phase = Phase::Running;
         // `succeed` and `step_failed` release a running slot.
         self.running += 1;

@@ -479,8 +479,8 @@ impl Orchestrator {
             && view
                 .steps()
                 .iter()
-                .zip(plan.steps())
-                .all(|(v, p)| v.id == *p.id());
+                .zip(plan.ids())
+                .all(|(v, id)| v.id == *id);
         if !same_steps {
             return Err(Error::WorkflowMismatch {
                 workflow: plan.name().clone(),

@@ -73,7 +73,7 @@ impl Workflow {
             let name = plan.agent_of(i);
             let agent = agents.get(&**name).ok_or_else(|| Error::UnknownAgent {
                 workflow: plan.name().clone(),
-                step: step.id().clone(),
+                step: plan.id(i).clone(),
                 agent: name.clone(),
             })?;
             bound.push(agent.clone());
@@ -82,7 +82,7 @@ impl Workflow {
         }
         Ok(Self {
             inner: Arc::new(Bound {
-                step_ids: plan.steps().iter().map(|s| s.id().clone()).collect(),
+                step_ids: plan.ids().into(),
                 plan,
                 agents: bound,
                 slot_limits,

@@ -137,9 +137,8 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     let mut steps: Vec<PlannedStep> = def
         .steps
         .iter()
-        .zip(ids.into_iter().zip(agent_of.into_iter().zip(policies)))
-        .map(|(step, (id, (agent, policy)))| PlannedStep {
-            id,
+        .zip(agent_of.into_iter().zip(policies))
+        .map(|(step, (agent, policy))| PlannedStep {
             agent,
             input: Template::Literal(serde_json::Value::Null),
             condition: None,
@@ -176,12 +175,11 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
             }
             None => None,
         };
-        let planned = &steps;
         let mut check = |e: &mut crate::template::Expr| {
             let Source::Step { id, index: slot } = &mut e.source else {
                 return;
             };
-            match index.get(id.as_str(), |j| &planned[j].id) {
+            match index.get(id.as_str(), |j| &ids[j]) {
                 None => problems.push(Problem::UnknownReference {
                     step: step.id.to_string(),
                     referenced: id.clone(),
@@ -227,6 +225,7 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
         name: Arc::from(def.name.as_str()),
         version: Arc::from(def.version.as_str()),
         steps,
+        ids,
         links,
         agents: agents.names,
         index,
@@ -349,8 +348,8 @@ mod tests {
             .step(StepDef::new("c", "other").depends_on(["a"]))
             .build();
         let plan = Plan::new(&def).unwrap();
-        for (planned, step) in plan.steps().iter().zip(&def.steps) {
-            assert!(Arc::ptr_eq(planned.id(), &step.id), "{}", step.id);
+        for (planned, step) in plan.ids().iter().zip(&def.steps) {
+            assert!(Arc::ptr_eq(planned, &step.id), "{}", step.id);
         }
         let agents: Vec<&Arc<str>> = (0..plan.len()).map(|i| plan.agent_of(i)).collect();
         assert!(Arc::ptr_eq(agents[0], agents[1]));

@@ -38,7 +38,6 @@ fn dependency_graph(links: &Links) -> DiGraph<(), ()> {
 /// One step of a [`Plan`], with its references resolved to plan indices.
 #[derive(Clone, Debug)]
 pub struct PlannedStep {
-    pub(crate) id: Arc<str>,
     /// Index into the plan's agents: no reference count to take and drop
     /// per step.
     pub(crate) agent: u32,
@@ -54,10 +53,6 @@ pub struct PlannedStep {
 }
 
 impl PlannedStep {
-    /// The step's id.
-    pub fn id(&self) -> &Arc<str> {
-        &self.id
-    }
     /// The agent that runs the step, as an index into
     /// [`Plan::agents`] (see [`Plan::agent_of`]).
     pub fn agent_index(&self) -> usize {
@@ -117,6 +112,10 @@ pub struct Plan {
     pub(crate) name: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) steps: Vec<PlannedStep>,
+    /// The steps' ids, apart from the steps: the index compares against
+    /// them densely packed, and dropping a plan takes each id's reference
+    /// count back in one tight pass.
+    pub(crate) ids: Vec<Arc<str>>,
     pub(crate) links: Links,
     /// Each agent name once, in the order steps first name them.
     pub(crate) agents: Vec<Arc<str>>,
@@ -152,6 +151,20 @@ impl Plan {
     /// The steps, in definition order.
     pub fn steps(&self) -> &[PlannedStep] {
         &self.steps
+    }
+
+    /// The id of step `step` (a plan index).
+    ///
+    /// # Panics
+    ///
+    /// When `step` is not a plan index.
+    pub fn id(&self, step: usize) -> &Arc<str> {
+        &self.ids[step]
+    }
+
+    /// The steps' ids, in definition order.
+    pub fn ids(&self) -> &[Arc<str>] {
+        &self.ids
     }
 
     /// The agents the steps name, each once, in the order steps first
@@ -204,7 +217,7 @@ impl Plan {
 
     /// The plan index of step `id`.
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.index.get(id, |j| &self.steps[j].id)
+        self.index.get(id, |j| &self.ids[j])
     }
 
     /// The dependency graph (edge `a -> b`: `b` depends on `a`); node `i` is step `i`.
@@ -230,10 +243,7 @@ impl Plan {
 
     /// The ids along [`critical_path`](Self::critical_path).
     pub fn critical_path_ids(&self) -> Vec<&str> {
-        self.critical_path
-            .iter()
-            .map(|&i| &*self.steps[i].id)
-            .collect()
+        self.critical_path.iter().map(|&i| &*self.ids[i]).collect()
     }
 
     /// The total cost of the critical path.
