@@ -9,7 +9,7 @@ use orchestrate_store::sqlite::{Durability, SqliteConfig, SqliteStore};
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{compare, Report};
+use super::{compare_interleaved, Report};
 use crate::chain_workflow;
 
 fn orchestrator(store: Arc<dyn Store>) -> Orchestrator {
@@ -66,7 +66,7 @@ pub(super) async fn checkpoint_sqlite(n: usize, reps: usize) -> Result<Vec<Repor
             .execute(&floor_pool)
             .await
             .map_err(|e| e.to_string())?;
-        let report = compare(
+        let report = compare_interleaved(
             name,
             n,
             reps,
@@ -122,7 +122,7 @@ pub(super) async fn checkpoint_postgres(n: usize, reps: usize) -> Result<Option<
     .await
     .map_err(|e| e.to_string())?;
     let insert = format!("INSERT INTO {table} (body) VALUES ($1::jsonb)");
-    let report = compare(
+    let report = compare_interleaved(
         "checkpoint_postgres",
         n,
         reps,

@@ -7,7 +7,7 @@ use orchestrate_core::journal::{Event, EventKind};
 use orchestrate_store::redis::{RedisBus, RedisBusConfig};
 use redis::Value as RedisValue;
 
-use super::{compare, Report};
+use super::{compare, compare_interleaved, Report};
 
 fn small_event(seq: u64) -> Arc<Event> {
     Arc::new(Event {
@@ -81,7 +81,7 @@ pub(super) async fn redis_bus(n: usize, reps: usize) -> Result<Option<Report>, S
     let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
     let mut run = 0u64;
     let mut floor_run = 0u64;
-    let report = compare(
+    let report = compare_interleaved(
         "redis_bus",
         n,
         reps,

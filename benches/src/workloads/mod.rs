@@ -168,6 +168,60 @@ where
     compare_fresh(name, n, reps, || (), |()| workload(), floor).await
 }
 
+/// Like [`compare`], the workload's runs and the floor's taken in turn,
+/// each first in every other round, after one untimed run of each.
+///
+/// For workloads bound by a disk or a server, whose speed drifts over
+/// seconds on a shared machine (a SQLite commit's time moved threefold
+/// from one run to the next): taken in two blocks, the two medians came
+/// from different periods and the ratio measured the drift.
+pub async fn compare_interleaved<W, WF, F, FF>(
+    name: &str,
+    n: usize,
+    reps: usize,
+    mut workload: W,
+    mut floor: F,
+) -> Report
+where
+    W: FnMut() -> WF,
+    WF: Future<Output = ()>,
+    F: FnMut() -> FF,
+    FF: Future<Output = ()>,
+{
+    reset_peak_rss();
+    workload().await;
+    let mut peak = peak_rss_mb();
+    floor().await;
+    let mut runs = Vec::with_capacity(reps);
+    let mut floor_runs = Vec::with_capacity(reps);
+    for round in 0..reps {
+        if round % 2 == 1 {
+            floor_runs.push(time(floor()).await);
+        }
+        reset_peak_rss();
+        runs.push(time(workload()).await);
+        peak = peak.max(peak_rss_mb());
+        if round % 2 == 0 {
+            floor_runs.push(time(floor()).await);
+        }
+    }
+    Report {
+        workload: name.to_owned(),
+        n,
+        runs,
+        floor_runs,
+        peak_rss_mb: peak,
+        extra: Vec::new(),
+    }
+}
+
+/// How long `run` takes, seconds.
+async fn time(run: impl Future<Output = ()>) -> f64 {
+    let start = Instant::now();
+    run.await;
+    start.elapsed().as_secs_f64()
+}
+
 /// Every workload with its default size, in the order `all` runs them.
 pub const WORKLOADS: &[(&str, usize)] = &[
     ("chain", 1_000),
