@@ -91,6 +91,27 @@ proptest! {
     }
 
     #[test]
+    fn a_plan_lists_each_steps_dependencies_once_and_its_dependents_in_order(deps in arb_dag()) {
+        let plan = Plan::new(&def_from(&deps)).unwrap();
+        let n = deps.len();
+        for (i, ds) in deps.iter().enumerate() {
+            // The definition's order, first mention kept.
+            let mut once: Vec<usize> = Vec::new();
+            for &d in ds {
+                if !once.contains(&d) {
+                    once.push(d);
+                }
+            }
+            prop_assert_eq!(plan.deps(i), once.as_slice(), "deps of s{}", i);
+            let dependents: Vec<usize> = (0..n).filter(|&j| deps[j].contains(&i)).collect();
+            prop_assert_eq!(plan.dependents(i), dependents.as_slice(), "dependents of s{}", i);
+            let id = format!("s{i}");
+            prop_assert_eq!(&**plan.id(i), id.as_str());
+        }
+        prop_assert_eq!(plan.ids().len(), n);
+    }
+
+    #[test]
     fn reported_cycles_are_real_cycles(deps in arb_dag(), back in any::<(prop::sample::Index, prop::sample::Index)>()) {
         // Close a cycle: `later` depends on `earlier` and `earlier` on `later`.
         let mut deps = deps;
