@@ -7,7 +7,7 @@
 /// Two allocations for the whole plan where a list per step would take one
 /// for each step with more than a few: planning 100,000 steps spent a
 /// sixth of its time freeing those lists, each free a cache miss.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Links {
     /// The deps of step 0, of step 1, …, then the dependents of step 0, ….
     edges: Vec<usize>,
