@@ -330,6 +330,31 @@ mod tests {
         assert_eq!(seen, [1, 2, 3, 4]);
     }
 
+    #[tokio::test]
+    async fn interleaved_runs_take_turns_each_first_in_every_other_round() {
+        let order = std::cell::RefCell::new(String::new());
+        let report = compare_interleaved(
+            "turns",
+            1,
+            3,
+            || {
+                order.borrow_mut().push('W');
+                async {}
+            },
+            || {
+                order.borrow_mut().push('F');
+                async {}
+            },
+        )
+        .await;
+        // One untimed run of each, then rounds W F, F W, W F.
+        assert_eq!(order.into_inner(), "WFWFFWWF");
+        assert_eq!((report.runs.len(), report.floor_runs.len()), (3, 3));
+        if cfg!(target_os = "linux") {
+            assert!(report.peak_rss_mb > 0.0, "the workload's peak is read");
+        }
+    }
+
     #[test]
     fn medians_and_layer_shapes() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
