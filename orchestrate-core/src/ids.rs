@@ -18,9 +18,24 @@ use serde::{Deserialize, Serialize};
 /// assert_ne!(a, b);
 /// assert_eq!(ExecutionId::from("run-1").as_str(), "run-1");
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ExecutionId(Arc<str>);
+
+impl PartialEq for ExecutionId {
+    fn eq(&self, other: &Self) -> bool {
+        // An execution's events, handles and journal share one string:
+        // most comparisons are of it with itself.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl std::hash::Hash for ExecutionId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As the text hashes, so that equal ids hash alike however made.
+        self.0.hash(state);
+    }
+}
 
 impl ExecutionId {
     /// A new random id.
@@ -83,5 +98,19 @@ mod tests {
         assert_eq!(parsed.get_version_num(), 4);
         assert_eq!(id.as_str(), parsed.hyphenated().to_string());
         assert_eq!(id.as_str().len(), 36);
+    }
+
+    #[test]
+    fn ids_are_equal_by_text_whether_shared_or_not() {
+        use std::hash::BuildHasher;
+        let a = ExecutionId::from("run-1");
+        let shared = a.clone();
+        let apart = ExecutionId::from(String::from("run-1"));
+        assert_eq!(a, shared);
+        assert_eq!(a, apart);
+        assert_ne!(a, ExecutionId::from("run-2"));
+        let h = std::collections::hash_map::RandomState::new();
+        assert_eq!(h.hash_one(&a), h.hash_one(&apart));
+        assert_eq!(h.hash_one(&a), h.hash_one("run-1"));
     }
 }
