@@ -40,6 +40,17 @@ fn median(runs: &[f64]) -> f64 {
 }
 
 impl Report {
+    fn new(name: &str, n: usize, runs: Vec<f64>, floor_runs: Vec<f64>, peak_rss_mb: f64) -> Self {
+        Self {
+            workload: name.to_owned(),
+            n,
+            runs,
+            floor_runs,
+            peak_rss_mb,
+            extra: Vec::new(),
+        }
+    }
+
     /// The median of the runs.
     pub fn median_s(&self) -> f64 {
         median(&self.runs)
@@ -141,14 +152,7 @@ where
     let runs = timed_fresh(reps, setup, workload).await;
     let peak = peak_rss_mb();
     let floor_runs = timed(reps, floor).await;
-    Report {
-        workload: name.to_owned(),
-        n,
-        runs,
-        floor_runs,
-        peak_rss_mb: peak,
-        extra: Vec::new(),
-    }
+    Report::new(name, n, runs, floor_runs, peak)
 }
 
 /// Measures a workload and its floor, both with a warm-up.
@@ -205,14 +209,7 @@ where
             floor_runs.push(time(floor()).await);
         }
     }
-    Report {
-        workload: name.to_owned(),
-        n,
-        runs,
-        floor_runs,
-        peak_rss_mb: peak,
-        extra: Vec::new(),
-    }
+    Report::new(name, n, runs, floor_runs, peak)
 }
 
 /// How long `run` takes, seconds.
