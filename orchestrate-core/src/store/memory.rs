@@ -35,8 +35,8 @@ impl Default for MemoryStoreConfig {
 }
 
 /// An event as a journal keeps it: its execution is the journal's and its
-/// sequence number its position, so neither is stored again (24 bytes an
-/// event, and no reference count to take per event).
+/// sequence number its position, so neither is stored again (56 bytes an
+/// event instead of 80, and no reference count to take per event).
 struct Entry {
     at_us: u64,
     kind: EventKind,
