@@ -2,22 +2,29 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use orchestrate_core::{agent_fn, Orchestrator, Workflow};
 use orchestrate_graph::{StepDef, WorkflowDef};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use super::{compare, compare_fresh, layers_for, Report};
+use super::{compare, compare_fresh, layers_for, median, timed_fresh, Report};
 use crate::{chain_workflow, layered_dag, layered_workflow};
+
+/// What the `inc` agent returns for `input`.
+fn inc(input: &Value) -> Value {
+    json!({"count": input["count"].as_i64().unwrap_or(0) + 1})
+}
 
 /// An orchestrator with the default policies and in-memory store, whose
 /// agents return `{"count": input.count + 1}` (`inc`) or `null` (`noop`).
 fn orchestrator(max_concurrency: usize) -> Orchestrator {
     Orchestrator::builder()
-        .agent(agent_fn("inc", |input: Value, _| async move {
-            Ok(json!({"count": input["count"].as_i64().unwrap_or(0) + 1}))
-        }))
+        .agent(agent_fn(
+            "inc",
+            |input: Value, _| async move { Ok(inc(&input)) },
+        ))
         .agent(agent_fn("noop", |_, _| async move { Ok(Value::Null) }))
         .max_concurrency(max_concurrency)
         .build()
@@ -29,11 +36,42 @@ async fn run_once(orch: &Orchestrator, wf: &Workflow, input: Value) {
     execution.await.expect("succeeded");
 }
 
-/// `n` sequential steps. Floor: `n` sequential spawn + await.
+/// The agents' own work in one step of a chain, as the workload's run
+/// does it: the step's input object built from the previous output
+/// (`{"count": ...}`, as the step's template builds it) and the `inc`
+/// agent's call, a boxed future (as a `dyn Agent`'s call is). The work
+/// floors keep each output behind an `Arc`, as a journal keeps every
+/// output until its execution is dropped.
+fn agent_step(prev: &Value) -> Pin<Box<dyn Future<Output = Value> + Send>> {
+    let mut input = Map::with_capacity(1);
+    input.insert("count".to_owned(), prev["count"].clone());
+    let input = Value::Object(input);
+    Box::pin(async move { inc(&input) })
+}
+
+/// Adds the agents' work floor to `report`: `work_floor_median_s`, the
+/// floor's shape doing the agents' own work and no orchestration, and the
+/// workload's ratio to it. The outputs a run kept are dropped untimed, as
+/// the workload's journals are.
+fn with_work_floor(mut report: Report, work_runs: &[f64]) -> Report {
+    let work = median(work_runs);
+    report.extra = vec![
+        ("work_floor_median_s", json!(work)),
+        (
+            "work_floor_ratio_to_floor",
+            json!(work / report.floor_median_s()),
+        ),
+        ("ratio_to_work_floor", json!(report.median_s() / work)),
+    ];
+    report
+}
+
+/// `n` sequential steps. Floor: `n` sequential spawn + await. Beside it,
+/// the work floor: each spawned task runs one step's [`agent_step`].
 pub(super) async fn chain(n: usize, reps: usize) -> Report {
     let orch = orchestrator(10);
     let wf = orch.bind(&chain_workflow(n, "inc")).expect("valid");
-    compare(
+    let report = compare(
         "chain",
         n,
         reps,
@@ -44,7 +82,23 @@ pub(super) async fn chain(n: usize, reps: usize) -> Report {
             }
         },
     )
-    .await
+    .await;
+    let work = timed_fresh(
+        reps,
+        || Vec::with_capacity(n + 1),
+        |mut kept: Vec<Arc<Value>>| async move {
+            let mut prev = Arc::new(json!({"count": 0}));
+            kept.push(prev.clone());
+            for _ in 0..n {
+                let output = tokio::spawn(agent_step(&prev)).await.expect("joined");
+                prev = Arc::new(output);
+                kept.push(prev.clone());
+            }
+            kept
+        },
+    )
+    .await;
+    with_work_floor(report, &work)
 }
 
 /// start → `n` parallel steps → join. Floor: spawn `n` tasks, join them.
@@ -116,14 +170,16 @@ pub(super) async fn layered(n: usize, reps: usize) -> Report {
 }
 
 /// `n` five-step chains started at once, all awaited. Floor: `n` tasks
-/// each awaiting five boxed no-op futures.
+/// each awaiting five boxed no-op futures. Beside it, the work floor: each
+/// task's five futures are the five steps' [`agent_step`]s, its input
+/// made before it is spawned as the workload's is.
 ///
 /// Every run has an orchestrator of its own, made and dropped untimed:
 /// otherwise a run's store would still hold the previous run's `n`
 /// finished journals (its default retention is 10,000), the peak would be
 /// that of `2n` executions, and the run would pay for evicting them.
 pub(super) async fn concurrent(n: usize, reps: usize) -> Report {
-    compare_fresh(
+    let report = compare_fresh(
         "concurrent",
         n,
         reps,
@@ -158,5 +214,32 @@ pub(super) async fn concurrent(n: usize, reps: usize) -> Report {
             }
         },
     )
-    .await
+    .await;
+    let work = timed_fresh(
+        reps,
+        || Vec::with_capacity(n),
+        |mut kept: Vec<Vec<Arc<Value>>>| async move {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let input = json!({"count": 0});
+                    tokio::spawn(async move {
+                        let mut outputs = Vec::with_capacity(6);
+                        let mut prev = Arc::new(input);
+                        outputs.push(prev.clone());
+                        for _ in 0..5 {
+                            prev = Arc::new(agent_step(&prev).await);
+                            outputs.push(prev.clone());
+                        }
+                        outputs
+                    })
+                })
+                .collect();
+            for t in tasks {
+                kept.push(t.await.expect("joined"));
+            }
+            kept
+        },
+    )
+    .await;
+    with_work_floor(report, &work)
 }

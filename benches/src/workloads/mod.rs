@@ -301,6 +301,20 @@ mod tests {
                     line["ratio_to_floor"].as_f64().is_some_and(f64::is_finite),
                     "{line}"
                 );
+                if matches!(name, "chain" | "concurrent") {
+                    assert!(
+                        line["work_floor_median_s"]
+                            .as_f64()
+                            .is_some_and(|s| s > 0.0),
+                        "{line}"
+                    );
+                    assert!(
+                        line["ratio_to_work_floor"]
+                            .as_f64()
+                            .is_some_and(f64::is_finite),
+                        "{line}"
+                    );
+                }
             }
         }
         assert!(run("nope", 1, 1).await.is_err());
