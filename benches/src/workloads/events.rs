@@ -188,23 +188,27 @@ pub(super) async fn redis_bus(n: usize, reps: usize) -> Result<Option<Report>, S
     Ok(Some(report))
 }
 
-fn entry_ids(reply: &RedisValue) -> Vec<Vec<u8>> {
-    let items = |v: &RedisValue| match v {
-        RedisValue::Array(a) => a.clone(),
-        RedisValue::Map(m) => m.iter().map(|(_, v)| v.clone()).collect(),
-        _ => Vec::new(),
+/// The entry ids of an `XREADGROUP` reply (RESP2 or RESP3), borrowed.
+fn entry_ids(reply: &RedisValue) -> Vec<&[u8]> {
+    fn items(v: &RedisValue) -> &[RedisValue] {
+        match v {
+            RedisValue::Array(a) => a,
+            _ => &[],
+        }
+    }
+    // RESP3: a map of stream name to entries; RESP2: `[[name, entries], ...]`.
+    let per_stream: Vec<&[RedisValue]> = match reply {
+        RedisValue::Map(m) => m.iter().map(|(_, entries)| items(entries)).collect(),
+        other => items(other)
+            .iter()
+            .map(|stream| items(items(stream).get(1).unwrap_or(&RedisValue::Nil)))
+            .collect(),
     };
     let mut ids = Vec::new();
-    for stream in items(reply) {
-        let entries = match &stream {
-            RedisValue::Array(parts) if parts.len() == 2 => items(&parts[1]),
-            other => items(other),
-        };
+    for entries in per_stream {
         for entry in entries {
-            if let RedisValue::Array(parts) = entry {
-                if let Some(RedisValue::BulkString(id)) = parts.first() {
-                    ids.push(id.clone());
-                }
+            if let Some(RedisValue::BulkString(id)) = items(entry).first() {
+                ids.push(id.as_slice());
             }
         }
     }
