@@ -251,3 +251,66 @@ async fn a_batch_is_acknowledged_in_one_round_trip() {
     bus.publish("t", &events("e", 4, 2)).await.unwrap();
     assert_eq!(consumer.next().await.unwrap().unwrap().event.seq, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_looks_for_messages_to_reclaim_once_per_interval() {
+    if url().is_none() {
+        return;
+    }
+    // Visibility 0: a message left unacknowledged is reclaimable at once,
+    // so only the interval decides whether a read looks for it.
+    for (interval, looks) in [(Duration::from_secs(3600), false), (Duration::ZERO, true)] {
+        let (bus, _cleanup) = bus_with(RedisBusConfig {
+            visibility_timeout: Duration::ZERO,
+            reclaim_interval: interval,
+            ..config()
+        })
+        .await;
+        let mut b = bus.consumer("jobs", "g", "b").await.unwrap();
+        // `b`'s first read looks (nothing to reclaim yet), then waits.
+        assert!(b.next().await.unwrap().is_none());
+        bus.publish("jobs", &events("e", 0, 1)).await.unwrap();
+        let mut a = bus.consumer("jobs", "g", "a").await.unwrap();
+        let left = a.next().await.unwrap().unwrap();
+        // `a` dies without acking: `b` reclaims it only if it looks again.
+        let reclaimed = b
+            .next()
+            .await
+            .unwrap()
+            .map(|d| (d.message_id, d.deliveries));
+        assert_eq!(
+            reclaimed,
+            looks.then(|| (left.message_id.clone(), 2)),
+            "reclaim interval {interval:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_that_fills_a_batch_looks_again_at_the_next_read() {
+    if url().is_none() {
+        return;
+    }
+    let (bus, _cleanup) = bus_with(RedisBusConfig {
+        batch: 1,
+        visibility_timeout: Duration::ZERO,
+        reclaim_interval: Duration::from_secs(3600),
+        ..config()
+    })
+    .await;
+    bus.publish("jobs", &events("e", 0, 2)).await.unwrap();
+    let mut a = bus.consumer("jobs", "g", "a").await.unwrap();
+    let mut left = Vec::new();
+    for _ in 0..2 {
+        left.push(a.next().await.unwrap().unwrap().message_id);
+    }
+    // `a` dies without acking; `b`'s first look claims one message, a full
+    // batch, so its next read looks again instead of waiting an hour.
+    let mut b = bus.consumer("jobs", "g", "b").await.unwrap();
+    let mut reclaimed = Vec::new();
+    while let Some(d) = b.next().await.unwrap() {
+        b.ack(&d).await.unwrap();
+        reclaimed.push(d.message_id);
+    }
+    assert_eq!(reclaimed, left);
+}

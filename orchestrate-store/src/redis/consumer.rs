@@ -3,13 +3,16 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use orchestrate_core::bus::BusError;
 use orchestrate_core::journal::Event;
+use orchestrate_core::ExecutionId;
 use redis::aio::ConnectionManager;
 use redis::Value;
+use tokio::time::Instant;
 
 use super::reply::{self, Entry};
-use super::{event_id, redis_error, RedisBusConfig};
+use super::{redis_error, RedisBusConfig};
 
 /// One message handed to a consumer; acknowledge it with
 /// [`RedisConsumer::ack`] once processed.
@@ -23,24 +26,34 @@ pub struct Delivery {
     pub deliveries: u64,
 }
 
-/// Event ids acknowledged recently, to drop duplicates (an event published
+/// What identifies an event on the bus: its execution and sequence number
+/// (the `id` field [`event_id`](super::event_id) writes), kept as the
+/// execution's shared id and a number, so that remembering one takes no
+/// allocation.
+type EventKey = (ExecutionId, u64);
+
+fn key(event: &Event) -> EventKey {
+    (event.execution_id.clone(), event.seq)
+}
+
+/// Events acknowledged recently, to drop duplicates (an event published
 /// twice, e.g. by a retried publish). Bounded.
 struct Seen {
-    order: VecDeque<String>,
-    set: HashSet<String>,
+    order: VecDeque<EventKey>,
+    set: HashSet<EventKey, RandomState>,
     capacity: usize,
 }
 
 impl Seen {
-    fn contains(&self, id: &str) -> bool {
-        self.set.contains(id)
+    fn contains(&self, event: &Event) -> bool {
+        self.set.contains(&key(event))
     }
 
-    fn insert(&mut self, id: String) {
-        if self.capacity == 0 || !self.set.insert(id.clone()) {
+    fn insert(&mut self, event: &Event) {
+        if self.capacity == 0 || !self.set.insert(key(event)) {
             return;
         }
-        self.order.push_back(id);
+        self.order.push_back(key(event));
         while self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
                 self.set.remove(&old);
@@ -66,6 +79,9 @@ pub struct RedisConsumer {
     pub(super) config: Arc<RedisBusConfig>,
     pub(super) own_pending_first: bool,
     pub(super) ready: VecDeque<Delivery>,
+    /// When this consumer last looked for messages to reclaim and found
+    /// fewer than a batch; `None`: the next read looks.
+    last_reclaim: Option<Instant>,
     seen: Seen,
 }
 
@@ -98,9 +114,10 @@ impl RedisConsumer {
             config,
             own_pending_first: true,
             ready: VecDeque::new(),
+            last_reclaim: None,
             seen: Seen {
                 order: VecDeque::new(),
-                set: HashSet::new(),
+                set: HashSet::default(),
                 capacity,
             },
         }
@@ -172,7 +189,7 @@ impl RedisConsumer {
             .query_async(&mut self.conn)
             .await
             .map_err(redis_error)?;
-        self.seen.insert(event_id(&delivery.event));
+        self.seen.insert(&delivery.event);
         Ok(())
     }
 
@@ -193,7 +210,7 @@ impl RedisConsumer {
                 .query_async(&mut self.conn)
                 .await
                 .map_err(redis_error)?;
-            let entries = reply::read_group(&v);
+            let entries = reply::read_group(v);
             if entries.is_empty() {
                 self.own_pending_first = false;
             } else {
@@ -201,23 +218,13 @@ impl RedisConsumer {
                 return self.admit(entries, Some(counts)).await.map(|()| true);
             }
         }
-        let visibility_ms =
-            u64::try_from(self.config.visibility_timeout.as_millis()).unwrap_or(u64::MAX);
-        let v: Value = redis::cmd("XAUTOCLAIM")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg(&self.name)
-            .arg(visibility_ms)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(batch)
-            .query_async(&mut self.conn)
-            .await
-            .map_err(redis_error)?;
-        let claimed = reply::autoclaim(&v);
-        if !claimed.is_empty() {
-            let counts = self.delivery_counts(&claimed).await?;
-            return self.admit(claimed, Some(counts)).await.map(|()| true);
+        let interval = self.config.reclaim_interval;
+        if self.last_reclaim.is_none_or(|at| at.elapsed() >= interval) {
+            let claimed = self.reclaim(batch).await?;
+            if !claimed.is_empty() {
+                let counts = self.delivery_counts(&claimed).await?;
+                return self.admit(claimed, Some(counts)).await.map(|()| true);
+            }
         }
         let block_ms = u64::try_from(self.config.block.as_millis()).unwrap_or(u64::MAX);
         let v: Value = redis::cmd("XREADGROUP")
@@ -234,11 +241,34 @@ impl RedisConsumer {
             .query_async(&mut self.conn)
             .await
             .map_err(redis_error)?;
-        let fresh = reply::read_group(&v);
+        let fresh = reply::read_group(v);
         if fresh.is_empty() {
             return Ok(false);
         }
         self.admit(fresh, None).await.map(|()| true)
+    }
+
+    /// Claims up to `batch` messages left unacknowledged past the
+    /// visibility timeout, and sets when to look next: at once if the batch
+    /// is full (more may wait), else after the reclaim interval.
+    async fn reclaim(&mut self, batch: usize) -> Result<Vec<Entry>, BusError> {
+        let visibility_ms =
+            u64::try_from(self.config.visibility_timeout.as_millis()).unwrap_or(u64::MAX);
+        let looked_at = Instant::now();
+        let v: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&self.name)
+            .arg(visibility_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(batch)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)?;
+        let claimed = reply::autoclaim(v);
+        self.last_reclaim = (claimed.len() < batch).then_some(looked_at);
+        Ok(claimed)
     }
 
     async fn delivery_counts(&mut self, entries: &[Entry]) -> Result<Vec<(String, u64)>, BusError> {
@@ -291,7 +321,7 @@ impl RedisConsumer {
                 self.bury(&entry, &reason).await?;
                 continue;
             }
-            if self.seen.contains(&event_id(&event)) {
+            if self.seen.contains(&event) {
                 self.ack_id(&entry.id).await?;
                 continue;
             }
@@ -321,7 +351,7 @@ impl RedisConsumer {
         }
         let _: i64 = ack.query_async(&mut self.conn).await.map_err(redis_error)?;
         for d in deliveries {
-            self.seen.insert(event_id(&d.event));
+            self.seen.insert(&d.event);
         }
         Ok(())
     }
@@ -362,5 +392,51 @@ impl RedisConsumer {
         }
         let _: Value = add.query_async(&mut self.conn).await.map_err(redis_error)?;
         self.ack_id(&entry.id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestrate_core::journal::EventKind;
+
+    use super::*;
+
+    fn event(execution: &str, seq: u64) -> Event {
+        Event {
+            execution_id: execution.into(),
+            seq,
+            at_us: 0,
+            kind: EventKind::CancelRequested,
+        }
+    }
+
+    fn seen(capacity: usize) -> Seen {
+        Seen {
+            order: VecDeque::new(),
+            set: HashSet::default(),
+            capacity,
+        }
+    }
+
+    #[test]
+    fn the_window_remembers_the_latest_events_by_execution_and_sequence() {
+        let mut window = seen(2);
+        window.insert(&event("a", 1));
+        window.insert(&event("a", 1));
+        window.insert(&event("b", 1));
+        // A repeat takes no second place in the window: both still fit.
+        assert!(window.contains(&event("a", 1)) && window.contains(&event("b", 1)));
+        assert!(!window.contains(&event("a", 2)), "another sequence number");
+        window.insert(&event("a", 2));
+        assert!(!window.contains(&event("a", 1)), "the oldest was forgotten");
+        assert!(window.contains(&event("b", 1)) && window.contains(&event("a", 2)));
+        assert_eq!((window.order.len(), window.set.len()), (2, 2));
+    }
+
+    #[test]
+    fn a_window_of_zero_remembers_nothing() {
+        let mut window = seen(0);
+        window.insert(&event("a", 1));
+        assert!(!window.contains(&event("a", 1)));
     }
 }

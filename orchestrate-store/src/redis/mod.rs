@@ -27,6 +27,14 @@ pub struct RedisBusConfig {
     /// How long a message may stay unacknowledged with one consumer before
     /// another reclaims it (default 30 s).
     pub visibility_timeout: Duration,
+    /// How often a consumer looks for messages to reclaim (`XAUTOCLAIM`,
+    /// default 1 s): its first read looks, and later reads look again once
+    /// this much time has passed, or at once after a look that filled a
+    /// batch. A message a dead consumer left is reclaimed between
+    /// `visibility_timeout` and `visibility_timeout + reclaim_interval` after
+    /// its last delivery (plus one blocking read); `Duration::ZERO` looks on
+    /// every read, a round trip each that a busy consumer rarely needs.
+    pub reclaim_interval: Duration,
     /// Deliveries after which a message goes to the dead-letter stream
     /// (default 5).
     pub max_deliveries: u64,
@@ -47,6 +55,7 @@ impl Default for RedisBusConfig {
             prefix: "orchestrate".into(),
             max_len: 100_000,
             visibility_timeout: Duration::from_secs(30),
+            reclaim_interval: Duration::from_secs(1),
             max_deliveries: 5,
             block: Duration::from_secs(1),
             batch: 128,
@@ -232,7 +241,7 @@ impl RedisBus {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(redis_error)?;
-        Ok(reply::entries(&v)
+        Ok(reply::entries(v)
             .into_iter()
             .map(|e| {
                 let text = |k: &str| {

@@ -27,10 +27,20 @@ pub(super) fn text(v: &Value) -> Option<String> {
     }
 }
 
-fn bytes(v: &Value) -> Option<Vec<u8>> {
+/// Like [`text`], moving the reply's bytes instead of copying them.
+fn into_text(v: Value) -> Option<String> {
     match v {
-        Value::BulkString(b) => Some(b.clone()),
-        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn into_bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
         _ => None,
     }
 }
@@ -42,39 +52,59 @@ fn items(v: &Value) -> &[Value] {
     }
 }
 
+fn into_items(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => Vec::new(),
+    }
+}
+
 /// `[id, [field, value, ...]]` entries; a deleted entry (nil fields) is kept
-/// with no fields so that it can be acknowledged.
-pub(super) fn entries(v: &Value) -> Vec<Entry> {
-    items(v)
-        .iter()
+/// with no fields so that it can be acknowledged. Takes the reply, so that
+/// ids and payloads move out of it instead of being copied.
+pub(super) fn entries(v: Value) -> Vec<Entry> {
+    into_items(v)
+        .into_iter()
         .filter_map(|e| {
-            let parts = items(e);
-            let id = text(parts.first()?)?;
-            let flat = parts.get(1).map(items).unwrap_or(&[]);
-            let fields = flat
-                .chunks(2)
-                .filter_map(|kv| Some((text(kv.first()?)?, bytes(kv.get(1)?)?)))
-                .collect();
+            let mut parts = into_items(e).into_iter();
+            let id = into_text(parts.next()?)?;
+            let mut flat = parts.next().map(into_items).unwrap_or_default().into_iter();
+            let mut fields = Vec::with_capacity(flat.len() / 2);
+            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                if let (Some(k), Some(v)) = (into_text(k), into_bytes(v)) {
+                    fields.push((k, v));
+                }
+            }
             Some(Entry { id, fields })
         })
         .collect()
 }
 
 /// The entries of an `XREADGROUP` reply for one stream (nil on timeout).
-pub(super) fn read_group(v: &Value) -> Vec<Entry> {
+pub(super) fn read_group(v: Value) -> Vec<Entry> {
     match v {
         Value::Nil => Vec::new(),
-        Value::Map(streams) => streams.first().map(|(_, e)| entries(e)).unwrap_or_default(),
-        other => items(other)
-            .first()
-            .map(|stream| entries(items(stream).get(1).unwrap_or(&Value::Nil)))
+        Value::Map(streams) => streams
+            .into_iter()
+            .next()
+            .map(|(_, e)| entries(e))
+            .unwrap_or_default(),
+        other => into_items(other)
+            .into_iter()
+            .next()
+            .and_then(|stream| into_items(stream).into_iter().nth(1))
+            .map(entries)
             .unwrap_or_default(),
     }
 }
 
 /// `XAUTOCLAIM` replies `[next-start, entries, deleted-ids]`.
-pub(super) fn autoclaim(v: &Value) -> Vec<Entry> {
-    items(v).get(1).map(entries).unwrap_or_default()
+pub(super) fn autoclaim(v: Value) -> Vec<Entry> {
+    into_items(v)
+        .into_iter()
+        .nth(1)
+        .map(entries)
+        .unwrap_or_default()
 }
 
 /// Delivery counts from an extended `XPENDING` reply:
@@ -114,12 +144,12 @@ mod tests {
         ])]);
         let resp3 = Value::Map(vec![(bulk("s"), Value::Array(vec![entry]))]);
         for reply in [resp2, resp3] {
-            let got = read_group(&reply);
+            let got = read_group(reply);
             assert_eq!(got.len(), 1);
             assert_eq!(got[0].id, "1-0");
             assert_eq!(got[0].field("event"), Some(&b"{}"[..]));
         }
-        assert!(read_group(&Value::Nil).is_empty());
+        assert!(read_group(Value::Nil).is_empty());
     }
 
     #[test]
@@ -136,7 +166,7 @@ mod tests {
             Value::Array(vec![Value::Array(vec![bulk("3-0"), Value::Nil])]),
             Value::Array(vec![]),
         ]);
-        let got = autoclaim(&claimed);
+        let got = autoclaim(claimed);
         assert_eq!((got[0].id.as_str(), got[0].fields.len()), ("3-0", 0));
     }
 }
