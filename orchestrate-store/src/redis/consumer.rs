@@ -67,7 +67,9 @@ impl Seen {
 /// [`next`](Self::next) serves, in this order: messages this consumer took
 /// earlier and never acknowledged (after a restart or a dropped connection),
 /// messages other consumers took and left unacknowledged past the
-/// visibility timeout (`XAUTOCLAIM`), then new messages. A message delivered
+/// visibility timeout (`XAUTOCLAIM`; looked for on the first read, then once
+/// per [`RedisBusConfig::reclaim_interval`], or at once after a look that
+/// filled a batch), then new messages. A message delivered
 /// more than `max_deliveries` times, or that is not a valid event, goes to
 /// the dead-letter stream instead of blocking the group.
 pub struct RedisConsumer {
