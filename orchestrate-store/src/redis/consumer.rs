@@ -27,7 +27,7 @@ pub struct Delivery {
 }
 
 /// What identifies an event on the bus: its execution and sequence number
-/// (the `id` field [`event_id`](super::event_id) writes), kept as the
+/// (what the `id` field written on publish holds), kept as the
 /// execution's shared id and a number, so that remembering one takes no
 /// allocation.
 type EventKey = (ExecutionId, u64);

@@ -119,9 +119,13 @@ pub(crate) fn redis_error(e: redis::RedisError) -> BusError {
     }
 }
 
-/// The id an event carries on the bus: unique per execution and sequence.
-pub(crate) fn event_id(event: &Event) -> String {
-    format!("{}:{}", event.execution_id, event.seq)
+/// Writes the id an event carries on the bus (`<execution>:<seq>`, unique
+/// per execution and sequence) into `buf`, replacing what it held.
+fn write_event_id(buf: &mut String, event: &Event) {
+    use std::fmt::Write as _;
+    buf.clear();
+    // Writing to a String cannot fail.
+    let _ = write!(buf, "{}:{}", event.execution_id, event.seq);
 }
 
 impl RedisBus {
@@ -311,8 +315,13 @@ impl EventBus for RedisBus {
         }
         let key = self.stream_key(topic);
         let mut pipe = redis::pipe();
+        // The pipeline copies each argument: one buffer each for every
+        // event's id and JSON, instead of two allocations per event.
+        let (mut id, mut json) = (String::new(), Vec::new());
         for event in events {
-            let json = serde_json::to_vec(&**event).map_err(|e| BusError::Backend {
+            write_event_id(&mut id, event);
+            json.clear();
+            serde_json::to_writer(&mut json, &**event).map_err(|e| BusError::Backend {
                 backend: "redis",
                 source: Arc::new(e),
             })?;
@@ -323,9 +332,9 @@ impl EventBus for RedisBus {
                 .arg(self.config.max_len)
                 .arg("*")
                 .arg("id")
-                .arg(event_id(event))
+                .arg(id.as_str())
                 .arg("event")
-                .arg(json)
+                .arg(json.as_slice())
                 .ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone())
