@@ -315,8 +315,8 @@ impl EventBus for RedisBus {
         }
         let key = self.stream_key(topic);
         let mut pipe = redis::pipe();
-        // The pipeline copies each argument: one buffer each for every
-        // event's id and JSON, instead of two allocations per event.
+        // The pipeline copies its arguments: every event's id and JSON are
+        // written into these two buffers instead of two new allocations.
         let (mut id, mut json) = (String::new(), Vec::new());
         for event in events {
             write_event_id(&mut id, event);
