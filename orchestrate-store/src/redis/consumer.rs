@@ -287,7 +287,7 @@ impl RedisConsumer {
             .query_async(&mut self.conn)
             .await
             .map_err(redis_error)?;
-        Ok(reply::delivery_counts(&v))
+        Ok(reply::delivery_counts(v))
     }
 
     /// Turns entries into deliveries, sending the malformed, the too often

@@ -18,16 +18,7 @@ impl Entry {
     }
 }
 
-pub(super) fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// Like [`text`], moving the reply's bytes instead of copying them.
+/// A reply's text, its bytes moved out instead of copied.
 fn into_text(v: Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b).ok(),
@@ -42,13 +33,6 @@ fn into_bytes(v: Value) -> Option<Vec<u8>> {
         Value::BulkString(b) => Some(b),
         Value::SimpleString(s) => Some(s.into_bytes()),
         _ => None,
-    }
-}
-
-fn items(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(a) | Value::Set(a) => a,
-        _ => &[],
     }
 }
 
@@ -109,15 +93,15 @@ pub(super) fn autoclaim(v: Value) -> Vec<Entry> {
 
 /// Delivery counts from an extended `XPENDING` reply:
 /// `[[id, consumer, idle-ms, deliveries], ...]`.
-pub(super) fn delivery_counts(v: &Value) -> Vec<(String, u64)> {
-    items(v)
-        .iter()
+pub(super) fn delivery_counts(v: Value) -> Vec<(String, u64)> {
+    into_items(v)
+        .into_iter()
         .filter_map(|e| {
-            let parts = items(e);
-            let id = text(parts.first()?)?;
-            let count = match parts.get(3)? {
-                Value::Int(n) => u64::try_from(*n).ok()?,
-                other => text(other)?.parse().ok()?,
+            let mut parts = into_items(e).into_iter();
+            let id = into_text(parts.next()?)?;
+            let count = match parts.nth(2)? {
+                Value::Int(n) => u64::try_from(n).ok()?,
+                other => into_text(other)?.parse().ok()?,
             };
             Some((id, count))
         })
@@ -160,7 +144,7 @@ mod tests {
             Value::Int(10),
             Value::Int(3),
         ])]);
-        assert_eq!(delivery_counts(&pending), [("2-0".to_owned(), 3)]);
+        assert_eq!(delivery_counts(pending), [("2-0".to_owned(), 3)]);
         let claimed = Value::Array(vec![
             bulk("0-0"),
             Value::Array(vec![Value::Array(vec![bulk("3-0"), Value::Nil])]),
