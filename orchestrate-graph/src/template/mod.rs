@@ -218,10 +218,11 @@ fn parse_value(value: &Value, pointer: &mut String, errors: &mut Vec<ParseError>
                 .enumerate()
                 .map(|(i, v)| with_segment(pointer, &i.to_string(), |p| parse_value(v, p, errors)))
                 .collect();
-            if parsed.iter().all(|t| matches!(t, Template::Literal(_))) {
-                Template::Literal(value.clone())
-            } else {
-                Template::Array(parsed)
+            match literals(parsed) {
+                // Built from the parsed items, not copied from `value`: an
+                // item may be a string whose `$${` was unescaped.
+                Ok(items) => Template::Literal(Value::Array(items)),
+                Err(parsed) => Template::Array(parsed),
             }
         }
         Value::Object(map) => {
@@ -234,17 +235,32 @@ fn parse_value(value: &Value, pointer: &mut String, errors: &mut Vec<ParseError>
                     )
                 })
                 .collect();
-            if parsed
-                .iter()
-                .all(|(_, t)| matches!(t, Template::Literal(_)))
-            {
-                Template::Literal(value.clone())
-            } else {
-                Template::Object(parsed)
+            let (keys, templates): (Vec<String>, Vec<Template>) = parsed.into_iter().unzip();
+            match literals(templates) {
+                Ok(values) => {
+                    Template::Literal(Value::Object(keys.into_iter().zip(values).collect()))
+                }
+                Err(templates) => Template::Object(keys.into_iter().zip(templates).collect()),
             }
         }
         other => Template::Literal(other.clone()),
     }
+}
+
+/// The values of `templates` when every one is a literal; otherwise the
+/// templates, unchanged.
+fn literals(templates: Vec<Template>) -> Result<Vec<Value>, Vec<Template>> {
+    if !templates.iter().all(|t| matches!(t, Template::Literal(_))) {
+        return Err(templates);
+    }
+    Ok(templates
+        .into_iter()
+        .map(|t| match t {
+            Template::Literal(v) => v,
+            // Every template was checked to be a literal just above.
+            _ => Value::Null,
+        })
+        .collect())
 }
 
 fn with_segment<T>(pointer: &mut String, seg: &str, f: impl FnOnce(&mut String) -> T) -> T {
