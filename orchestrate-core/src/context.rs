@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::depth::{exceeds_max_depth, MAX_VALUE_DEPTH};
 use crate::error::Error;
 use crate::executor::{Inbox, TaskMsg};
 use crate::ids::ExecutionId;
@@ -150,13 +151,22 @@ impl Context {
     /// # Errors
     ///
     /// [`Error::JournalLimit`] past the orchestrator's limit of custom events
-    /// per execution; [`Error::Cancelled`] when the execution has ended.
+    /// per execution; [`Error::ValueTooDeep`] when the payload nests deeper
+    /// than [`MAX_VALUE_DEPTH`]; [`Error::Cancelled`] when the execution has
+    /// ended.
     ///
     /// # Cancel safety
     ///
     /// If the future is dropped before it completes, the event may or may
     /// not be recorded.
     pub async fn emit(&self, name: impl Into<String>, payload: Value) -> Result<(), Error> {
+        if exceeds_max_depth(&payload) {
+            return Err(Error::ValueTooDeep {
+                step: Some(self.step_id.clone()),
+                what: "custom event payload",
+                limit: MAX_VALUE_DEPTH,
+            });
+        }
         let Some(sink) = &self.scope.sink else {
             return Ok(());
         };

@@ -301,6 +301,18 @@ pub enum Error {
         /// The limit.
         limit: u32,
     },
+    /// A value nests deeper than [`MAX_VALUE_DEPTH`](crate::depth::MAX_VALUE_DEPTH)
+    /// levels: it is refused where it is produced, so that nothing is
+    /// journaled that a store could not read back.
+    #[error("{}{what} nests deeper than {limit} levels, the most a journal stores", step.as_ref().map(|s| format!("step `{s}`: ")).unwrap_or_default())]
+    ValueTooDeep {
+        /// The step that produced it, when a step did.
+        step: Option<Arc<str>>,
+        /// Which value (`"output"`, `"execution input"`, ...).
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -361,6 +373,7 @@ impl Error {
             Error::Panicked { .. } => "panicked",
             Error::Interpolation(_) => "interpolation",
             Error::JournalLimit { .. } => "journal_limit",
+            Error::ValueTooDeep { .. } => "value_too_deep",
             Error::Store(_) => "store",
             Error::Bus(_) => "bus",
             Error::ExecutionNotFound(_) => "execution_not_found",

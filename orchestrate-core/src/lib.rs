@@ -58,6 +58,7 @@
 pub mod agent;
 pub mod bus;
 mod context;
+pub mod depth;
 mod error;
 mod execution;
 mod executor;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use orchestrate_core::journal::Event;
 use orchestrate_core::store::{
     ExecutionQuery, ExecutionSummary, FetchOptions, MemoryStore, Message, MessageQuery, NewMessage,
-    Store, StoreError,
+    RebuildReport, Store, StoreError, VerifyReport,
 };
 use orchestrate_core::{Error, ExecutionId, Orchestrator};
 use orchestrate_graph::{StepDef, WorkflowDef};
@@ -79,6 +79,14 @@ impl Store for BreakingStore {
         query: &ExecutionQuery,
     ) -> Result<Vec<ExecutionSummary>, StoreError> {
         self.inner.list_executions(query).await
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.inner.verify().await
+    }
+
+    async fn rebuild_projections(&self) -> Result<RebuildReport, StoreError> {
+        self.inner.rebuild_projections().await
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {

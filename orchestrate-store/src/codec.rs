@@ -4,8 +4,16 @@ use orchestrate_core::journal::{Event, EventKind, ExecutionStatus};
 use orchestrate_core::store::StoreError;
 use orchestrate_core::ExecutionId;
 
-/// The version of the stored record format this build writes and reads.
-pub(crate) const RECORD_VERSION: i64 = 1;
+/// The version of the stored record format this build writes: the event as
+/// JSON, its checksum over the stored bytes exactly. Version 1 is the same
+/// on SQLite; on PostgreSQL, whose records were JSONB until schema 4, its
+/// checksum covers a canonical form (see `decode_normalised`).
+pub(crate) const RECORD_VERSION: i64 = 2;
+
+/// The record version of PostgreSQL's JSONB records, written before its
+/// schema 4.
+#[cfg(feature = "postgres")]
+pub(crate) const NORMALISED_RECORD_VERSION: i64 = 1;
 
 /// One event ready to be written.
 pub(crate) struct Encoded {
@@ -30,15 +38,6 @@ pub(crate) fn encode(event: &Event) -> Result<Encoded, StoreError> {
         checksum: checksum(&record),
         record,
     })
-}
-
-/// Encodes an event for a backend that normalises JSON; the checksum covers
-/// the canonical form (see [`decode_normalised`]).
-#[cfg(feature = "postgres")]
-pub(crate) fn encode_normalised(event: &Event) -> Result<Encoded, StoreError> {
-    let mut encoded = encode(event)?;
-    encoded.checksum = canonical_checksum(event).map_err(|e| codec_error(event, e))?;
-    Ok(encoded)
 }
 
 fn codec_error(event: &Event, reason: String) -> StoreError {
@@ -123,11 +122,36 @@ pub(crate) fn decode(
     })
 }
 
+/// Decodes a PostgreSQL record: one written as JSONB (version 1) by
+/// [`decode_normalised`], a later one by its exact text.
+#[cfg(feature = "postgres")]
+pub(crate) fn decode_postgres(
+    execution: &ExecutionId,
+    seq: i64,
+    step: Option<String>,
+    text: &str,
+    stored_checksum: i64,
+    version: i64,
+) -> Result<Event, StoreError> {
+    if version == NORMALISED_RECORD_VERSION {
+        decode_normalised(execution, seq, step, text, stored_checksum, version)
+    } else {
+        decode(
+            execution,
+            seq,
+            step,
+            text.as_bytes(),
+            stored_checksum,
+            version,
+        )
+    }
+}
+
 /// Decodes a record stored as JSONB, whose text comes back normalised (key
 /// order, spacing, number spelling): the checksum covers a canonical form
 /// (keys sorted, serde's spelling), recomputed from the decoded event.
 #[cfg(feature = "postgres")]
-pub(crate) fn decode_normalised(
+fn decode_normalised(
     execution: &ExecutionId,
     seq: i64,
     step: Option<String>,
@@ -188,28 +212,17 @@ pub(crate) fn canonical_checksum(event: &Event) -> Result<i64, String> {
 
 /// The stored text of a status.
 pub(crate) fn status_text(status: ExecutionStatus) -> &'static str {
-    match status {
-        ExecutionStatus::Pending => "pending",
-        ExecutionStatus::Running => "running",
-        ExecutionStatus::Succeeded => "succeeded",
-        ExecutionStatus::PartiallySucceeded => "partially_succeeded",
-        ExecutionStatus::Failed => "failed",
-        ExecutionStatus::Cancelled => "cancelled",
-        ExecutionStatus::Parked => "parked",
-    }
+    status.as_str()
 }
 
-pub(crate) fn parse_status(text: &str) -> Option<ExecutionStatus> {
-    Some(match text {
-        "pending" => ExecutionStatus::Pending,
-        "running" => ExecutionStatus::Running,
-        "succeeded" => ExecutionStatus::Succeeded,
-        "partially_succeeded" => ExecutionStatus::PartiallySucceeded,
-        "failed" => ExecutionStatus::Failed,
-        "cancelled" => ExecutionStatus::Cancelled,
-        "parked" => ExecutionStatus::Parked,
-        _ => return None,
-    })
+/// Every status's stored text, quoted and separated by commas, for an SQL
+/// `IN (...)` that finds the projection rows whose status is unknown.
+pub(crate) fn known_statuses_sql() -> String {
+    ExecutionStatus::ALL
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The statement that inserts `rows` journal rows of one execution if, and
@@ -218,6 +231,7 @@ pub(crate) fn parse_status(text: &str) -> Option<ExecutionStatus> {
 /// followed by the position: `?1` for SQLite, `$1` for PostgreSQL): 1 the
 /// execution, 2 the expected next sequence number, then per row its seq,
 /// kind, step, record (followed by `record_cast`) and checksum.
+#[cfg(feature = "postgres")]
 pub(crate) fn journal_insert_sql(rows: usize, mark: char, record_cast: &str) -> String {
     use std::fmt::Write as _;
     let mut sql = format!(
@@ -285,6 +299,9 @@ pub(crate) fn projection_change(events: &[Event]) -> ProjectionChange<'_> {
     }
     change
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

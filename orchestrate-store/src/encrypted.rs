@@ -12,8 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use orchestrate_core::journal::{Event, EventKind, ExecutionStart};
 use orchestrate_core::store::{
-    ExecutionQuery, ExecutionSummary, FetchOptions, Message, MessageQuery, NewMessage, Store,
-    StoreError,
+    check_batch, check_value, ExecutionQuery, ExecutionSummary, FetchOptions, Message,
+    MessageQuery, NewMessage, Problem, RebuildReport, Store, StoreError, VerifyReport,
 };
 use orchestrate_core::ExecutionId;
 use serde_json::{json, Value};
@@ -122,6 +122,9 @@ impl<S: Store> EncryptedStore<S> {
     }
 
     fn seal(&self, value: &Value, place: &str) -> Result<Value, StoreError> {
+        // The inner store sees only the shallow sealed form: the depth of
+        // what it hides is checked here.
+        check_value(|| place.to_owned(), value)?;
         let plain = serde_json::to_vec(value).map_err(|e| codec(place, e.to_string()))?;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let sealed = self
@@ -253,6 +256,7 @@ fn kv_place(key: &str) -> String {
 #[async_trait]
 impl<S: Store> Store for EncryptedStore<S> {
     async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
+        check_batch(execution, events)?;
         let sealed = events
             .iter()
             .map(|e| self.map_event(e, Self::seal))
@@ -274,6 +278,33 @@ impl<S: Store> Store for EncryptedStore<S> {
         query: &ExecutionQuery,
     ) -> Result<Vec<ExecutionSummary>, StoreError> {
         self.inner.list_executions(query).await
+    }
+
+    /// The inner store's report, and every sealed value that does not open
+    /// (a wrong key, or a value tampered with), as an unreadable record.
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let mut report = self.inner.verify().await?;
+        for summary in self.inner.list_executions(&ExecutionQuery::all()).await? {
+            // A journal the inner store cannot read is in its report already.
+            let Ok(events) = self.inner.load(&summary.id, 0).await else {
+                continue;
+            };
+            for event in &events {
+                if let Err(e) = self.map_event(event, Self::open) {
+                    report.problems.push(Problem::UnreadableRecord {
+                        execution: summary.id.clone(),
+                        seq: event.seq,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn rebuild_projections(&self) -> Result<RebuildReport, StoreError> {
+        // What a projection holds (workflow, status, key) is never sealed.
+        self.inner.rebuild_projections().await
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {

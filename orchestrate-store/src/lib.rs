@@ -5,14 +5,22 @@
 //! | Feature  | Description                                        | Default |
 //! |----------|----------------------------------------------------|---------|
 //! | `sqlite` | `sqlite::SqliteStore`: one file, WAL, group commit | yes     |
-//! | `postgres` | `postgres::PostgresStore`: JSONB, many processes   | no      |
+//! | `postgres` | `postgres::PostgresStore`: verbatim JSON, many processes | no |
 //! | `redis`  | `redis::RedisBus`: Redis Streams, consumer groups  | no      |
 //! | `encryption` | `encrypted::EncryptedStore`: AES-256-GCM at rest | no  |
 //! | `full`   | every backend                                      | no      |
 //!
 //! Every backend stores each journal record once, with a record version and
 //! a CRC-32 checked on every read, and passes the conformance suite of
-//! `orchestrate-testing`.
+//! `orchestrate-testing`. Values are kept as the JSON text they were
+//! written as and read back identically; one nested deeper than
+//! [`MAX_VALUE_DEPTH`](orchestrate_core::depth::MAX_VALUE_DEPTH) is refused
+//! when it is written. `load` refuses a journal with a damaged record or a
+//! missing sequence number; the executions table is a projection that
+//! [`Store::verify`](orchestrate_core::store::Store::verify) checks against
+//! the journals and
+//! [`Store::rebuild_projections`](orchestrate_core::store::Store::rebuild_projections)
+//! rewrites from them.
 //!
 //! ```
 //! use orchestrate_core::{agent_fn, Orchestrator};
@@ -47,6 +55,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod audit;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod codec;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

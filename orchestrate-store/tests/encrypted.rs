@@ -139,3 +139,38 @@ fn keys_come_from_base64_of_32_bytes() {
     assert_eq!(format!("{ok:?}"), "EncryptionKey(..)");
     assert!(EncryptionKey::from_base64("not base64!").is_err());
 }
+
+#[tokio::test]
+async fn verify_reports_every_sealed_value_that_does_not_open() {
+    let inner = Arc::new(MemoryStore::new());
+    let sealed = EncryptedStore::new(inner.clone(), key(5));
+    let journal = orchestrate_testing::store_conformance::journal_carrying(
+        "sealed",
+        &json!({"secret": [1, 2]}),
+    );
+    sealed.append(&"sealed".into(), &journal).await.unwrap();
+    let report = sealed.verify().await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!((report.executions, report.events), (1, 5));
+
+    // The same records read with another key: every sealed field fails.
+    let other = EncryptedStore::new(inner, key(6));
+    let report = other.verify().await.unwrap();
+    let seqs: Vec<u64> = report
+        .problems
+        .iter()
+        .map(|p| match p {
+            orchestrate_core::store::Problem::UnreadableRecord {
+                execution,
+                seq,
+                reason,
+            } => {
+                assert_eq!(execution.as_str(), "sealed");
+                assert!(reason.contains("cannot decrypt"), "{reason}");
+                *seq
+            }
+            other => panic!("unexpected {other}"),
+        })
+        .collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4]);
+}

@@ -177,7 +177,7 @@ async fn a_tampered_record_is_reported_never_returned() {
     sql(
         &url,
         format!(
-            "UPDATE \"{name}\".orchestrate_journal SET record = jsonb_set(record, '{{step}}', '\"pwned\"') WHERE seq = 1"
+            "UPDATE \"{name}\".orchestrate_journal SET record = jsonb_set(record::jsonb, '{{step}}', '\"pwned\"')::json WHERE seq = 1"
         ),
     )
     .await;

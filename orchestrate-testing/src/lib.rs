@@ -39,6 +39,7 @@
 pub mod bus_conformance;
 mod mock;
 pub mod store_conformance;
+pub mod store_damage;
 pub mod strategy;
 
 pub use mock::{Call, MockAgent};

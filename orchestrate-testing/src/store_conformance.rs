@@ -29,6 +29,15 @@ use orchestrate_core::store::{
 use orchestrate_core::{ErrorInfo, ExecutionId};
 use serde_json::json;
 
+mod audit;
+mod values;
+
+pub use audit::a_healthy_store_verifies_clean_and_rebuilds_unchanged;
+pub use values::{
+    arbitrary_values_round_trip, fuzz_cases, journal_carrying,
+    values_past_the_depth_limit_are_refused,
+};
+
 /// A store under test, and whatever must live as long as it (a temporary
 /// directory, a schema to drop).
 pub struct Subject {
@@ -843,6 +852,13 @@ macro_rules! store_conformance {
         $crate::__store_case!($make, $var, unacknowledged_messages_return_then_die);
         $crate::__store_case!($make, $var, messages_are_acknowledged_or_released);
         $crate::__store_case!($make, $var, concurrent_fetchers_get_disjoint_messages);
+        $crate::__store_case!($make, $var, arbitrary_values_round_trip);
+        $crate::__store_case!($make, $var, values_past_the_depth_limit_are_refused);
+        $crate::__store_case!(
+            $make,
+            $var,
+            a_healthy_store_verifies_clean_and_rebuilds_unchanged
+        );
     };
 }
 

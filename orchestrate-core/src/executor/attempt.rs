@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::input::StepInput;
 use super::{StepResult, TaskMsg};
 use crate::context::Context;
+use crate::depth::{exceeds_max_depth, MAX_VALUE_DEPTH};
 use crate::error::{AgentError, Error};
 use crate::orchestrator::Bound;
 
@@ -27,6 +28,9 @@ enum AttemptError {
     /// The input could not be evaluated again for a retry (it was for the
     /// first attempt, from the same values: a bug if ever seen).
     Input(EvalError),
+    /// The agent produced a value nested too deeply to journal (never
+    /// retried: the same agent on the same input produces it again).
+    TooDeep(&'static str),
 }
 
 impl fmt::Display for AttemptError {
@@ -35,6 +39,10 @@ impl fmt::Display for AttemptError {
             AttemptError::Agent(e) => e.fmt(f),
             AttemptError::Panicked(m) => write!(f, "panicked: {m}"),
             AttemptError::Input(e) => e.fmt(f),
+            AttemptError::TooDeep(what) => write!(
+                f,
+                "{what} nests deeper than {MAX_VALUE_DEPTH} levels, the most a journal stores"
+            ),
         }
     }
 }
@@ -43,14 +51,14 @@ impl Retryable for AttemptError {
     fn is_retryable(&self) -> bool {
         match self {
             AttemptError::Agent(e) => e.is_retryable(),
-            AttemptError::Panicked(_) | AttemptError::Input(_) => false,
+            AttemptError::Panicked(_) | AttemptError::Input(_) | AttemptError::TooDeep(_) => false,
         }
     }
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             AttemptError::Agent(e) => e.retry_delay(),
-            AttemptError::Panicked(_) | AttemptError::Input(_) => None,
+            AttemptError::Panicked(_) | AttemptError::Input(_) | AttemptError::TooDeep(_) => None,
         }
     }
 }
@@ -122,8 +130,14 @@ pub(crate) fn run_step(
                         .catch_unwind()
                         .await
                     {
+                        Ok(Ok(value)) if exceeds_max_depth(&value) => {
+                            Err(AttemptError::TooDeep("output"))
+                        }
                         Ok(Ok(value)) => Ok(Produced::Output(value)),
                         Ok(Err(e)) => match e.interrupt_payload() {
+                            Some(payload) if exceeds_max_depth(payload) => {
+                                Err(AttemptError::TooDeep("interrupt payload"))
+                            }
                             Some(payload) => Ok(Produced::Interrupt(payload.clone())),
                             None => Err(AttemptError::Agent(e)),
                         },
@@ -165,6 +179,11 @@ fn to_error(e: PolicyError<AttemptError>, ctx: &Context, agent: &str) -> Error {
             message,
         },
         ErrorKind::Operation(AttemptError::Input(e)) => Error::Interpolation(e),
+        ErrorKind::Operation(AttemptError::TooDeep(what)) => Error::ValueTooDeep {
+            step: Some(step),
+            what,
+            limit: MAX_VALUE_DEPTH,
+        },
         ErrorKind::Timeout { after } => Error::Timeout {
             step,
             attempts,

@@ -215,6 +215,20 @@ impl EventKind {
         }
     }
 
+    /// The value the event carries from an agent or a host (an input, an
+    /// output, an interrupt payload, a decision, a custom payload), if any:
+    /// the part of a record whose shape nobody but its author controls.
+    pub fn payload(&self) -> Option<&Value> {
+        match self {
+            EventKind::ExecutionStarted(start) => Some(&start.input),
+            EventKind::StepSucceeded { output, .. } => Some(output),
+            EventKind::StepInterrupted { payload, .. } => Some(payload),
+            EventKind::StepDecided { value, .. } => value.as_deref(),
+            EventKind::Custom { payload, .. } => Some(payload),
+            _ => None,
+        }
+    }
+
     /// The event's type name as serialised (`"step_started"`, ...).
     pub fn name(&self) -> &'static str {
         match self {
@@ -297,6 +311,35 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
+    /// Every status.
+    pub const ALL: [ExecutionStatus; 7] = [
+        ExecutionStatus::Pending,
+        ExecutionStatus::Running,
+        ExecutionStatus::Succeeded,
+        ExecutionStatus::PartiallySucceeded,
+        ExecutionStatus::Failed,
+        ExecutionStatus::Cancelled,
+        ExecutionStatus::Parked,
+    ];
+
+    /// The status as serialised and stored (`"running"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Pending => "pending",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::PartiallySucceeded => "partially_succeeded",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Cancelled => "cancelled",
+            ExecutionStatus::Parked => "parked",
+        }
+    }
+
+    /// The status named by `text` (as [`as_str`](Self::as_str) writes it).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     /// Whether the execution has ended.
     pub fn is_terminal(self) -> bool {
         !matches!(
@@ -344,6 +387,16 @@ impl StepStatus {
 #[cfg(test)]
 mod size_tests {
     use super::*;
+
+    #[test]
+    fn statuses_read_back_as_serde_writes_them() {
+        for status in ExecutionStatus::ALL {
+            let json = serde_json::to_value(status).unwrap();
+            assert_eq!(json.as_str(), Some(status.as_str()));
+            assert_eq!(ExecutionStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(ExecutionStatus::parse("done"), None);
+    }
 
     /// Every event of every journal is this large: the rare big payloads
     /// stay boxed.

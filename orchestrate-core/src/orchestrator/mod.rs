@@ -187,7 +187,9 @@ impl Orchestrator {
     ///
     /// # Errors
     ///
-    /// Store errors from idempotency look-ups (see [`run_with`](Self::run_with)).
+    /// [`Error::ValueTooDeep`] when `input` nests deeper than
+    /// [`MAX_VALUE_DEPTH`](crate::depth::MAX_VALUE_DEPTH); store errors from
+    /// idempotency look-ups (see [`run_with`](Self::run_with)).
     pub async fn run(&self, workflow: &Workflow, input: Value) -> Result<Execution, Error> {
         self.run_with(workflow, input, RunOptions::default()).await
     }
@@ -197,8 +199,9 @@ impl Orchestrator {
     ///
     /// # Errors
     ///
-    /// Store errors, and [`Error::ExecutionNotFound`] when the key names an
-    /// execution the store no longer holds.
+    /// [`Error::ValueTooDeep`] for too deep an input, store errors, and
+    /// [`Error::ExecutionNotFound`] when the key names an execution the store
+    /// no longer holds.
     pub async fn run_with_key(
         &self,
         key: impl Into<String>,
@@ -223,6 +226,7 @@ impl Orchestrator {
         input: Value,
         options: RunOptions,
     ) -> Result<Execution, Error> {
+        refuse_too_deep(None, "execution input", &input)?;
         let inner = &self.inner;
         let id = ExecutionId::new();
         // Without one of its own, an execution is its own correlation id:
@@ -390,13 +394,16 @@ impl Orchestrator {
     ///
     /// [`Error::NotInterrupted`] when the step is not waiting for a decision
     /// (or the execution is not parked yet), [`Error::ExecutionNotFound`],
-    /// [`Error::UnknownWorkflow`], store errors.
+    /// [`Error::UnknownWorkflow`], [`Error::ValueTooDeep`] when `value` nests
+    /// deeper than [`MAX_VALUE_DEPTH`](crate::depth::MAX_VALUE_DEPTH), store
+    /// errors.
     pub async fn approve(
         &self,
         id: &ExecutionId,
         step: &str,
         value: Value,
     ) -> Result<Execution, Error> {
+        refuse_too_deep(Some(step), "decision", &value)?;
         self.decide(id, step, Decision::Approve(value)).await
     }
 
@@ -546,4 +553,20 @@ impl Orchestrator {
 
 fn idempotency_slot(key: &str) -> String {
     format!("idempotency/{key}")
+}
+
+/// Refuses a value nested too deeply to journal, where it enters.
+pub(crate) fn refuse_too_deep(
+    step: Option<&str>,
+    what: &'static str,
+    value: &Value,
+) -> Result<(), Error> {
+    if crate::depth::exceeds_max_depth(value) {
+        return Err(Error::ValueTooDeep {
+            step: step.map(Into::into),
+            what,
+            limit: crate::depth::MAX_VALUE_DEPTH,
+        });
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use orchestrate_graph::{Plan, WorkflowDef};
+use orchestrate_graph::{OnError, Plan, WorkflowDef};
 use orchestrate_resilience::Policy;
 
 use super::policies::Policies;
@@ -77,6 +77,9 @@ impl Workflow {
                 agent: name.clone(),
             })?;
             bound.push(agent.clone());
+            if let OnError::Fallback(value) = &step.policy().on_error {
+                super::refuse_too_deep(Some(plan.id(i)), "fallback value", value)?;
+            }
             let slot = step.agent_index();
             step_policies.push(Policies::for_step(&slot_policies[slot], step.policy()));
         }

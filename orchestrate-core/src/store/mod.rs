@@ -1,8 +1,10 @@
 //! Persistence: the [`Store`] trait and the in-memory implementation.
 
+mod checks;
 mod clock;
 mod memory;
 mod message;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +17,11 @@ use crate::error::SharedError;
 use crate::ids::ExecutionId;
 use crate::journal::{Event, EventKind, ExecutionStatus};
 
+pub use checks::{check_batch, check_continuity, check_value};
 pub use clock::{expiry_ms, Clock, ManualClock, SystemClock, TokioClock};
 pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use message::{FetchOptions, Message, MessageQuery, MessageStatus, NewMessage};
+pub use verify::{Problem, RebuildReport, VerifyReport};
 
 /// Where executions keep their journals and the key-value area (cache,
 /// idempotency keys).
@@ -65,15 +69,65 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`StoreError::NotFound`] when the execution has no journal.
+    /// [`StoreError::NotFound`] when the execution has no journal;
+    /// [`StoreError::Corrupt`] naming the record when one fails its checks,
+    /// or naming the first missing sequence number when records are missing
+    /// (see [`check_continuity`]): a damaged journal is never returned as
+    /// data.
     async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError>;
 
     /// Summaries of the executions matching `query`, most recently started
     /// first (e.g. the unfinished ones to resume after a crash).
+    ///
+    /// A summary is a projection of the execution's journal, which a store
+    /// may keep apart (a row per execution in the SQL stores). A projection
+    /// is derived data: when an execution's row is missing or cannot be read
+    /// (an unknown status, say), its summary is derived from its journal
+    /// instead, so a damaged row never hides its execution nor fails the
+    /// listing of the others. An execution whose row *and* journal are both
+    /// unreadable cannot be summarised: it is left out, logged as a warning,
+    /// and reported by [`verify`](Self::verify).
+    /// [`rebuild_projections`](Self::rebuild_projections) rewrites the rows.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors (the store cannot be reached).
     async fn list_executions(
         &self,
         query: &ExecutionQuery,
     ) -> Result<Vec<ExecutionSummary>, StoreError>;
+
+    /// Walks every execution's journal and reports every problem found:
+    /// records that fail their checksum, version or identity check or do not
+    /// decode, sequence numbers missing from a journal, a journal that does
+    /// not begin with its start, and projection rows that are missing,
+    /// unreadable, disagree with their journal or have no journal. The
+    /// report is clean only when nothing is wrong. Verifying changes
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors only: what is wrong with the data is in the report.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    async fn verify(&self) -> Result<VerifyReport, StoreError>;
+
+    /// Rewrites every execution's projection from its journal (the journal
+    /// is the truth, a projection derived from it). Journals that cannot be
+    /// read and projection rows with no journal are reported and left as
+    /// they are.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    ///
+    /// # Cancel safety
+    ///
+    /// Each execution's projection is rewritten in one write: dropping the
+    /// future leaves some rebuilt and the others as they were.
+    async fn rebuild_projections(&self) -> Result<RebuildReport, StoreError>;
 
     /// Reads a key of the key-value area; expired keys read as absent.
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError>;
@@ -156,6 +210,14 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         query: &ExecutionQuery,
     ) -> Result<Vec<ExecutionSummary>, StoreError> {
         (**self).list_executions(query).await
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        (**self).verify().await
+    }
+
+    async fn rebuild_projections(&self) -> Result<RebuildReport, StoreError> {
+        (**self).rebuild_projections().await
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
@@ -364,6 +426,16 @@ pub enum StoreError {
         /// Why it failed.
         reason: String,
     },
+    /// A value to store nests deeper than
+    /// [`MAX_VALUE_DEPTH`](crate::depth::MAX_VALUE_DEPTH) levels; nothing was
+    /// written.
+    #[error("{what}: a value nests deeper than {limit} levels, the most a store keeps")]
+    ValueTooDeep {
+        /// Where the value was to go.
+        what: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The backend failed (connection, I/O, ...).
     #[error("{backend} store: {source}")]
     Backend {
@@ -388,33 +460,4 @@ impl StoreError {
             }
         )
     }
-}
-
-/// Checks that a batch is consecutive and all of `execution`; every backend
-/// calls it before writing.
-///
-/// # Errors
-///
-/// [`StoreError::InvalidBatch`] naming the first offending event.
-pub fn check_batch(execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
-    let invalid = |reason: String| StoreError::InvalidBatch {
-        execution: execution.clone(),
-        reason,
-    };
-    for (i, e) in events.iter().enumerate() {
-        if &e.execution_id != execution {
-            return Err(invalid(format!(
-                "event seq {} belongs to `{}`",
-                e.seq, e.execution_id
-            )));
-        }
-        if i > 0 && e.seq != events[i - 1].seq + 1 {
-            return Err(invalid(format!(
-                "seq {} follows {}",
-                e.seq,
-                events[i - 1].seq
-            )));
-        }
-    }
-    Ok(())
 }

@@ -22,6 +22,7 @@ use orchestrate_core::ExecutionId;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::ProjectionRow;
 use crate::codec::{status_text, Encoded, ProjectionChange};
 
 /// Writes one transaction may carry.
@@ -96,6 +97,10 @@ pub(crate) trait WriteTxn: Send {
     async fn message_claim(&mut self, claim: &Claim) -> Result<Vec<Message>, StoreError>;
     /// Acknowledges (`ack`) or releases a message.
     async fn message_settle(&mut self, id: i64, ack: bool) -> Result<(), StoreError>;
+    /// Writes `row` over its execution's projection row if the journal's
+    /// next sequence number is still `row.events` (the journal it was
+    /// derived from has not grown since); whether it was written.
+    async fn put_projection(&mut self, row: &ProjectionRow) -> Result<bool, StoreError>;
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
@@ -179,6 +184,7 @@ pub(crate) enum WriteOp {
         now_ms: i64,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    PutProjection(ProjectionRow, oneshot::Sender<Result<bool, StoreError>>),
 }
 
 /// An operation's result, held until its transaction commits.
@@ -199,7 +205,7 @@ enum Done {
         oneshot::Sender<Result<Option<String>, StoreError>>,
         Result<Option<String>, StoreError>,
     ),
-    Deleted(
+    Bool(
         oneshot::Sender<Result<bool, StoreError>>,
         Result<bool, StoreError>,
     ),
@@ -212,7 +218,7 @@ impl Done {
             Done::Messages(_, r) => r.is_ok(),
             Done::Unit(_, r) => r.is_ok(),
             Done::Found(_, r) => r.is_ok(),
-            Done::Deleted(_, r) => r.is_ok(),
+            Done::Bool(_, r) => r.is_ok(),
         }
     }
 
@@ -223,7 +229,7 @@ impl Done {
             Done::Messages(tx, _) => Done::Messages(tx, Err(error.clone())),
             Done::Unit(tx, _) => Done::Unit(tx, Err(error.clone())),
             Done::Found(tx, _) => Done::Found(tx, Err(error.clone())),
-            Done::Deleted(tx, _) => Done::Deleted(tx, Err(error.clone())),
+            Done::Bool(tx, _) => Done::Bool(tx, Err(error.clone())),
         }
     }
 
@@ -234,7 +240,7 @@ impl Done {
             Done::Messages(tx, r) => drop(tx.send(r)),
             Done::Unit(tx, r) => drop(tx.send(r)),
             Done::Found(tx, r) => drop(tx.send(r)),
-            Done::Deleted(tx, r) => drop(tx.send(r)),
+            Done::Bool(tx, r) => drop(tx.send(r)),
         }
     }
 }
@@ -379,7 +385,9 @@ fn pending(op: WriteOp) -> Done {
         WriteOp::SettleMessage { reply, .. } => Done::Unit(reply, Ok(())),
         WriteOp::Append(_, reply) | WriteOp::KvPut { reply, .. } => Done::Unit(reply, Ok(())),
         WriteOp::KvPutIfAbsent { reply, .. } => Done::Found(reply, Ok(None)),
-        WriteOp::KvDelete { reply, .. } => Done::Deleted(reply, Ok(false)),
+        WriteOp::KvDelete { reply, .. } | WriteOp::PutProjection(_, reply) => {
+            Done::Bool(reply, Ok(false))
+        }
     }
 }
 
@@ -421,8 +429,9 @@ async fn apply(tx: &mut dyn WriteTxn, op: WriteOp) -> Done {
                 Ok(live) => tx.kv_remove(&key).await.map(|()| live.is_some()),
                 Err(e) => Err(e),
             };
-            Done::Deleted(reply, result)
+            Done::Bool(reply, result)
         }
+        WriteOp::PutProjection(row, reply) => Done::Bool(reply, tx.put_projection(&row).await),
     }
 }
 

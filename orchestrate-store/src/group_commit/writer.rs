@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use orchestrate_core::journal::Event;
 use orchestrate_core::store::{
-    check_batch, expiry_ms, Clock, FetchOptions, Message, NewMessage, StoreError,
+    check_batch, check_value, expiry_ms, Clock, FetchOptions, Message, NewMessage, StoreError,
 };
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{parse_kv, run, Append, Claim, WriteBackend, WriteOp};
+use crate::audit::ProjectionRow;
 use crate::codec::{projection_change, Encoded};
 
 /// The handle a store keeps on its writer task: every write of the `Store`
@@ -34,7 +35,10 @@ impl std::fmt::Debug for Writer {
     }
 }
 
+/// A value as the text a row keeps, refusing one nested deeper than the
+/// store could read back.
 fn text_of(what: &str, value: &Value) -> Result<String, StoreError> {
+    check_value(|| what.to_owned(), value)?;
     serde_json::to_string(value).map_err(|e| StoreError::Codec {
         what: what.to_owned(),
         reason: e.to_string(),
@@ -158,7 +162,10 @@ impl Writer {
     }
 
     pub(crate) async fn send_message(&self, message: NewMessage) -> Result<i64, StoreError> {
-        let payload = text_of("message payload", &message.payload)?;
+        let payload = text_of(
+            &format!("message to `{}`", message.recipient),
+            &message.payload,
+        )?;
         let (tx, rx) = oneshot::channel();
         let op = WriteOp::SendMessage {
             message,
@@ -185,6 +192,13 @@ impl Writer {
         };
         let (tx, rx) = oneshot::channel();
         self.submit(WriteOp::FetchMessages(claim, tx), rx).await
+    }
+
+    /// Writes a projection row rebuilt from a journal of `row.events`
+    /// events, unless the journal has grown since; whether it was written.
+    pub(crate) async fn put_projection(&self, row: ProjectionRow) -> Result<bool, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(WriteOp::PutProjection(row, tx), rx).await
     }
 
     pub(crate) async fn settle_message(&self, id: i64, ack: bool) -> Result<(), StoreError> {

@@ -1,4 +1,4 @@
-//! The PostgreSQL store: JSONB records, many processes, group commit.
+//! The PostgreSQL store: verbatim JSON records, many processes, group commit.
 
 mod migrate;
 mod txn;
@@ -11,14 +11,15 @@ use async_trait::async_trait;
 use orchestrate_core::journal::Event;
 use orchestrate_core::store::{
     Clock, ExecutionQuery, ExecutionSummary, FetchOptions, Message, MessageQuery, MessageStatus,
-    NewMessage, Store, StoreError, SystemClock,
+    NewMessage, RebuildReport, Store, StoreError, SystemClock, VerifyReport,
 };
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{AssertSqlSafe, PgPool, Row};
 
-use crate::codec::{decode_normalised, encode_normalised, parse_status, status_text};
+use crate::audit::{self, stored_row, ProjectionRow, StoredRow, Tables};
+use crate::codec::{decode_postgres, encode, known_statuses_sql, status_text};
 use crate::group_commit::{parse_kv, Writer};
 pub use migrate::SCHEMA_VERSION;
 
@@ -63,7 +64,10 @@ impl PostgresConfig {
 
 /// A [`Store`] in PostgreSQL, for many processes and machines.
 ///
-/// Journal records are JSONB, checksummed and versioned; the primary key
+/// Journal records, key-value values and message payloads are `JSON`
+/// columns, which keep the text exactly as written (`JSONB` would rewrite
+/// numbers and refuses U+0000); records are checksummed and versioned. The
+/// primary key
 /// `(execution_id, seq)` makes appends optimistic: of two writers appending
 /// sequence N, one gets [`StoreError::Conflict`]. Commits are synchronous
 /// (`synchronous_commit=on` is set on every connection, so a server default
@@ -275,15 +279,14 @@ pub(crate) fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, S
     })
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
-        self.writer
-            .append(execution, events, encode_normalised)
-            .await
-    }
-
-    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {
+impl PostgresStore {
+    /// The journal's records from `from` on, in order, each checked and
+    /// decoded on its own.
+    async fn records_from(
+        &self,
+        execution: &ExecutionId,
+        from: u64,
+    ) -> Result<Vec<(u64, Result<Event, StoreError>)>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, step, record::text AS record, checksum, record_version FROM orchestrate_journal
              WHERE execution_id = $1 AND seq >= $2 ORDER BY seq",
@@ -293,7 +296,73 @@ impl Store for PostgresStore {
         .fetch_all(&self.reads)
         .await
         .map_err(backend_error)?;
-        if rows.is_empty() {
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq").map_err(backend_error)?;
+                let record = (|| {
+                    decode_postgres(
+                        execution,
+                        seq,
+                        row.try_get("step").map_err(backend_error)?,
+                        row.try_get::<&str, _>("record").map_err(backend_error)?,
+                        row.try_get("checksum").map_err(backend_error)?,
+                        i64::from(
+                            row.try_get::<i32, _>("record_version")
+                                .map_err(backend_error)?,
+                        ),
+                    )
+                })();
+                Ok((u64::try_from(seq).unwrap_or(0), record))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Tables for PostgresStore {
+    async fn journal_ids(&self) -> Result<Vec<ExecutionId>, StoreError> {
+        let ids = sqlx::query_scalar::<_, String>(
+            "SELECT DISTINCT execution_id FROM orchestrate_journal ORDER BY execution_id",
+        )
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend_error)?;
+        Ok(ids.into_iter().map(Into::into).collect())
+    }
+
+    async fn records(
+        &self,
+        execution: &ExecutionId,
+    ) -> Result<Vec<(u64, Result<Event, StoreError>)>, StoreError> {
+        self.records_from(execution, 0).await
+    }
+
+    async fn projection_rows(&self) -> Result<Vec<StoredRow>, StoreError> {
+        sqlx::query(
+            "SELECT id, workflow, status, idempotency_key, started_at_ms FROM orchestrate_executions",
+        )
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend_error)?
+        .iter()
+        .map(|row| stored_row(row, false, backend_error))
+        .collect()
+    }
+
+    async fn put_projection(&self, row: ProjectionRow) -> Result<bool, StoreError> {
+        self.writer.put_projection(row).await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
+        self.writer.append(execution, events, encode).await
+    }
+
+    async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {
+        let records = self.records_from(execution, from).await?;
+        if records.is_empty() {
             let exists =
                 sqlx::query("SELECT 1 FROM orchestrate_journal WHERE execution_id = $1 LIMIT 1")
                     .bind(execution.as_str())
@@ -306,21 +375,7 @@ impl Store for PostgresStore {
                 });
             }
         }
-        rows.iter()
-            .map(|row| {
-                decode_normalised(
-                    execution,
-                    row.try_get("seq").map_err(backend_error)?,
-                    row.try_get("step").map_err(backend_error)?,
-                    row.try_get::<&str, _>("record").map_err(backend_error)?,
-                    row.try_get("checksum").map_err(backend_error)?,
-                    i64::from(
-                        row.try_get::<i32, _>("record_version")
-                            .map_err(backend_error)?,
-                    ),
-                )
-            })
-            .collect()
+        audit::journal_of(execution, from, records)
     }
 
     async fn list_executions(
@@ -333,7 +388,7 @@ impl Store for PostgresStore {
             i64::try_from(query.limit).unwrap_or(i64::MAX)
         };
         let rows = sqlx::query(
-            "SELECT id, workflow, status, idempotency_key,
+            "SELECT id, workflow, status, idempotency_key, started_at_ms,
                     (SELECT COALESCE(MAX(j.seq) + 1, 0) FROM orchestrate_journal j WHERE j.execution_id = e.id) AS events
              FROM orchestrate_executions e
              WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow = $2)
@@ -344,24 +399,31 @@ impl Store for PostgresStore {
         .bind(limit)
         .fetch_all(&self.reads)
         .await
-        .map_err(backend_error)?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id").map_err(backend_error)?;
-                let status: String = row.try_get("status").map_err(backend_error)?;
-                Ok(ExecutionSummary {
-                    status: parse_status(&status).ok_or_else(|| StoreError::Codec {
-                        what: format!("execution `{id}`"),
-                        reason: format!("unknown status `{status}`"),
-                    })?,
-                    id: id.into(),
-                    workflow: row.try_get("workflow").map_err(backend_error)?,
-                    idempotency_key: row.try_get("idempotency_key").map_err(backend_error)?,
-                    events: u64::try_from(row.try_get::<i64, _>("events").map_err(backend_error)?)
-                        .unwrap_or(0),
-                })
-            })
-            .collect()
+        .map_err(backend_error)?
+        .iter()
+        .map(|row| stored_row(row, true, backend_error))
+        .collect::<Result<Vec<_>, _>>()?;
+        // The journals' starts (a partial index) whose row is missing or
+        // names an unknown status.
+        let damaged = format!(
+            "SELECT j.execution_id FROM orchestrate_journal j
+             LEFT JOIN orchestrate_executions e ON e.id = j.execution_id
+             WHERE j.seq = 0 AND (e.id IS NULL OR e.status NOT IN ({}))",
+            known_statuses_sql()
+        );
+        let damaged = sqlx::query_scalar::<_, String>(AssertSqlSafe(damaged))
+            .fetch_all(&self.reads)
+            .await
+            .map_err(backend_error)?;
+        Ok(audit::listing(self, rows, damaged, query).await)
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        audit::verify(self).await
+    }
+
+    async fn rebuild_projections(&self) -> Result<RebuildReport, StoreError> {
+        audit::rebuild(self).await
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {

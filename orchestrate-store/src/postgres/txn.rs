@@ -6,7 +6,8 @@ use orchestrate_core::ExecutionId;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 
 use super::{backend_error, message_from_row};
-use crate::codec::{journal_insert_sql, Encoded};
+use crate::audit::ProjectionRow;
+use crate::codec::{journal_insert_sql, status_text, Encoded};
 use crate::group_commit::{Append, Claim, WriteBackend, WriteTxn};
 
 pub(super) struct PgWriter(pub(super) PgPool);
@@ -47,7 +48,7 @@ impl WriteBackend for PgWriter {
         };
         let sql = format!(
             "WITH j AS ({} RETURNING 1){projection} SELECT count(*) AS inserted FROM j",
-            journal_insert_sql(append.rows.len(), '$', "::jsonb")
+            journal_insert_sql(append.rows.len(), '$', "::json")
         );
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(append.execution.as_str())
@@ -137,7 +138,7 @@ impl WriteTxn for PgTxn {
         let Some(first) = rows.first() else {
             return Ok(true);
         };
-        let sql = journal_insert_sql(rows.len(), '$', "::jsonb");
+        let sql = journal_insert_sql(rows.len(), '$', "::json");
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(execution.as_str())
             .bind(first.seq);
@@ -223,7 +224,7 @@ impl WriteTxn for PgTxn {
         expires_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO orchestrate_kv (key, value, expires_at_ms) VALUES ($1, $2::jsonb, $3)
+            "INSERT INTO orchestrate_kv (key, value, expires_at_ms) VALUES ($1, $2::json, $3)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at_ms = excluded.expires_at_ms",
         )
         .bind(key)
@@ -254,7 +255,7 @@ impl WriteTxn for PgTxn {
         // One statement, atomic across processes: it inserts, replaces an
         // expired value, or (returning nothing) leaves a live one locked.
         let won = sqlx::query(
-            "INSERT INTO orchestrate_kv (key, value, expires_at_ms) VALUES ($1, $2::jsonb, $3)
+            "INSERT INTO orchestrate_kv (key, value, expires_at_ms) VALUES ($1, $2::json, $3)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at_ms = excluded.expires_at_ms
              WHERE orchestrate_kv.expires_at_ms IS NOT NULL AND orchestrate_kv.expires_at_ms <= $4
              RETURNING key",
@@ -291,7 +292,7 @@ impl WriteTxn for PgTxn {
     ) -> Result<i64, StoreError> {
         sqlx::query(
             "INSERT INTO orchestrate_messages (recipient, sender, thread, priority, payload, status, deliveries, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5::jsonb, 'pending', 0, $6) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5::json, 'pending', 0, $6) RETURNING id",
         )
         .bind(&message.recipient)
         .bind(message.sender.as_deref())
@@ -365,6 +366,26 @@ impl WriteTxn for PgTxn {
             .await
             .map_err(backend_error)?;
         exists.map(|_| ()).ok_or(StoreError::MessageNotFound { id })
+    }
+
+    async fn put_projection(&mut self, row: &ProjectionRow) -> Result<bool, StoreError> {
+        sqlx::query(
+            "INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms)
+             SELECT $1, $2, $3, $4, $5
+             WHERE (SELECT COALESCE(MAX(seq) + 1, 0) FROM orchestrate_journal WHERE execution_id = $1) = $6
+             ON CONFLICT (id) DO UPDATE SET workflow = EXCLUDED.workflow, status = EXCLUDED.status,
+                 idempotency_key = EXCLUDED.idempotency_key, started_at_ms = EXCLUDED.started_at_ms",
+        )
+        .bind(row.id.as_str())
+        .bind(&row.workflow)
+        .bind(status_text(row.status))
+        .bind(row.idempotency_key.as_deref())
+        .bind(row.started_at_ms)
+        .bind(i64::try_from(row.events).unwrap_or(i64::MAX))
+        .execute(&mut *self.0)
+        .await
+        .map(|done| done.rows_affected() > 0)
+        .map_err(backend_error)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -88,7 +88,7 @@ pub(super) const EXISTS_SQL: &str = concat!(
 /// any), most recently started first, at most `?3` (-1 for all), each with
 /// its number of events.
 pub(super) const LIST_SQL: &str = concat!(
-    "SELECT id, workflow, status, idempotency_key, \
+    "SELECT id, workflow, status, idempotency_key, started_at_ms, \
      (SELECT COALESCE(MAX(j.key) - (i.n << 32) + 1, 0) FROM orchestrate_journal_ids i \
      JOIN orchestrate_journal j ON j.key BETWEEN ",
     run_of!("i.n"),
@@ -96,6 +96,34 @@ pub(super) const LIST_SQL: &str = concat!(
      FROM orchestrate_executions e \
      WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) \
      ORDER BY started_at_ms DESC, id LIMIT ?3"
+);
+
+/// Every execution that has a journal number, in the order they started
+/// their journals.
+pub(super) const JOURNAL_IDS_SQL: &str =
+    "SELECT execution_id FROM orchestrate_journal_ids ORDER BY n";
+
+/// Every projection row.
+pub(super) const PROJECTION_ROWS_SQL: &str =
+    "SELECT id, workflow, status, idempotency_key, started_at_ms FROM orchestrate_executions";
+
+/// Executions with a journal whose projection row is missing or names a
+/// status other than the known ones (spliced in for `{known}`).
+pub(super) const DAMAGED_SQL: &str = "SELECT i.execution_id AS id FROM orchestrate_journal_ids i \
+     LEFT JOIN orchestrate_executions e ON e.id = i.execution_id \
+     WHERE e.id IS NULL OR e.status NOT IN ({known})";
+
+/// Writes execution `?1`'s projection row (workflow `?2`, status `?3`,
+/// idempotency key `?4`, start `?5`) over any it has, if its journal's next
+/// sequence number is still `?6`.
+pub(super) const PUT_PROJECTION_SQL: &str = concat!(
+    "INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms) \
+     SELECT ?1, ?2, ?3, ?4, ?5 WHERE (SELECT COALESCE(MAX(j.key) - (i.n << 32) + 1, 0) \
+     FROM orchestrate_journal_ids i JOIN orchestrate_journal j ON j.key BETWEEN ",
+    run_of!("i.n"),
+    " WHERE i.execution_id = ?1) = ?6 \
+     ON CONFLICT(id) DO UPDATE SET workflow = excluded.workflow, status = excluded.status, \
+     idempotency_key = excluded.idempotency_key, started_at_ms = excluded.started_at_ms"
 );
 
 #[cfg(test)]

@@ -12,14 +12,15 @@ use async_trait::async_trait;
 use orchestrate_core::journal::Event;
 use orchestrate_core::store::{
     Clock, ExecutionQuery, ExecutionSummary, FetchOptions, Message, MessageQuery, MessageStatus,
-    NewMessage, Store, StoreError, SystemClock,
+    NewMessage, RebuildReport, Store, StoreError, SystemClock, VerifyReport,
 };
 use orchestrate_core::ExecutionId;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
-use crate::codec::{decode, parse_status};
+use crate::audit::{self, stored_row, ProjectionRow, StoredRow, Tables};
+use crate::codec::{decode, known_statuses_sql};
 use crate::group_commit::{parse_kv, Writer};
 pub use migrate::SCHEMA_VERSION;
 
@@ -277,6 +278,71 @@ pub(crate) fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message,
     })
 }
 
+impl SqliteStore {
+    /// The journal's records from `from` on, in order, each checked and
+    /// decoded on its own.
+    async fn records_from(
+        &self,
+        execution: &ExecutionId,
+        from: u64,
+    ) -> Result<Vec<(u64, Result<Event, StoreError>)>, StoreError> {
+        let rows = sqlx::query(journal::LOAD_SQL)
+            .bind(execution.as_str())
+            .bind(i64::try_from(from.min(journal::MAX_EVENTS)).unwrap_or(i64::MAX))
+            .fetch_all(&self.reads)
+            .await
+            .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq").map_err(backend_error)?;
+                let record = (|| {
+                    decode(
+                        execution,
+                        seq,
+                        row.try_get("step").map_err(backend_error)?,
+                        row.try_get::<&[u8], _>("record").map_err(backend_error)?,
+                        row.try_get("checksum").map_err(backend_error)?,
+                        row.try_get("record_version").map_err(backend_error)?,
+                    )
+                })();
+                Ok((u64::try_from(seq).unwrap_or(0), record))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Tables for SqliteStore {
+    async fn journal_ids(&self) -> Result<Vec<ExecutionId>, StoreError> {
+        let ids = sqlx::query_scalar::<_, String>(journal::JOURNAL_IDS_SQL)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(backend_error)?;
+        Ok(ids.into_iter().map(Into::into).collect())
+    }
+
+    async fn records(
+        &self,
+        execution: &ExecutionId,
+    ) -> Result<Vec<(u64, Result<Event, StoreError>)>, StoreError> {
+        self.records_from(execution, 0).await
+    }
+
+    async fn projection_rows(&self) -> Result<Vec<StoredRow>, StoreError> {
+        sqlx::query(journal::PROJECTION_ROWS_SQL)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(backend_error)?
+            .iter()
+            .map(|row| stored_row(row, false, backend_error))
+            .collect()
+    }
+
+    async fn put_projection(&self, row: ProjectionRow) -> Result<bool, StoreError> {
+        self.writer.put_projection(row).await
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, execution: &ExecutionId, events: &[Event]) -> Result<(), StoreError> {
@@ -286,13 +352,8 @@ impl Store for SqliteStore {
     }
 
     async fn load(&self, execution: &ExecutionId, from: u64) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(journal::LOAD_SQL)
-            .bind(execution.as_str())
-            .bind(i64::try_from(from.min(journal::MAX_EVENTS)).unwrap_or(i64::MAX))
-            .fetch_all(&self.reads)
-            .await
-            .map_err(backend_error)?;
-        if rows.is_empty() {
+        let records = self.records_from(execution, from).await?;
+        if records.is_empty() {
             let exists = sqlx::query(journal::EXISTS_SQL)
                 .bind(execution.as_str())
                 .fetch_optional(&self.reads)
@@ -304,19 +365,7 @@ impl Store for SqliteStore {
                 });
             }
         }
-        rows.iter()
-            .map(|row| {
-                let get = |e: sqlx::Error| backend_error(e);
-                decode(
-                    execution,
-                    row.try_get("seq").map_err(get)?,
-                    row.try_get("step").map_err(get)?,
-                    row.try_get::<&[u8], _>("record").map_err(get)?,
-                    row.try_get("checksum").map_err(get)?,
-                    row.try_get("record_version").map_err(get)?,
-                )
-            })
-            .collect()
+        audit::journal_of(execution, from, records)
     }
 
     async fn list_executions(
@@ -335,25 +384,24 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.reads)
             .await
+            .map_err(backend_error)?
+            .iter()
+            .map(|row| stored_row(row, true, backend_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        let damaged = journal::DAMAGED_SQL.replace("{known}", &known_statuses_sql());
+        let damaged = sqlx::query_scalar::<_, String>(AssertSqlSafe(damaged))
+            .fetch_all(&self.reads)
+            .await
             .map_err(backend_error)?;
-        rows.iter()
-            .map(|row| {
-                let get = |e: sqlx::Error| backend_error(e);
-                let id: String = row.try_get("id").map_err(get)?;
-                let status: String = row.try_get("status").map_err(get)?;
-                Ok(ExecutionSummary {
-                    status: parse_status(&status).ok_or_else(|| StoreError::Codec {
-                        what: format!("execution `{id}`"),
-                        reason: format!("unknown status `{status}`"),
-                    })?,
-                    id: id.into(),
-                    workflow: row.try_get("workflow").map_err(get)?,
-                    idempotency_key: row.try_get("idempotency_key").map_err(get)?,
-                    events: u64::try_from(row.try_get::<i64, _>("events").map_err(get)?)
-                        .unwrap_or(0),
-                })
-            })
-            .collect()
+        Ok(audit::listing(self, rows, damaged, query).await)
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        audit::verify(self).await
+    }
+
+    async fn rebuild_projections(&self) -> Result<RebuildReport, StoreError> {
+        audit::rebuild(self).await
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Value>, StoreError> {

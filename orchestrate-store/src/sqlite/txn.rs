@@ -5,9 +5,10 @@ use orchestrate_core::store::{Message, NewMessage, StoreError};
 use orchestrate_core::ExecutionId;
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
 
-use super::journal::{insert_sql, NEXT_SEQ_SQL, NUMBER_SQL};
+use super::journal::{insert_sql, NEXT_SEQ_SQL, NUMBER_SQL, PUT_PROJECTION_SQL};
 use super::{backend_error, message_from_row};
-use crate::codec::Encoded;
+use crate::audit::ProjectionRow;
+use crate::codec::{status_text, Encoded};
 use crate::group_commit::{Append, Claim, WriteBackend, WriteTxn};
 
 pub(super) struct SqliteWriter(pub(super) SqlitePool);
@@ -344,6 +345,20 @@ impl WriteTxn for SqliteTxn {
             .await
             .map_err(backend_error)?;
         exists.map(|_| ()).ok_or(StoreError::MessageNotFound { id })
+    }
+
+    async fn put_projection(&mut self, row: &ProjectionRow) -> Result<bool, StoreError> {
+        sqlx::query(PUT_PROJECTION_SQL)
+            .bind(row.id.as_str())
+            .bind(&row.workflow)
+            .bind(status_text(row.status))
+            .bind(row.idempotency_key.as_deref())
+            .bind(row.started_at_ms)
+            .bind(i64::try_from(row.events).unwrap_or(i64::MAX))
+            .execute(&mut *self.0)
+            .await
+            .map(|done| done.rows_affected() > 0)
+            .map_err(backend_error)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
