@@ -313,6 +313,38 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A call (see [`call`](crate::call)) failed for good. The same error,
+    /// from the journal, when a resumed execution replays the call.
+    #[error("call `{call}` to agent `{agent}` failed: {cause}")]
+    CallFailed {
+        /// The call's id.
+        call: Arc<str>,
+        /// The agent called.
+        agent: Arc<str>,
+        /// The child's error, as the journal records it.
+        cause: ErrorInfo,
+    },
+    /// A replayed call differs from the journal's record of it: the caller
+    /// decided differently than when it first ran (it read the clock, a
+    /// random number or the outside world other than through its context).
+    #[error("call `{call}` is not the call the journal recorded: recorded {recorded}, now {now}")]
+    NonDeterministic {
+        /// The call's id.
+        call: Arc<str>,
+        /// The recorded agent and input digest.
+        recorded: String,
+        /// This run's agent and input digest.
+        now: String,
+    },
+    /// A call would nest deeper than
+    /// [`Limits::max_call_depth`](crate::Limits::max_call_depth).
+    #[error("call `{call}` would be {limit} calls deep past its step, past the limit")]
+    CallTooDeep {
+        /// The call's id.
+        call: Arc<str>,
+        /// The limit.
+        limit: u32,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -374,6 +406,9 @@ impl Error {
             Error::Interpolation(_) => "interpolation",
             Error::JournalLimit { .. } => "journal_limit",
             Error::ValueTooDeep { .. } => "value_too_deep",
+            Error::CallFailed { .. } => "call_failed",
+            Error::NonDeterministic { .. } => "non_deterministic",
+            Error::CallTooDeep { .. } => "call_too_deep",
             Error::Store(_) => "store",
             Error::Bus(_) => "bus",
             Error::ExecutionNotFound(_) => "execution_not_found",
@@ -389,6 +424,7 @@ impl Error {
         match self {
             Error::Agent { source, .. } => source.is_retryable(),
             Error::Timeout { .. } => true,
+            Error::CallFailed { cause, .. } => cause.retryable,
             Error::Store(e) => e.is_retryable(),
             Error::Bus(e) => e.is_retryable(),
             _ => false,
@@ -415,6 +451,25 @@ impl Error {
             message: self.to_string(),
             retryable: self.is_retryable(),
             attempts: self.attempts(),
+        }
+    }
+}
+
+/// An agent may return what a call gave it with `?`: the failure keeps the
+/// error as its source and its retry classification (a retryable child
+/// failure is transient for the caller too).
+impl From<Error> for AgentError {
+    fn from(error: Error) -> Self {
+        let retry = if error.is_retryable() {
+            Retry::Transient
+        } else {
+            Retry::Permanent
+        };
+        AgentError {
+            message: error.to_string().into(),
+            retry,
+            source: Some(Arc::new(error)),
+            interrupt: None,
         }
     }
 }

@@ -41,6 +41,8 @@
 //!
 //! - [`agent`]: the [`Agent`] trait, [`agent_fn`], typed agents.
 //! - [`Orchestrator`], [`Workflow`], [`Execution`]: running workflows.
+//! - [`call`]: agents calling agents, durably ([`Context::call`],
+//!   [`Context::map`]).
 //! - [`journal`]: events, projections ([`ExecutionView`]) and JSON export.
 //! - [`store`] and [`bus`]: the persistence and pub/sub traits, with
 //!   in-memory implementations; durable ones live in `orchestrate-store`.
@@ -57,6 +59,7 @@
 
 pub mod agent;
 pub mod bus;
+pub mod call;
 mod context;
 pub mod depth;
 mod error;
@@ -70,6 +73,7 @@ mod spans;
 pub mod store;
 
 pub use agent::{agent_fn, typed_agent, Agent, BoxAgent, Typed, TypedAgent};
+pub use call::{Call, CallOptions};
 pub use context::Context;
 pub use error::{AgentError, BoxError, Error, ErrorInfo, Retry, SharedError};
 pub use execution::Execution;

@@ -61,9 +61,9 @@ impl fmt::Debug for EncryptionKey {
 }
 
 /// Wraps any [`Store`] so that what agents and hosts put in it is sealed
-/// with AES-256-GCM before it is written: execution inputs, step outputs,
-/// custom event payloads, interrupt payloads and decisions, and key-value
-/// values. Ids, statuses and event kinds stay readable, so listing and
+/// with AES-256-GCM before it is written: execution inputs, step and call
+/// outputs, custom event payloads, interrupt payloads and decisions,
+/// key-value values and messages. Ids, statuses and event kinds stay readable, so listing and
 /// projections keep working.
 ///
 /// Each sealed value is bound to its place (execution, sequence number and
@@ -222,6 +222,15 @@ impl<S: Store> EncryptedStore<S> {
                 step: step.clone(),
                 name: name.clone(),
                 payload: Box::new(f(self, payload, &place("payload"))?),
+            },
+            EventKind::CallCompleted {
+                call,
+                output,
+                attempts,
+            } => EventKind::CallCompleted {
+                call: call.clone(),
+                output: arc(output, "output")?,
+                attempts: *attempts,
             },
             EventKind::StepInterrupted { step, payload } => EventKind::StepInterrupted {
                 step: step.clone(),

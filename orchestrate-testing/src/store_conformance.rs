@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrate_core::journal::{
-    BreakerState, Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason,
+    BreakerState, CallStart, Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason,
 };
 use orchestrate_core::store::{
     ExecutionQuery, FetchOptions, ManualClock, MessageQuery, MessageStatus, NewMessage, Store,
@@ -199,6 +199,24 @@ pub fn every_kind(id: &str) -> Vec<Event> {
             reason: SkipReason::Upstream { step: "a".into() },
         },
         EventKind::StepCancelled { step: "b".into() },
+        EventKind::CallStarted(Box::new(CallStart {
+            call: "b/0".into(),
+            parent: "b".into(),
+            agent: "agent-2".into(),
+            digest: u64::MAX - 7,
+            depth: 1,
+            label: Some("first \u{1F50E}".into()),
+        })),
+        EventKind::CallCompleted {
+            call: "b/0".into(),
+            output: Arc::new(json!({"found": [1, 2.5, "x"]})),
+            attempts: 2,
+        },
+        EventKind::CallFailed {
+            call: "b/1".into(),
+            error: Box::new(info.clone()),
+            attempts: 1,
+        },
         EventKind::CancelRequested,
         EventKind::ExecutionResumed {
             rerun: vec!["b".into()],

@@ -14,14 +14,14 @@ use orchestrate_resilience::{
 use serde_json::Value;
 
 use super::input::StepInput;
-use super::{StepResult, TaskMsg};
+use super::StepResult;
 use crate::context::Context;
 use crate::depth::{exceeds_max_depth, MAX_VALUE_DEPTH};
 use crate::error::{AgentError, Error};
 use crate::orchestrator::Bound;
 
 /// How one attempt failed.
-enum AttemptError {
+pub(super) enum AttemptError {
     Agent(AgentError),
     /// Panics are never retried.
     Panicked(String),
@@ -31,6 +31,8 @@ enum AttemptError {
     /// The agent produced a value nested too deeply to journal (never
     /// retried: the same agent on the same input produces it again).
     TooDeep(&'static str),
+    /// A replayed call of the attempt differed from its record.
+    Diverged(Error),
 }
 
 impl fmt::Display for AttemptError {
@@ -43,6 +45,7 @@ impl fmt::Display for AttemptError {
                 f,
                 "{what} nests deeper than {MAX_VALUE_DEPTH} levels, the most a journal stores"
             ),
+            AttemptError::Diverged(e) => e.fmt(f),
         }
     }
 }
@@ -51,14 +54,20 @@ impl Retryable for AttemptError {
     fn is_retryable(&self) -> bool {
         match self {
             AttemptError::Agent(e) => e.is_retryable(),
-            AttemptError::Panicked(_) | AttemptError::Input(_) | AttemptError::TooDeep(_) => false,
+            AttemptError::Panicked(_)
+            | AttemptError::Input(_)
+            | AttemptError::TooDeep(_)
+            | AttemptError::Diverged(_) => false,
         }
     }
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             AttemptError::Agent(e) => e.retry_delay(),
-            AttemptError::Panicked(_) | AttemptError::Input(_) | AttemptError::TooDeep(_) => None,
+            AttemptError::Panicked(_)
+            | AttemptError::Input(_)
+            | AttemptError::TooDeep(_)
+            | AttemptError::Diverged(_) => None,
         }
     }
 }
@@ -75,13 +84,8 @@ impl Observer for JournalObserver<'_> {
         if matches!(event, PolicyEvent::AttemptStarted { attempt: 1 }) {
             return;
         }
-        if let Some(sink) = self.ctx.sink() {
-            // The driver outlives its tasks; a closed channel means the
-            // execution is over and nobody reads the journal any more.
-            let _ = sink.inbox.send(TaskMsg::Policy {
-                step: self.ctx.step_index(),
-                event: Box::new(event),
-            });
+        if let Some(host) = self.ctx.host() {
+            host.policy_event(self.ctx.step_index(), event);
         }
     }
 }
@@ -126,10 +130,13 @@ pub(crate) fn run_step(
                 let ctx = &ctx;
                 async move {
                     let this_input = this_input.map_err(AttemptError::Input)?;
-                    match AssertUnwindSafe(agent.call(this_input, ctx))
+                    let result = AssertUnwindSafe(agent.call(this_input, ctx))
                         .catch_unwind()
-                        .await
-                    {
+                        .await;
+                    if let Some(diverged) = ctx.divergence() {
+                        return Err(AttemptError::Diverged(diverged));
+                    }
+                    match result {
                         Ok(Ok(value)) if exceeds_max_depth(&value) => {
                             Err(AttemptError::TooDeep("output"))
                         }
@@ -163,9 +170,9 @@ pub(crate) fn run_step(
     }
 }
 
-fn to_error(e: PolicyError<AttemptError>, ctx: &Context, agent: &str) -> Error {
+pub(super) fn to_error(e: PolicyError<AttemptError>, ctx: &Context, agent: &str) -> Error {
     let attempts = e.attempts();
-    let step = ctx.step_id().into();
+    let step: Arc<str> = ctx.call_id().into();
     match e.into_kind() {
         ErrorKind::Operation(AttemptError::Agent(source)) => Error::Agent {
             step,
@@ -179,6 +186,7 @@ fn to_error(e: PolicyError<AttemptError>, ctx: &Context, agent: &str) -> Error {
             message,
         },
         ErrorKind::Operation(AttemptError::Input(e)) => Error::Interpolation(e),
+        ErrorKind::Operation(AttemptError::Diverged(e)) => e,
         ErrorKind::Operation(AttemptError::TooDeep(what)) => Error::ValueTooDeep {
             step: Some(step),
             what,

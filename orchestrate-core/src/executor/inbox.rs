@@ -97,6 +97,7 @@ mod tests {
             .iter()
             .map(|m| match m {
                 TaskMsg::Policy { step, .. } | TaskMsg::Custom { step, .. } => *step,
+                TaskMsg::Call(..) => usize::MAX,
             })
             .collect()
     }

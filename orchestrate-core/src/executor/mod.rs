@@ -9,11 +9,13 @@
 //! started, so a step's output is journaled before its successors run.
 
 mod attempt;
+mod calls;
 mod inbox;
 mod input;
 mod resume;
 mod tasks;
 
+pub(crate) use calls::{CallTarget, CallTargets, ReplayLog};
 pub(crate) use resume::Decision;
 
 use std::collections::VecDeque;
@@ -25,10 +27,11 @@ use orchestrate_graph::template::Scope;
 use orchestrate_graph::OnError;
 use orchestrate_resilience::PolicyEvent;
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::context::{Context, EventSink, ExecutionScope};
+use crate::context::{Context, ExecutionScope};
 use crate::error::{Error, ErrorInfo};
 use crate::execution::Shared;
 use crate::journal::{Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason};
@@ -54,6 +57,9 @@ pub(crate) enum TaskMsg {
         step: usize,
         event: Box<PolicyEvent>,
     },
+    /// A call's start or end, with, for its end, whom to tell once the
+    /// journal holds it.
+    Call(EventKind, Option<oneshot::Sender<()>>),
 }
 
 /// How a step's task ended.
@@ -171,6 +177,9 @@ pub(crate) struct Driver<F> {
     inbox: Arc<Inbox>,
     /// Messages taken from the inbox, kept between turns.
     inbox_buf: Vec<TaskMsg>,
+    /// Calls whose end is in the batch being made: told once it is
+    /// appended.
+    acks: Vec<oneshot::Sender<()>>,
 
     seq: u64,
     started: Instant,
@@ -207,18 +216,28 @@ where
         correlation_id: Arc<str>,
         idempotency_key: Option<Arc<str>>,
         registry: Registry,
+        calls: (Arc<CallTargets>, ReplayLog),
         make_step: fn(StepArgs) -> F,
     ) -> Self {
         let n = wf.plan.len();
         let inbox = Arc::<Inbox>::default();
+        let (targets, replay) = calls;
+        let host = calls::ExecutionHost {
+            inbox: inbox.clone(),
+            custom_limit: limits.max_custom_events,
+            workflow: wf.plan.name().clone(),
+            targets,
+            replay,
+            max_depth: limits.max_call_depth,
+            steps: n,
+            step_calls: std::sync::OnceLock::new(),
+            limited: std::sync::Mutex::default(),
+        };
         let scope = Arc::new(ExecutionScope::new(
             shared.id.clone(),
             correlation_id.clone(),
             shared.cancel.clone(),
-            EventSink {
-                inbox: inbox.clone(),
-                limit: limits.max_custom_events,
-            },
+            Arc::new(host),
             input.clone(),
         ));
         Self {
@@ -241,6 +260,7 @@ where
             make_step,
             inbox,
             inbox_buf: Vec::new(),
+            acks: Vec::new(),
             seq: 0,
             started: Instant::now(),
             batch_at_us: 0,
@@ -370,6 +390,15 @@ where
                 self.shared.cancel.cancel();
                 self.cancel_seen = true;
             }
+        }
+        // Calls whose end this batch holds go on; when it could not be
+        // written, dropping their senders tells them so.
+        if self.journal_broken {
+            self.acks.clear();
+        }
+        for ack in self.acks.drain(..) {
+            // A caller that went away needs no answer.
+            let _ = ack.send(());
         }
         let bus = &self.shared.bus;
         if bus.has_subscribers(&self.shared.topic) {
@@ -553,6 +582,10 @@ where
                 if let Some(kind) = policy_event(step_id, wf.plan.agent_of(step), *event) {
                     self.record(kind);
                 }
+            }
+            TaskMsg::Call(kind, ack) => {
+                self.record(kind);
+                self.acks.extend(ack);
             }
         }
     }

@@ -174,6 +174,27 @@ pub enum EventKind {
         /// Payload chosen by the agent.
         payload: Box<Value>,
     },
+    /// An agent called another: a child of its attempt began (see
+    /// [`call`](crate::call)).
+    CallStarted(Box<CallStart>),
+    /// A call produced its output.
+    CallCompleted {
+        /// The call's id.
+        call: Arc<str>,
+        /// The output.
+        output: Arc<Value>,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// A call failed for good.
+    CallFailed {
+        /// The call's id.
+        call: Arc<str>,
+        /// Why.
+        error: Box<ErrorInfo>,
+        /// Attempts made.
+        attempts: u32,
+    },
     /// Cancellation was requested.
     CancelRequested,
     /// Nothing can run until the interrupted steps are decided; the process
@@ -225,6 +246,7 @@ impl EventKind {
             EventKind::StepInterrupted { payload, .. } => Some(payload),
             EventKind::StepDecided { value, .. } => value.as_deref(),
             EventKind::Custom { payload, .. } => Some(payload),
+            EventKind::CallCompleted { output, .. } => Some(output),
             _ => None,
         }
     }
@@ -250,6 +272,9 @@ impl EventKind {
             EventKind::StepSkipped { .. } => "step_skipped",
             EventKind::StepCancelled { .. } => "step_cancelled",
             EventKind::Custom { .. } => "custom",
+            EventKind::CallStarted(_) => "call_started",
+            EventKind::CallCompleted { .. } => "call_completed",
+            EventKind::CallFailed { .. } => "call_failed",
             EventKind::CancelRequested => "cancel_requested",
             EventKind::ExecutionFinished { .. } => "execution_finished",
         }
@@ -275,6 +300,25 @@ pub struct ExecutionStart {
     /// Every step id, in plan order; shared by the executions of one
     /// workflow.
     pub steps: Arc<[Arc<str>]>,
+}
+
+/// What [`EventKind::CallStarted`] records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStart {
+    /// The call's id: its caller's id, the caller's attempt when past the
+    /// first (`@2`), and the call's index within that attempt.
+    pub call: Arc<str>,
+    /// The caller: a step's id, or another call's.
+    pub parent: Arc<str>,
+    /// The agent called.
+    pub agent: Arc<str>,
+    /// A digest of the input (the input itself is the caller's to keep).
+    pub digest: u64,
+    /// Calls between the step and this one: 1 for a step's own calls.
+    pub depth: u32,
+    /// The label the caller gave the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Box<str>>,
 }
 
 /// Why a step was skipped.

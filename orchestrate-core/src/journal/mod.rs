@@ -5,7 +5,8 @@ mod export;
 mod projection;
 
 pub use event::{
-    BreakerState, Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason, StepStatus,
+    BreakerState, CallStart, Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason,
+    StepStatus,
 };
 pub use export::{export_json, ExportOptions, REDACTED, TRUNCATED};
 pub use projection::{ExecutionView, StepView};

@@ -245,6 +245,10 @@ impl ExecutionView {
             EventKind::RetryScheduled { .. }
             | EventKind::Throttled { .. }
             | EventKind::BreakerTransition { .. } => {}
+            // Calls are a tree of their own (see `CallTree`).
+            EventKind::CallStarted(_)
+            | EventKind::CallCompleted { .. }
+            | EventKind::CallFailed { .. } => {}
             EventKind::Custom { .. } => self.custom_events += 1,
             EventKind::CancelRequested => self.cancel_requested = true,
             EventKind::ExecutionFinished { status, error } => {

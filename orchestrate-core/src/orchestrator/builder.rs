@@ -111,6 +111,13 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// How deep calls may nest below a step (default 64); a deeper call
+    /// fails with [`Error::CallTooDeep`].
+    pub fn max_call_depth(mut self, depth: u32) -> Self {
+        self.limits.max_call_depth = depth;
+        self
+    }
+
     /// Grace period between cancellation and dropping attempts (default 5 s).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.limits.cancel_grace = grace;

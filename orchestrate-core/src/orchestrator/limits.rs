@@ -24,6 +24,9 @@ pub struct Limits {
     pub max_custom_events: u32,
     /// Where the steps of an execution run (default [`StepTasks::Inline`]).
     pub step_tasks: StepTasks,
+    /// How deep calls may nest below a step (default 64): a step's own
+    /// calls are at depth 1.
+    pub max_call_depth: u32,
 }
 
 /// Where the attempts of a step run.
@@ -60,6 +63,7 @@ impl Default for Limits {
             idempotency_ttl: Duration::from_secs(600),
             max_custom_events: 10_000,
             step_tasks: StepTasks::Inline,
+            max_call_depth: 64,
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::agent::BoxAgent;
 use crate::bus::EventBus;
 use crate::error::Error;
 use crate::execution::{Execution, Shared};
-use crate::executor::{step_future, Decision, Driver};
+use crate::executor::{step_future, CallTarget, CallTargets, Decision, Driver, ReplayLog};
 use crate::fast_map::FastMap;
 use crate::ids::ExecutionId;
 use crate::journal::ExecutionView;
@@ -46,6 +46,8 @@ pub(crate) type Registry = Arc<Mutex<FastMap<ExecutionId, Arc<Shared>>>>;
 
 pub(crate) struct Inner {
     pub(crate) agents: HashMap<String, BoxAgent>,
+    /// The agents as calls find them, with their policies and limits.
+    pub(crate) targets: Arc<CallTargets>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) bus: Arc<dyn EventBus>,
     pub(crate) workflows: HashMap<String, Workflow>,
@@ -65,7 +67,19 @@ impl Inner {
         limits: Limits,
         policies: Policies,
     ) -> Self {
+        let targets = agents
+            .iter()
+            .map(|(name, agent)| {
+                let target = CallTarget {
+                    agent: agent.clone(),
+                    policy: policies.for_agent(name),
+                    limit: limits.agent_concurrency.get(name).copied().unwrap_or(0),
+                };
+                (name.clone(), target)
+            })
+            .collect();
         Self {
+            targets: Arc::new(targets),
             agents,
             store,
             bus,
@@ -283,6 +297,7 @@ impl Orchestrator {
             correlation,
             key,
             inner.running.clone(),
+            (inner.targets.clone(), ReplayLog::default()),
             step_future,
         );
         inner.tracker.spawn(driver.run().instrument(span));
@@ -525,6 +540,7 @@ impl Orchestrator {
             view.correlation_arc().clone(),
             view.idempotency_arc().cloned(),
             inner.running.clone(),
+            (inner.targets.clone(), ReplayLog::from_events(events)),
             step_future,
         )
         .restore(&view, last_at_us);

@@ -1,0 +1,145 @@
+//! Calling agents from an agent: see [`call`](crate::call).
+
+use std::future::Future;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::{CallFuture, Context};
+use crate::call::{Call, CallOptions};
+use crate::error::Error;
+
+impl Context {
+    /// Calls agent `agent` on `input` as a child of this attempt, under the
+    /// agent's resilience policy and concurrency limit, and returns its
+    /// output once the journal holds it. See [`call`](crate::call) for ids,
+    /// replay and determinism.
+    ///
+    /// The call's id is taken when `call` is called, not when the future is
+    /// first polled: calls made in one order keep their ids whatever order
+    /// they run in.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CallFailed`] when the child fails for good (its error is
+    /// the cause), [`Error::UnknownAgent`] naming an agent that is not
+    /// registered, [`Error::CallTooDeep`] past
+    /// [`Limits::max_call_depth`](crate::Limits::max_call_depth),
+    /// [`Error::NonDeterministic`] when a replayed call differs from its
+    /// record (the calling attempt then fails whatever it returns),
+    /// [`Error::ValueTooDeep`] for an output past the depth limit,
+    /// [`Error::Cancelled`] when the execution ends first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the child; its end is not journaled, so a
+    /// resumed execution would run it again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use orchestrate_core::{agent_fn, Orchestrator};
+    /// use orchestrate_graph::{StepDef, WorkflowDef};
+    /// use serde_json::json;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrate_core::Error> {
+    /// let router = agent_fn("router", |question, ctx| async move {
+    ///     // Decided at run time, from the input: the journal can replay it.
+    ///     let expert = if question.as_str().unwrap_or("").contains("tax") { "accountant" } else { "generalist" };
+    ///     Ok(ctx.call(expert, question).await?)
+    /// });
+    /// let accountant = agent_fn("accountant", |_, _| async move { Ok(json!("file by April")) });
+    /// let generalist = agent_fn("generalist", |_, _| async move { Ok(json!("it depends")) });
+    /// let orchestrator = Orchestrator::builder().agent(router).agent(accountant).agent(generalist).build()?;
+    /// let wf = orchestrator.bind(&WorkflowDef::builder("ask")
+    ///     .step(StepDef::new("answer", "router").input(json!("${input}")))
+    ///     .build())?;
+    /// let done = orchestrator.run(&wf, json!("when are taxes due?")).await?.await?;
+    /// assert_eq!(done.output("answer"), Some(&json!("file by April")));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn call(
+        &self,
+        agent: &str,
+        input: Value,
+    ) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
+        self.call_with(agent, input, CallOptions::default())
+    }
+
+    /// [`call`](Self::call) with a label or a policy of the caller's
+    /// choosing.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call).
+    pub fn call_with(
+        &self,
+        agent: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
+        self.start_call(agent, input, options)
+    }
+
+    /// Makes every call at once (ids in the order given) and returns their
+    /// results in that order, one `Result` each.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call), for every call not finished.
+    pub async fn call_all(
+        &self,
+        calls: impl IntoIterator<Item = Call>,
+    ) -> Vec<Result<Value, Error>> {
+        let calls: Vec<CallFuture> = calls
+            .into_iter()
+            .map(|c| self.start_call(&c.agent, c.input, c.options))
+            .collect();
+        futures::future::join_all(calls).await
+    }
+
+    /// Calls `agent` on every input, at most `limit` (at least 1) running
+    /// at once, and returns the results in input order, one `Result` each.
+    /// Ids are taken in input order before any call runs.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call), for every call not finished.
+    pub async fn map(
+        &self,
+        agent: &str,
+        inputs: impl IntoIterator<Item = Value>,
+        limit: usize,
+    ) -> Vec<Result<Value, Error>> {
+        let calls: Vec<CallFuture> = inputs
+            .into_iter()
+            .map(|input| self.start_call(agent, input, CallOptions::default()))
+            .collect();
+        futures::stream::iter(calls)
+            .buffered(limit.max(1))
+            .collect()
+            .await
+    }
+
+    fn start_call(&self, agent: &str, input: Value, options: CallOptions) -> CallFuture {
+        match self.host() {
+            Some(host) => host.call(self, agent, input, options),
+            None => {
+                // Outside an execution there is no agent to call, and no
+                // journal to keep the call in.
+                let error = Error::UnknownAgent {
+                    workflow: "(no execution)".into(),
+                    step: self.child_call_id(self.next_call_index()),
+                    agent: agent.into(),
+                };
+                Box::pin(async move { Err(error) })
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! What a context reaches of the execution running it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use orchestrate_resilience::PolicyEvent;
+use serde_json::Value;
+
+use super::{AttemptCalls, Context};
+use crate::call::CallOptions;
+use crate::error::Error;
+
+/// A call on its way: `'static`, so that it may be polled anywhere.
+pub(crate) type CallFuture = Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'static>>;
+
+/// The execution a context belongs to, as the context sees it: where its
+/// events go and how its calls run. The executor implements it; the
+/// context never names the executor, so the layering stays one-way.
+pub(crate) trait Host: Send + Sync {
+    /// Journals a custom event of the caller's step.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JournalLimit`] past the execution's limit of custom events,
+    /// [`Error::Cancelled`] when the execution has ended.
+    fn emit(&self, ctx: &Context, name: Box<str>, payload: Box<Value>) -> Result<(), Error>;
+
+    /// The calls of step `step`'s current attempt; with `make`, made if the
+    /// step had none yet.
+    fn step_calls(&self, step: usize, make: bool) -> Option<&AttemptCalls>;
+
+    /// Journals what a step's resilience policy did.
+    fn policy_event(&self, step: usize, event: PolicyEvent);
+
+    /// Makes a call of `caller`'s: its id is taken now, in the order calls
+    /// are made; the call runs when the future is polled.
+    fn call(&self, caller: &Context, agent: &str, input: Value, options: CallOptions)
+        -> CallFuture;
+}

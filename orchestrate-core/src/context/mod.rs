@@ -1,0 +1,335 @@
+//! What an agent knows about the attempt it is running, and its way to
+//! call other agents.
+
+mod calls;
+mod host;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::depth::{exceeds_max_depth, MAX_VALUE_DEPTH};
+use crate::error::Error;
+use crate::ids::ExecutionId;
+
+pub(crate) use host::{CallFuture, Host};
+
+/// What every step of one execution shares, made once per execution: a
+/// step's context then takes two reference counts, not one per field.
+pub(crate) struct ExecutionScope {
+    execution_id: ExecutionId,
+    correlation_id: Arc<str>,
+    token: CancellationToken,
+    /// Where events and calls go (`None` outside an execution).
+    host: Option<Arc<dyn Host>>,
+    /// The execution's input, which a retry evaluates its step's template
+    /// against again (`None` outside an execution).
+    input: Option<Arc<Value>>,
+}
+
+impl ExecutionScope {
+    pub(crate) fn new(
+        execution_id: ExecutionId,
+        correlation_id: Arc<str>,
+        token: CancellationToken,
+        host: Arc<dyn Host>,
+        input: Arc<Value>,
+    ) -> Self {
+        Self {
+            execution_id,
+            correlation_id,
+            token,
+            host: Some(host),
+            input: Some(input),
+        }
+    }
+}
+
+/// What a call's context knows of its place in the call tree.
+pub(crate) struct CallFrame {
+    /// The call's id.
+    pub(crate) id: Arc<str>,
+    /// Its caller's id (a step's, or another call's).
+    pub(crate) parent: Arc<str>,
+    /// Calls between the step and this one: 1 for a step's own calls.
+    pub(crate) depth: u32,
+    /// A child of the caller's token.
+    pub(crate) token: CancellationToken,
+    /// The calls of the call's current attempt.
+    pub(crate) calls: AttemptCalls,
+}
+
+/// The calls of one attempt: the next call's index, and the first replay
+/// that found the attempt not deterministic. A call's are in its frame; a
+/// step's are kept by the host, by step. Either way every clone of a
+/// context reaches the same ones, so no two calls of an attempt take one
+/// id.
+#[derive(Default)]
+pub(crate) struct AttemptCalls {
+    next: AtomicU32,
+    diverged: Mutex<Option<Error>>,
+}
+
+impl AttemptCalls {
+    /// Starts an attempt: its calls are numbered from 0.
+    fn restart(&self) {
+        self.next.store(0, Ordering::Relaxed);
+        *self.diverged.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// The context of one attempt: ids, the attempt number, cancellation, a
+/// way to write custom events into the journal, and the way to call other
+/// agents (see [`call`](crate::call)). Cheap to clone; clones share the
+/// numbering of the attempt's calls.
+pub struct Context {
+    scope: Arc<ExecutionScope>,
+    step_id: Arc<str>,
+    step_index: usize,
+    /// Atomic so that a step's attempts can share one context: each sets
+    /// its number before it starts, once the previous one is over.
+    attempt: AtomicU32,
+    /// The call this context runs; `None` for a step's own context.
+    frame: Option<Arc<CallFrame>>,
+}
+
+impl Clone for Context {
+    fn clone(&self) -> Self {
+        Self {
+            scope: self.scope.clone(),
+            step_id: self.step_id.clone(),
+            step_index: self.step_index,
+            attempt: AtomicU32::new(self.attempt()),
+            frame: self.frame.clone(),
+        }
+    }
+}
+
+impl Context {
+    pub(crate) fn new(scope: Arc<ExecutionScope>, step_id: Arc<str>, step_index: usize) -> Self {
+        Self {
+            scope,
+            step_id,
+            step_index,
+            attempt: AtomicU32::new(1),
+            frame: None,
+        }
+    }
+
+    /// The context of a call made by `caller`.
+    pub(crate) fn for_call(caller: &Context, frame: CallFrame) -> Self {
+        Self {
+            scope: caller.scope.clone(),
+            step_id: caller.step_id.clone(),
+            step_index: caller.step_index,
+            attempt: AtomicU32::new(1),
+            frame: Some(Arc::new(frame)),
+        }
+    }
+
+    /// The calls of this context's attempt; with `make`, made for a step
+    /// that had none yet (`None` outside an execution).
+    fn attempt_calls(&self, make: bool) -> Option<&AttemptCalls> {
+        match &self.frame {
+            Some(frame) => Some(&frame.calls),
+            None => self.scope.host.as_ref()?.step_calls(self.step_index, make),
+        }
+    }
+
+    /// The index of the attempt's next call.
+    pub(crate) fn next_call_index(&self) -> u32 {
+        self.attempt_calls(true)
+            .map_or(0, |c| c.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Marks the attempt as not deterministic: it fails with `error`
+    /// whatever it returns.
+    pub(crate) fn diverged(&self, error: Error) {
+        if let Some(calls) = self.attempt_calls(true) {
+            let mut first = calls
+                .diverged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            first.get_or_insert(error);
+        }
+    }
+
+    /// The error of an attempt found not deterministic.
+    pub(crate) fn divergence(&self) -> Option<Error> {
+        let calls = self.attempt_calls(false)?;
+        let first = calls
+            .diverged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        first.clone()
+    }
+
+    /// A context outside any execution, for calling an agent directly (tests,
+    /// scripts): a fresh execution id, attempt 1, a token nobody cancels, and
+    /// [`emit`](Self::emit) discarding events.
+    pub fn detached(step_id: &str) -> Self {
+        let execution_id = ExecutionId::new();
+        let scope = ExecutionScope {
+            correlation_id: execution_id.as_str().into(),
+            execution_id,
+            token: CancellationToken::new(),
+            host: None,
+            input: None,
+        };
+        Self::new(Arc::new(scope), step_id.into(), 0)
+    }
+
+    /// Numbers the attempt about to start; its calls are numbered from 0.
+    pub(crate) fn set_attempt(&self, attempt: u32) {
+        self.attempt.store(attempt, Ordering::Relaxed);
+        if let Some(calls) = self.attempt_calls(false) {
+            calls.restart();
+        }
+    }
+
+    /// The execution this attempt belongs to.
+    pub fn execution_id(&self) -> &ExecutionId {
+        &self.scope.execution_id
+    }
+
+    /// The step being run.
+    pub fn step_id(&self) -> &str {
+        &self.step_id
+    }
+
+    /// The attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt.load(Ordering::Relaxed)
+    }
+
+    /// The correlation id shared by every span and event of the execution.
+    pub fn correlation_id(&self) -> &str {
+        &self.scope.correlation_id
+    }
+
+    /// A key for this step (or this call) of this execution, the same on
+    /// every attempt and when a resumed execution runs it again: pass it to
+    /// external services to make side effects happen once.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}", self.scope.execution_id, self.call_id())
+    }
+
+    /// The id of what this context runs: the step's id, or the call's (see
+    /// [`call`](crate::call)).
+    pub fn call_id(&self) -> &str {
+        match &self.frame {
+            Some(frame) => &frame.id,
+            None => &self.step_id,
+        }
+    }
+
+    /// The id of the caller, for a call's context: a step's id or another
+    /// call's; `None` for a step's own context.
+    pub fn parent_call_id(&self) -> Option<&str> {
+        self.frame.as_ref().map(|f| &*f.parent)
+    }
+
+    /// Calls between the step and this context: 0 for a step's own
+    /// context, 1 for its calls, 2 for theirs.
+    pub fn depth(&self) -> u32 {
+        self.frame.as_ref().map_or(0, |f| f.depth)
+    }
+
+    /// The token cancelled when the execution is cancelled (for a call,
+    /// also when its caller's is).
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        match &self.frame {
+            Some(frame) => &frame.token,
+            None => &self.scope.token,
+        }
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation_token().is_cancelled()
+    }
+
+    /// Completes when cancellation is requested.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn cancelled(&self) {
+        self.cancellation_token().cancelled().await
+    }
+
+    /// Appends a custom event to the execution's journal, after any event
+    /// this attempt emitted before and before the step's own result.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JournalLimit`] past the orchestrator's limit of custom events
+    /// per execution; [`Error::ValueTooDeep`] when the payload nests deeper
+    /// than [`MAX_VALUE_DEPTH`]; [`Error::Cancelled`] when the execution has
+    /// ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped before it completes, the event may or may
+    /// not be recorded.
+    pub async fn emit(&self, name: impl Into<String>, payload: Value) -> Result<(), Error> {
+        if exceeds_max_depth(&payload) {
+            return Err(Error::ValueTooDeep {
+                step: Some(self.step_id.clone()),
+                what: "custom event payload",
+                limit: MAX_VALUE_DEPTH,
+            });
+        }
+        let Some(host) = &self.scope.host else {
+            return Ok(());
+        };
+        host.emit(self, name.into().into_boxed_str(), Box::new(payload))
+    }
+
+    /// Where this context's events and calls go (`None` outside an
+    /// execution).
+    pub(crate) fn host(&self) -> Option<&Arc<dyn Host>> {
+        self.scope.host.as_ref()
+    }
+
+    /// The step this context's attempt (or call) belongs to.
+    pub(crate) fn step_arc(&self) -> &Arc<str> {
+        &self.step_id
+    }
+
+    /// The id a call of this context's attempt number `index` gets.
+    pub(crate) fn child_call_id(&self, index: u32) -> Arc<str> {
+        let attempt = self.attempt();
+        if attempt > 1 {
+            format!("{}@{attempt}/{index}", self.call_id()).into()
+        } else {
+            format!("{}/{index}", self.call_id()).into()
+        }
+    }
+
+    pub(crate) fn step_index(&self) -> usize {
+        self.step_index
+    }
+
+    /// The execution's input (null outside an execution).
+    pub(crate) fn execution_input(&self) -> &Value {
+        static NULL: Value = Value::Null;
+        self.scope.input.as_deref().unwrap_or(&NULL)
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("execution_id", &self.scope.execution_id)
+            .field("step_id", &self.step_id)
+            .field("call_id", &self.call_id())
+            .field("attempt", &self.attempt())
+            .field("correlation_id", &self.scope.correlation_id)
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}

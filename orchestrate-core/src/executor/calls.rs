@@ -1,0 +1,394 @@
+//! Durable calls, executor side: the [`Host`] an execution's contexts
+//! reach, which checks, replays, runs and journals their calls.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use futures::FutureExt;
+use orchestrate_resilience::{CallOptions as PolicyOptions, Policy, PolicyEvent};
+use serde_json::Value;
+use tokio::sync::{oneshot, Semaphore};
+
+use super::attempt::{panic_message, to_error, AttemptError};
+use super::{Inbox, TaskMsg};
+use crate::agent::BoxAgent;
+use crate::call::{digest, CallOptions};
+use crate::context::{AttemptCalls, CallFrame, CallFuture, Context, Host};
+use crate::depth::exceeds_max_depth;
+use crate::error::{AgentError, Error, ErrorInfo};
+use crate::journal::{CallStart, Event, EventKind};
+
+/// What a call may run: a registered agent with its policy and its
+/// per-execution concurrency limit (0: none). Made once per orchestrator.
+pub(crate) struct CallTarget {
+    pub(crate) agent: BoxAgent,
+    pub(crate) policy: Policy,
+    pub(crate) limit: usize,
+}
+
+/// Every registered agent, by name, as calls find them.
+pub(crate) type CallTargets = HashMap<String, CallTarget>;
+
+/// A call as the journal recorded it, for replay.
+pub(crate) struct CallRecord {
+    agent: Arc<str>,
+    digest: u64,
+    /// Its result, once it ended.
+    outcome: Option<Result<Arc<Value>, ErrorInfo>>,
+}
+
+/// The calls of a journal, by id: what a resumed execution replays.
+#[derive(Default)]
+pub(crate) struct ReplayLog(HashMap<Arc<str>, CallRecord>);
+
+impl ReplayLog {
+    /// The calls recorded in `events`.
+    pub(crate) fn from_events(events: &[Event]) -> Self {
+        let mut calls = HashMap::new();
+        for e in events {
+            match &e.kind {
+                EventKind::CallStarted(start) => {
+                    calls.insert(
+                        start.call.clone(),
+                        CallRecord {
+                            agent: start.agent.clone(),
+                            digest: start.digest,
+                            outcome: None,
+                        },
+                    );
+                }
+                EventKind::CallCompleted { call, output, .. } => {
+                    if let Some(record) = calls.get_mut(call) {
+                        record.outcome = Some(Ok(output.clone()));
+                    }
+                }
+                EventKind::CallFailed { call, error, .. } => {
+                    if let Some(record) = calls.get_mut(call) {
+                        record.outcome = Some(Err(ErrorInfo::clone(error)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Self(calls)
+    }
+}
+
+/// The [`Host`] of one execution.
+pub(crate) struct ExecutionHost {
+    pub(crate) inbox: Arc<Inbox>,
+    /// Custom events one execution may emit.
+    pub(crate) custom_limit: u32,
+    pub(crate) workflow: Arc<str>,
+    pub(crate) targets: Arc<CallTargets>,
+    pub(crate) replay: ReplayLog,
+    pub(crate) max_depth: u32,
+    /// The execution's steps, for their calls' numbering.
+    pub(crate) steps: usize,
+    /// Made at the first call of any step.
+    pub(crate) step_calls: OnceLock<Box<[AttemptCalls]>>,
+    /// Per-agent limits of this execution's calls, made at the first call
+    /// of a limited agent.
+    pub(crate) limited: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl ExecutionHost {
+    fn semaphore(&self, agent: &str, limit: usize) -> Option<Arc<Semaphore>> {
+        if limit == 0 {
+            return None;
+        }
+        let mut limited = self
+            .limited
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(
+            limited
+                .entry(agent.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                .clone(),
+        )
+    }
+
+    /// Checks a call and finds its record: the result to replay, or what
+    /// running it takes.
+    fn prepare(
+        &self,
+        caller: &Context,
+        call: Arc<str>,
+        agent: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> Result<Prepared, Error> {
+        let depth = caller.depth() + 1;
+        if depth > self.max_depth {
+            return Err(Error::CallTooDeep {
+                call,
+                limit: self.max_depth,
+            });
+        }
+        let Some(target) = self.targets.get(agent) else {
+            return Err(Error::UnknownAgent {
+                workflow: self.workflow.clone(),
+                step: call,
+                agent: agent.into(),
+            });
+        };
+        let digest = digest(&input);
+        let agent: Arc<str> = agent.into();
+        let mut started = true;
+        if let Some(record) = self.replay.0.get(&call) {
+            if record.agent != agent || record.digest != digest {
+                let error = Error::NonDeterministic {
+                    call,
+                    recorded: format!(
+                        "agent `{}`, input digest {:016x}",
+                        record.agent, record.digest
+                    ),
+                    now: format!("agent `{agent}`, input digest {digest:016x}"),
+                };
+                caller.diverged(error.clone());
+                return Err(error);
+            }
+            match &record.outcome {
+                Some(Ok(output)) => return Ok(Prepared::Replayed(Ok(Value::clone(output)))),
+                Some(Err(cause)) => {
+                    return Ok(Prepared::Replayed(Err(Error::CallFailed {
+                        call,
+                        agent,
+                        cause: cause.clone(),
+                    })))
+                }
+                // It was running when the process stopped: it runs again,
+                // and its start is in the journal already.
+                None => started = false,
+            }
+        }
+        let start = started.then(|| {
+            Box::new(CallStart {
+                call: call.clone(),
+                parent: caller.call_id().into(),
+                agent: agent.clone(),
+                digest,
+                depth,
+                label: options.label.map(String::into_boxed_str),
+            })
+        });
+        let child = Context::for_call(
+            caller,
+            CallFrame {
+                id: call.clone(),
+                parent: caller.call_id().into(),
+                depth,
+                token: caller.cancellation_token().child_token(),
+                calls: AttemptCalls::default(),
+            },
+        );
+        let semaphore = self.semaphore(&agent, target.limit);
+        Ok(Prepared::Run(Box::new(Run {
+            start,
+            call,
+            agent,
+            target: target.agent.clone(),
+            policy: options.policy.unwrap_or_else(|| target.policy.clone()),
+            semaphore,
+            input,
+            child,
+            inbox: self.inbox.clone(),
+        })))
+    }
+}
+
+enum Prepared {
+    Replayed(Result<Value, Error>),
+    Run(Box<Run>),
+}
+
+/// A call about to run.
+struct Run {
+    /// Its start, to journal (`None` when the journal has it already).
+    start: Option<Box<CallStart>>,
+    call: Arc<str>,
+    agent: Arc<str>,
+    target: BoxAgent,
+    policy: Policy,
+    semaphore: Option<Arc<Semaphore>>,
+    input: Value,
+    child: Context,
+    inbox: Arc<Inbox>,
+}
+
+impl Run {
+    async fn run(self) -> Result<Value, Error> {
+        let Run {
+            start,
+            call,
+            agent,
+            target,
+            policy,
+            semaphore,
+            input,
+            child,
+            inbox,
+        } = self;
+        let cancelled = || Error::Cancelled {
+            step: Some(call.clone()),
+        };
+        let _permit = match semaphore {
+            Some(s) => Some(s.acquire_owned().await.map_err(|_| cancelled())?),
+            None => None,
+        };
+        if let Some(start) = start {
+            inbox
+                .send(TaskMsg::Call(EventKind::CallStarted(start), None))
+                .map_err(|_| cancelled())?;
+        }
+        let (result, attempts) = attempts(&target, &policy, input, &child).await;
+        let (event, result) = match result {
+            Ok(output) => {
+                let output = Arc::new(output);
+                let event = EventKind::CallCompleted {
+                    call: call.clone(),
+                    output: output.clone(),
+                    attempts,
+                };
+                (event, Ok(output))
+            }
+            Err(error) => {
+                let cause = error.info();
+                let event = EventKind::CallFailed {
+                    call: call.clone(),
+                    error: Box::new(cause.clone()),
+                    attempts,
+                };
+                let error = match error {
+                    // Not the child's failure but the caller's: it stays
+                    // what it is.
+                    Error::Cancelled { .. } => error,
+                    _ => Error::CallFailed {
+                        call: call.clone(),
+                        agent,
+                        cause,
+                    },
+                };
+                (event, Err(error))
+            }
+        };
+        // The caller goes on only once the journal holds the result: a
+        // resumed execution then replays it instead of running it again.
+        let (ack, journaled) = oneshot::channel();
+        inbox
+            .send(TaskMsg::Call(event, Some(ack)))
+            .map_err(|_| cancelled())?;
+        journaled.await.map_err(|_| cancelled())?;
+        result.map(|output| Arc::try_unwrap(output).unwrap_or_else(|shared| Value::clone(&shared)))
+    }
+}
+
+/// A call's attempts under its policy: its result and the attempts made.
+async fn attempts(
+    agent: &BoxAgent,
+    policy: &Policy,
+    input: Value,
+    ctx: &Context,
+) -> (Result<Value, Error>, u32) {
+    let options = PolicyOptions::new().cancel(ctx.cancellation_token());
+    let retried = policy.retry_config().max_attempts > 1;
+    let mut first = Some(input);
+    let mut kept = None;
+    let mut last_attempt = 0;
+    let result = policy
+        .call_with(options, |attempt| {
+            last_attempt = attempt;
+            ctx.set_attempt(attempt);
+            // The input is moved into the first attempt, and copied only
+            // when later attempts may need it.
+            let input = match first.take() {
+                Some(input) => {
+                    if retried {
+                        kept = Some(input.clone());
+                    }
+                    input
+                }
+                None => kept.clone().unwrap_or(Value::Null),
+            };
+            async move {
+                let result = AssertUnwindSafe(agent.call(input, ctx)).catch_unwind().await;
+                if let Some(diverged) = ctx.divergence() {
+                    return Err(AttemptError::Diverged(diverged));
+                }
+                match result {
+                    Ok(Ok(value)) if exceeds_max_depth(&value) => Err(AttemptError::TooDeep("output")),
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(e)) if e.is_interrupt() => Err(AttemptError::Agent(AgentError::permanent(
+                        "a call cannot wait for an external decision: only a step can interrupt",
+                    ))),
+                    Ok(Err(e)) => Err(AttemptError::Agent(e)),
+                    Err(panic) => Err(AttemptError::Panicked(panic_message(&*panic))),
+                }
+            }
+        })
+        .await;
+    match result {
+        Ok(value) => (Ok(value), last_attempt),
+        Err(e) => {
+            let attempts = e.attempts();
+            (Err(to_error(e, ctx, agent.name())), attempts)
+        }
+    }
+}
+
+impl Host for ExecutionHost {
+    fn emit(&self, ctx: &Context, name: Box<str>, payload: Box<Value>) -> Result<(), Error> {
+        if self.inbox.emitted.fetch_add(1, Ordering::Relaxed) >= self.custom_limit {
+            return Err(Error::JournalLimit {
+                step: ctx.step_arc().clone(),
+                limit: self.custom_limit,
+            });
+        }
+        self.inbox
+            .send(TaskMsg::Custom {
+                step: ctx.step_index(),
+                name,
+                payload,
+            })
+            .map_err(|_| Error::Cancelled {
+                step: Some(ctx.step_arc().clone()),
+            })
+    }
+
+    fn step_calls(&self, step: usize, make: bool) -> Option<&AttemptCalls> {
+        let calls = if make {
+            self.step_calls
+                .get_or_init(|| (0..self.steps).map(|_| AttemptCalls::default()).collect())
+        } else {
+            self.step_calls.get()?
+        };
+        calls.get(step)
+    }
+
+    fn policy_event(&self, step: usize, event: PolicyEvent) {
+        // The driver outlives its tasks; a closed inbox means the execution
+        // is over and nobody reads the journal any more.
+        let _ = self.inbox.send(TaskMsg::Policy {
+            step,
+            event: Box::new(event),
+        });
+    }
+
+    fn call(
+        &self,
+        caller: &Context,
+        agent: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> CallFuture {
+        let call = caller.child_call_id(caller.next_call_index());
+        match self.prepare(caller, call, agent, input, options) {
+            Ok(Prepared::Run(run)) => Box::pin(run.run()),
+            Ok(Prepared::Replayed(result)) => Box::pin(std::future::ready(result)),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Durable calls: agents that call agents at run time, through the
+//! policies and the journal, with deterministic ids.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orchestrate_core::journal::{Event, EventKind};
+use orchestrate_core::resilience::{Backoff, Jitter, RetryConfig};
+use orchestrate_core::{
+    agent_fn, default_policy, AgentError, Call, CallOptions, Error, Orchestrator,
+};
+use orchestrate_graph::{StepDef, WorkflowDef};
+use serde_json::{json, Value};
+use support::journal;
+
+fn one_step(agent: &str) -> WorkflowDef {
+    WorkflowDef::builder(agent)
+        .step(StepDef::new("s", agent).input(json!("${input}")))
+        .build()
+}
+
+/// `(kind, call)` of every call event, in journal order.
+fn calls(events: &[Event]) -> Vec<(&'static str, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CallStarted(start) => Some(("started", start.call.to_string())),
+            EventKind::CallCompleted { call, .. } => Some(("completed", call.to_string())),
+            EventKind::CallFailed { call, .. } => Some(("failed", call.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn quick() -> Backoff {
+    Backoff::default()
+        .with_base(Duration::from_millis(5))
+        .with_jitter(Jitter::None)
+}
+
+fn no_retries() -> orchestrate_core::resilience::PolicyBuilder {
+    default_policy().retry(RetryConfig::attempts(1))
+}
+
+#[tokio::test]
+async fn a_call_runs_its_child_and_journals_it_before_the_caller_goes_on() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("parent", |input, ctx| async move {
+            let first = ctx.call("child", json!({"n": input})).await?;
+            let second = ctx
+                .call_with("child", first.clone(), CallOptions::new().label("again"))
+                .await?;
+            Ok(json!([first, second]))
+        }))
+        .agent(agent_fn("child", move |input, ctx| {
+            record.lock().unwrap().push((
+                ctx.call_id().to_owned(),
+                ctx.parent_call_id().map(str::to_owned),
+                ctx.depth(),
+                ctx.idempotency_key(),
+            ));
+            async move { Ok(json!({"wrapped": input})) }
+        }))
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("parent")).unwrap();
+    let exec = orch.run(&wf, json!(7)).await.unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!([{"wrapped": {"n": 7}}, {"wrapped": {"wrapped": {"n": 7}}}]))
+    );
+    let id = exec.id().to_string();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (
+                "s/0".to_owned(),
+                Some("s".to_owned()),
+                1,
+                format!("{id}/s/0")
+            ),
+            (
+                "s/1".to_owned(),
+                Some("s".to_owned()),
+                1,
+                format!("{id}/s/1")
+            ),
+        ]
+    );
+
+    let events = journal(&orch, &exec).await;
+    assert_eq!(
+        calls(&events),
+        [
+            ("started", "s/0".to_owned()),
+            ("completed", "s/0".to_owned()),
+            ("started", "s/1".to_owned()),
+            ("completed", "s/1".to_owned()),
+        ]
+    );
+    let start = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::CallStarted(start) if &*start.call == "s/1" => Some(start.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        (&*start.parent, &*start.agent, start.depth),
+        ("s", "child", 1)
+    );
+    assert_eq!(start.label.as_deref(), Some("again"));
+    let succeeded = support::position(&events, "step_succeeded", "s");
+    let last_call = events
+        .iter()
+        .rposition(|e| matches!(e.kind, EventKind::CallCompleted { .. }))
+        .unwrap();
+    assert!(last_call < succeeded);
+}
+
+#[tokio::test]
+async fn nested_calls_take_ids_from_their_callers() {
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("tree", |input, ctx| async move {
+            let depth = input.as_u64().unwrap_or(0);
+            if depth == 0 {
+                return Ok(json!(ctx.call_id()));
+            }
+            let children = ctx
+                .call_all([
+                    Call::new("tree", json!(depth - 1)),
+                    Call::new("tree", json!(depth - 1)),
+                ])
+                .await;
+            let children: Result<Vec<Value>, Error> = children.into_iter().collect();
+            Ok(json!(children?))
+        }))
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("tree")).unwrap();
+    let exec = orch.run(&wf, json!(2)).await.unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!([["s/0/0", "s/0/1"], ["s/1/0", "s/1/1"]]))
+    );
+    let events = journal(&orch, &exec).await;
+    let mut started: Vec<String> = calls(&events)
+        .into_iter()
+        .filter(|(kind, _)| *kind == "started")
+        .map(|(_, call)| call)
+        .collect();
+    started.sort();
+    assert_eq!(started, ["s/0", "s/0/0", "s/0/1", "s/1", "s/1/0", "s/1/1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn map_keeps_input_order_one_result_each_under_its_limit() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (flight, peak) = (in_flight.clone(), most.clone());
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("fan", |input, ctx| async move {
+            let inputs: Vec<Value> = input.as_array().cloned().unwrap_or_default();
+            let results = ctx.map("slow", inputs, 3).await;
+            Ok(json!(results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|e| json!(e.code())))
+                .collect::<Vec<_>>()))
+        }))
+        .agent(agent_fn("slow", move |input, ctx| {
+            let (flight, peak) = (flight.clone(), peak.clone());
+            async move {
+                let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let n = input.as_u64().unwrap_or(0);
+                // Later inputs finish first.
+                tokio::time::sleep(Duration::from_millis(100 - n * 10)).await;
+                flight.fetch_sub(1, Ordering::SeqCst);
+                if n == 4 {
+                    return Err(AgentError::permanent("four is refused"));
+                }
+                Ok(json!({"n": n, "call": ctx.call_id()}))
+            }
+        }))
+        .agent_policy("slow", no_retries())
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("fan")).unwrap();
+    let inputs: Vec<u64> = (0..8).collect();
+    let done = orch.run(&wf, json!(inputs)).await.unwrap().await.unwrap();
+    let out = done.output("s").unwrap().as_array().unwrap().clone();
+    assert_eq!(out.len(), 8);
+    for (i, r) in out.iter().enumerate() {
+        if i == 4 {
+            assert_eq!(r, &json!("call_failed"));
+        } else {
+            assert_eq!(r, &json!({"n": i, "call": format!("s/{i}")}));
+        }
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_run_under_the_agents_policy_and_concurrency_limit() {
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counted = tries.clone();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (flight, peak) = (in_flight.clone(), most.clone());
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("boss", |_, ctx| async move {
+            let flaky = ctx.call("flaky", json!(null)).await?;
+            let hung = ctx.call("hung", json!(null)).await;
+            let limited = ctx.map("limited", (0..6).map(|n| json!(n)), 6).await;
+            Ok(json!({
+                "flaky": flaky,
+                "hung": hung.map_err(|e| e.to_string()).unwrap_err(),
+                "limited": limited.len(),
+            }))
+        }))
+        .agent(agent_fn("flaky", move |_, _| {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    Err(AgentError::transient("not yet"))
+                } else {
+                    Ok(json!("third time"))
+                }
+            }
+        }))
+        .agent(agent_fn("hung", |_, _| async move {
+            std::future::pending::<()>().await;
+            Ok(json!(null))
+        }))
+        .agent(agent_fn("limited", move |_, _| {
+            let (flight, peak) = (flight.clone(), peak.clone());
+            async move {
+                let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(json!(null))
+            }
+        }))
+        .agent_policy(
+            "flaky",
+            default_policy().retry(RetryConfig::attempts(3).with_backoff(quick())),
+        )
+        .agent_policy("hung", no_retries().timeout(Duration::from_millis(50)))
+        .agent_concurrency("limited", 2)
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("boss")).unwrap();
+    let exec = orch.run(&wf, json!(null)).await.unwrap();
+    let done = exec.clone().await.unwrap();
+    let out = done.output("s").unwrap();
+    assert_eq!(out["flaky"], json!("third time"));
+    assert!(
+        out["hung"]
+            .as_str()
+            .unwrap()
+            .contains("call `s/1` to agent `hung` failed"),
+        "{out}"
+    );
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+    let events = journal(&orch, &exec).await;
+    let attempts: Vec<(String, u32, Option<String>)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CallCompleted { call, attempts, .. } => {
+                Some((call.to_string(), *attempts, None))
+            }
+            EventKind::CallFailed {
+                call,
+                attempts,
+                error,
+            } => Some((call.to_string(), *attempts, Some(error.code.clone()))),
+            _ => None,
+        })
+        .take(2)
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("s/0".to_owned(), 3, None),
+            ("s/1".to_owned(), 1, Some("timeout".to_owned()))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_agent_and_a_call_too_deep_are_typed_errors() {
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("asker", |_, ctx| async move {
+            match ctx.call("nobody", json!(1)).await {
+                Err(Error::UnknownAgent { agent, step, .. }) => {
+                    Ok(json!({"agent": &*agent, "call": &*step}))
+                }
+                other => Ok(json!(format!("unexpected {other:?}"))),
+            }
+        }))
+        .agent(agent_fn("recurse", |_, ctx| async move {
+            match ctx.call("recurse", json!(null)).await {
+                Ok(v) => Ok(v),
+                Err(Error::CallTooDeep { call, limit }) => {
+                    Ok(json!({"call": &*call, "limit": limit}))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }))
+        .max_call_depth(3)
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("asker")).unwrap();
+    let done = orch.run(&wf, json!(null)).await.unwrap().await.unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!({"agent": "nobody", "call": "s/0"}))
+    );
+    let wf = orch.bind(&one_step("recurse")).unwrap();
+    let done = orch.run(&wf, json!(null)).await.unwrap().await.unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!({"call": "s/0/0/0/0", "limit": 3}))
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_execution_cancels_its_calls() {
+    let saw_cancel = Arc::new(AtomicUsize::new(0));
+    let saw = saw_cancel.clone();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let notify = started.clone();
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("parent", |_, ctx| async move {
+            Ok(ctx.call("child", json!(null)).await?)
+        }))
+        .agent(agent_fn("child", move |_, ctx| {
+            let (saw, notify) = (saw.clone(), notify.clone());
+            async move {
+                notify.notify_one();
+                ctx.cancelled().await;
+                saw.fetch_add(1, Ordering::SeqCst);
+                Err(AgentError::permanent("stopped"))
+            }
+        }))
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("parent")).unwrap();
+    let exec = orch.run(&wf, json!(null)).await.unwrap();
+    started.notified().await;
+    exec.cancel();
+    let err = exec.clone().await.unwrap_err();
+    assert!(err.is_cancelled(), "{err}");
+    assert_eq!(saw_cancel.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_retried_caller_numbers_its_calls_by_attempt() {
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("parent", |_, ctx| async move {
+            let child = ctx.call("child", json!(ctx.attempt())).await?;
+            if ctx.attempt() == 1 {
+                return Err(AgentError::transient("once more"));
+            }
+            Ok(child)
+        }))
+        .agent(agent_fn("child", |input, ctx| async move {
+            Ok(json!({"attempt": input, "call": ctx.call_id()}))
+        }))
+        .agent_policy(
+            "parent",
+            default_policy().retry(RetryConfig::attempts(2).with_backoff(quick())),
+        )
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("parent")).unwrap();
+    let exec = orch.run(&wf, json!(null)).await.unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!({"attempt": 2, "call": "s@2/0"}))
+    );
+    let events = journal(&orch, &exec).await;
+    let started: Vec<String> = calls(&events)
+        .into_iter()
+        .filter(|(k, _)| *k == "started")
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(started, ["s/0", "s@2/0"]);
+}
