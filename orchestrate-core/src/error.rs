@@ -336,6 +336,32 @@ pub enum Error {
         /// This run's agent and input digest.
         now: String,
     },
+    /// The call was terminated (see
+    /// [`Orchestrator::terminate`](crate::Orchestrator::terminate)), with
+    /// its subtree; its caller may handle this and go on.
+    #[error("call `{call}` was terminated")]
+    Terminated {
+        /// The call's id (the one terminated, or the caller's call below it).
+        call: Arc<str>,
+    },
+    /// No call with this id is running in this process.
+    #[error("execution `{execution}`: no call `{call}` is running here")]
+    CallNotRunning {
+        /// The execution.
+        execution: ExecutionId,
+        /// The call.
+        call: String,
+    },
+    /// A side effect's value could not be written to or read from JSON.
+    #[error("side effect `{name}` ({call}): {reason}")]
+    SideEffect {
+        /// The id it took among its caller's calls.
+        call: Arc<str>,
+        /// Its name.
+        name: Arc<str>,
+        /// What went wrong.
+        reason: String,
+    },
     /// A call would nest deeper than
     /// [`Limits::max_call_depth`](crate::Limits::max_call_depth).
     #[error("call `{call}` would be {limit} calls deep past its step, past the limit")]
@@ -409,6 +435,9 @@ impl Error {
             Error::CallFailed { .. } => "call_failed",
             Error::NonDeterministic { .. } => "non_deterministic",
             Error::CallTooDeep { .. } => "call_too_deep",
+            Error::SideEffect { .. } => "side_effect",
+            Error::Terminated { .. } => "terminated",
+            Error::CallNotRunning { .. } => "call_not_running",
             Error::Store(_) => "store",
             Error::Bus(_) => "bus",
             Error::ExecutionNotFound(_) => "execution_not_found",

@@ -34,6 +34,15 @@ pub(crate) struct Shared {
     pub(crate) cancel: CancellationToken,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) bus: Arc<dyn EventBus>,
+    /// The running calls, set by the driver that runs the execution here.
+    pub(crate) calls: std::sync::OnceLock<Arc<dyn CallControl>>,
+}
+
+/// How an execution running here stops one of its calls: the executor
+/// implements it, so that this module never names the executor.
+pub(crate) trait CallControl: Send + Sync {
+    /// Terminates call `call` and its subtree; whether it was running.
+    fn terminate(&self, call: &str) -> bool;
 }
 
 impl Shared {
@@ -52,6 +61,7 @@ impl Shared {
             cancel,
             store,
             bus,
+            calls: std::sync::OnceLock::new(),
         }
     }
 

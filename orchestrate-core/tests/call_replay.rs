@@ -303,3 +303,93 @@ fn a_caller_that_swallows_a_divergence_still_fails() {
         runtime().block_on(async { orch.resume(&id).await.unwrap().wait().await.unwrap_err() });
     assert_eq!(err.code(), "non_deterministic", "{err}");
 }
+
+#[test]
+fn the_clock_randomness_and_outside_reads_are_replayed() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let stall = Arc::new(AtomicBool::new(true));
+    let reads = Arc::new(Mutex::new(0u32));
+    let build = |store: Arc<dyn Store>| {
+        let (stall, reads) = (stall.clone(), reads.clone());
+        Orchestrator::builder()
+            .agent(agent_fn("decider", move |_, ctx| {
+                let reads = reads.clone();
+                async move {
+                    let at = ctx.now().await?;
+                    let dice = ctx.random_u64().await?;
+                    let outside: u32 = ctx
+                        .side_effect("outside", async {
+                            let mut n = reads.lock().unwrap();
+                            *n += 1;
+                            *n
+                        })
+                        .await?;
+                    let pick = if dice % 2 == 0 { "even" } else { "odd" };
+                    let picked = ctx.call(pick, json!(null)).await?;
+                    let last = ctx.call("wait", json!(null)).await?;
+                    let at = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+                    Ok(json!({"at": at, "dice": dice, "outside": outside, "picked": picked, "last": last}))
+                }
+            }))
+            .agent(agent_fn("even", |_, _| async move { Ok(json!("even")) }))
+            .agent(agent_fn("odd", |_, _| async move { Ok(json!("odd")) }))
+            .agent(agent_fn("wait", move |_, _| {
+                let stall = stall.load(Ordering::SeqCst);
+                async move {
+                    if stall {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(json!("done"))
+                }
+            }))
+            .store(store)
+            .workflow(WorkflowDef::builder("effects").step(StepDef::new("s", "decider")).build())
+            .build()
+            .unwrap()
+    };
+    let (id, recorded) = {
+        let rt = runtime();
+        let (store, build) = (store.clone(), &build);
+        let out = rt.block_on(async move {
+            let orch = build(store.clone());
+            let exec = orch
+                .run(&orch.workflow("effects").unwrap(), json!(null))
+                .await
+                .unwrap();
+            loop {
+                let events = store.load(exec.id(), 0).await.unwrap_or_default();
+                let effects: Vec<serde_json::Value> = events
+                    .iter()
+                    .filter_map(|e| match &e.kind {
+                        EventKind::SideEffect { value, .. } => Some((**value).clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let waiting = events
+                    .iter()
+                    .any(|e| matches!(&e.kind, EventKind::CallStarted(s) if &*s.call == "s/4"));
+                if waiting {
+                    break (exec.id().clone(), effects);
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        drop(rt);
+        out
+    };
+    assert_eq!(recorded.len(), 3);
+    stall.store(false, Ordering::SeqCst);
+    let orch = build(store);
+    let view = runtime().block_on(async { orch.resume(&id).await.unwrap().wait().await.unwrap() });
+    let out = view.output("s").unwrap();
+    assert_eq!(out["at"], recorded[0]);
+    assert_eq!(out["dice"], recorded[1]);
+    assert_eq!(out["outside"], json!(1), "the outside read ran once");
+    assert_eq!(*reads.lock().unwrap(), 1);
+    let parity = if recorded[1].as_u64().unwrap() % 2 == 0 {
+        "even"
+    } else {
+        "odd"
+    };
+    assert_eq!(out["picked"], json!(parity));
+}

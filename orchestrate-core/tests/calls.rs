@@ -397,3 +397,90 @@ async fn a_retried_caller_numbers_its_calls_by_attempt() {
         .collect();
     assert_eq!(started, ["s/0", "s@2/0"]);
 }
+
+#[tokio::test]
+async fn terminating_a_middle_call_stops_its_subtree_while_its_siblings_finish() {
+    use orchestrate_core::journal::CallStatus;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let open = gate.clone();
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("root", |_, ctx| async move {
+            let results = ctx
+                .call_all([Call::new("level", json!(3)), Call::new("level", json!(3))])
+                .await;
+            Ok(json!(results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|e| json!(e.code())))
+                .collect::<Vec<_>>()))
+        }))
+        .agent(agent_fn("level", |input, ctx| async move {
+            let below = input.as_u64().unwrap_or(0);
+            if below == 0 {
+                return Ok(ctx.call("leaf", json!(null)).await?);
+            }
+            match ctx.call("level", json!(below - 1)).await {
+                Ok(v) => Ok(v),
+                // A caller may handle its child's termination and go on.
+                Err(Error::Terminated { call }) => Ok(json!(format!("{call} was stopped"))),
+                Err(e) => Err(e.into()),
+            }
+        }))
+        .agent(agent_fn("leaf", move |_, ctx| {
+            let gate = open.clone();
+            async move {
+                tokio::select! {
+                    () = ctx.cancelled() => Err(AgentError::permanent("told to stop")),
+                    () = gate.notified() => Ok(json!("leaf done")),
+                }
+            }
+        }))
+        .default_policy(no_retries())
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("root")).unwrap();
+    let exec = orch.run(&wf, json!(null)).await.unwrap();
+    // Both branches are five calls deep: s/0 .. s/0/0/0/0/0 (the leaf) and
+    // s/1 .. s/1/0/0/0/0.
+    let running = |id: &str| {
+        exec.view()
+            .calls()
+            .get(id)
+            .is_some_and(|c| c.status == CallStatus::Running)
+    };
+    while !(running("s/0/0/0/0/0") && running("s/1/0/0/0/0")) {
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(
+        orch.terminate(exec.id(), "s/9"),
+        Err(Error::CallNotRunning { .. })
+    ));
+    orch.terminate(exec.id(), "s/0/0").unwrap();
+    while exec.view().calls().get("s/0").map(|c| c.status) != Some(CallStatus::Completed) {
+        tokio::task::yield_now().await;
+    }
+    gate.notify_one();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!(["s/0/0 was stopped", "leaf done"]))
+    );
+    let tree = done.calls().clone();
+    let status = |id: &str| tree.get(id).unwrap().status;
+    for id in ["s/0/0", "s/0/0/0", "s/0/0/0/0", "s/0/0/0/0/0"] {
+        assert_eq!(status(id), CallStatus::Terminated, "{id}");
+    }
+    assert_eq!(tree.get("s/0/0/0/0/0").unwrap().depth, 5);
+    for id in ["s/0", "s/1", "s/1/0", "s/1/0/0", "s/1/0/0/0", "s/1/0/0/0/0"] {
+        assert_eq!(status(id), CallStatus::Completed, "{id}");
+    }
+    assert_eq!(tree.descendants("s/0/0").len(), 3);
+    assert_eq!(tree.ancestors("s/1/0/0/0/0").len(), 4);
+    // The same tree from the journal, as a new process would read it.
+    let events = journal(&orch, &exec).await;
+    assert_eq!(
+        &orchestrate_core::journal::CallTree::from_events(&events),
+        &tree
+    );
+    let text = tree.to_text();
+    assert!(text.contains("s/0/0 → level [terminated"), "{text}");
+}

@@ -232,6 +232,11 @@ impl<S: Store> EncryptedStore<S> {
                 output: arc(output, "output")?,
                 attempts: *attempts,
             },
+            EventKind::SideEffect { call, name, value } => EventKind::SideEffect {
+                call: call.clone(),
+                name: name.clone(),
+                value: arc(value, "value")?,
+            },
             EventKind::StepInterrupted { step, payload } => EventKind::StepInterrupted {
                 step: step.clone(),
                 payload: arc(payload, "payload")?,

@@ -217,6 +217,11 @@ pub fn every_kind(id: &str) -> Vec<Event> {
             error: Box::new(info.clone()),
             attempts: 1,
         },
+        EventKind::SideEffect {
+            call: "b/2".into(),
+            name: "now".into(),
+            value: Arc::new(json!(1_733_390_000_123_456u64)),
+        },
         EventKind::CancelRequested,
         EventKind::ExecutionResumed {
             rerun: vec!["b".into()],

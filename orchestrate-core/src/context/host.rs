@@ -32,6 +32,23 @@ pub(crate) trait Host: Send + Sync {
     /// Journals what a step's resilience policy did.
     fn policy_event(&self, step: usize, event: PolicyEvent);
 
+    /// The value recorded for side effect `call` named `name`, when the
+    /// execution replays it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NonDeterministic`] when the journal holds something else
+    /// under that id (the caller is marked as having diverged).
+    fn replayed_effect(
+        &self,
+        caller: &Context,
+        call: &str,
+        name: &str,
+    ) -> Result<Option<Value>, Error>;
+
+    /// Journals side effect `call` and completes once the journal holds it.
+    fn record_effect(&self, call: std::sync::Arc<str>, name: Box<str>, value: Value) -> CallFuture;
+
     /// Makes a call of `caller`'s: its id is taken now, in the order calls
     /// are made; the call runs when the future is polled.
     fn call(&self, caller: &Context, agent: &str, input: Value, options: CallOptions)

@@ -2,6 +2,7 @@
 //! call other agents.
 
 mod calls;
+mod effects;
 mod host;
 
 use std::fmt;

@@ -39,14 +39,19 @@ pub(crate) struct CallRecord {
     outcome: Option<Result<Arc<Value>, ErrorInfo>>,
 }
 
-/// The calls of a journal, by id: what a resumed execution replays.
+/// The calls and side effects of a journal, by id: what a resumed
+/// execution replays.
 #[derive(Default)]
-pub(crate) struct ReplayLog(HashMap<Arc<str>, CallRecord>);
+pub(crate) struct ReplayLog {
+    calls: HashMap<Arc<str>, CallRecord>,
+    effects: HashMap<Arc<str>, (Box<str>, Arc<Value>)>,
+}
 
 impl ReplayLog {
     /// The calls recorded in `events`.
     pub(crate) fn from_events(events: &[Event]) -> Self {
         let mut calls = HashMap::new();
+        let mut effects = HashMap::new();
         for e in events {
             match &e.kind {
                 EventKind::CallStarted(start) => {
@@ -69,10 +74,85 @@ impl ReplayLog {
                         record.outcome = Some(Err(ErrorInfo::clone(error)));
                     }
                 }
+                EventKind::SideEffect { call, name, value } => {
+                    effects.insert(call.clone(), (name.clone(), value.clone()));
+                }
                 _ => {}
             }
         }
-        Self(calls)
+        Self { calls, effects }
+    }
+
+    /// What the journal holds under id `call`, said for a divergence.
+    fn describe(&self, call: &str) -> Option<String> {
+        if let Some(record) = self.calls.get(call) {
+            return Some(format!(
+                "agent `{}`, input digest {:016x}",
+                record.agent, record.digest
+            ));
+        }
+        self.effects
+            .get(call)
+            .map(|(name, _)| format!("side effect `{name}`"))
+    }
+}
+
+/// The error of a replayed call or side effect that is not what the
+/// journal recorded; the caller's attempt fails with it.
+fn diverged(caller: &Context, call: Arc<str>, recorded: String, now: String) -> Error {
+    let error = Error::NonDeterministic {
+        call,
+        recorded,
+        now,
+    };
+    caller.diverged(error.clone());
+    error
+}
+
+/// The calls of one execution that are running, by id, and those
+/// terminated: what [`Orchestrator::terminate`](crate::Orchestrator::terminate)
+/// reaches.
+#[derive(Default)]
+pub(crate) struct LiveCalls {
+    running: std::sync::Mutex<HashMap<Arc<str>, tokio_util::sync::CancellationToken>>,
+    terminated: std::sync::Mutex<Vec<Arc<str>>>,
+}
+
+impl LiveCalls {
+    fn lock_running(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, tokio_util::sync::CancellationToken>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `call` is a terminated call or below one.
+    fn is_terminated(&self, call: &str) -> bool {
+        let terminated = self
+            .terminated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        terminated.iter().any(|t| {
+            call.strip_prefix(&**t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '@']))
+        })
+    }
+}
+
+impl crate::execution::CallControl for LiveCalls {
+    fn terminate(&self, call: &str) -> bool {
+        let token = self.lock_running().get(call).cloned();
+        let Some(token) = token else {
+            return false;
+        };
+        self.terminated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call.into());
+        // Its calls' tokens are children of its own.
+        token.cancel();
+        true
     }
 }
 
@@ -92,6 +172,9 @@ pub(crate) struct ExecutionHost {
     /// Per-agent limits of this execution's calls, made at the first call
     /// of a limited agent.
     pub(crate) limited: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+    pub(crate) live: Arc<LiveCalls>,
+    /// How long a terminated call gets to return before it is dropped.
+    pub(crate) grace: std::time::Duration,
 }
 
 impl ExecutionHost {
@@ -138,7 +221,7 @@ impl ExecutionHost {
         let digest = digest(&input);
         let agent: Arc<str> = agent.into();
         let mut started = true;
-        if let Some(record) = self.replay.0.get(&call) {
+        if let Some(record) = self.replay.calls.get(&call) {
             if record.agent != agent || record.digest != digest {
                 let error = Error::NonDeterministic {
                     call,
@@ -196,6 +279,8 @@ impl ExecutionHost {
             input,
             child,
             inbox: self.inbox.clone(),
+            live: self.live.clone(),
+            grace: self.grace,
         })))
     }
 }
@@ -217,6 +302,8 @@ struct Run {
     input: Value,
     child: Context,
     inbox: Arc<Inbox>,
+    live: Arc<LiveCalls>,
+    grace: std::time::Duration,
 }
 
 impl Run {
@@ -231,6 +318,8 @@ impl Run {
             input,
             child,
             inbox,
+            live,
+            grace,
         } = self;
         let cancelled = || Error::Cancelled {
             step: Some(call.clone()),
@@ -244,7 +333,25 @@ impl Run {
                 .send(TaskMsg::Call(EventKind::CallStarted(start), None))
                 .map_err(|_| cancelled())?;
         }
-        let (result, attempts) = attempts(&target, &policy, input, &child).await;
+        let token = child.cancellation_token().clone();
+        live.lock_running().insert(call.clone(), token.clone());
+        let stopped = async {
+            token.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        // Cancelled or terminated, a call gets the grace period to return,
+        // then it is dropped.
+        let (result, attempts) = tokio::select! {
+            done = attempts(&target, &policy, input, &child) => done,
+            () = stopped => (Err(cancelled()), 0),
+        };
+        live.lock_running().remove(&call);
+        // Whatever a terminated call returned, it ends terminated.
+        let result = if live.is_terminated(&call) {
+            Err(Error::Terminated { call: call.clone() })
+        } else {
+            result
+        };
         let (event, result) = match result {
             Ok(output) => {
                 let output = Arc::new(output);
@@ -263,9 +370,9 @@ impl Run {
                     attempts,
                 };
                 let error = match error {
-                    // Not the child's failure but the caller's: it stays
-                    // what it is.
-                    Error::Cancelled { .. } => error,
+                    // Not the child's failure but the caller's (or the
+                    // terminator's): it stays what it is.
+                    Error::Cancelled { .. } | Error::Terminated { .. } => error,
                     _ => Error::CallFailed {
                         call: call.clone(),
                         agent,
@@ -375,6 +482,46 @@ impl Host for ExecutionHost {
             step,
             event: Box::new(event),
         });
+    }
+
+    fn replayed_effect(
+        &self,
+        caller: &Context,
+        call: &str,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
+        if let Some((recorded, value)) = self.replay.effects.get(call) {
+            if &**recorded == name {
+                return Ok(Some(Value::clone(value)));
+            }
+        }
+        match self.replay.describe(call) {
+            Some(recorded) => Err(diverged(
+                caller,
+                call.into(),
+                recorded,
+                format!("side effect `{name}`"),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn record_effect(&self, call: Arc<str>, name: Box<str>, value: Value) -> CallFuture {
+        let (ack, journaled) = oneshot::channel();
+        let event = EventKind::SideEffect {
+            call: call.clone(),
+            name,
+            value: Arc::new(value),
+        };
+        let sent = self.inbox.send(TaskMsg::Call(event, Some(ack)));
+        Box::pin(async move {
+            let cancelled = || Error::Cancelled {
+                step: Some(call.clone()),
+            };
+            sent.map_err(|_| cancelled())?;
+            journaled.await.map_err(|_| cancelled())?;
+            Ok(Value::Null)
+        })
     }
 
     fn call(

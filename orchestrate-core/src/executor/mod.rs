@@ -232,7 +232,10 @@ where
             steps: n,
             step_calls: std::sync::OnceLock::new(),
             limited: std::sync::Mutex::default(),
+            live: Arc::default(),
+            grace: limits.cancel_grace,
         };
+        let _ = shared.calls.set(host.live.clone());
         let scope = Arc::new(ExecutionScope::new(
             shared.id.clone(),
             correlation_id.clone(),

@@ -100,6 +100,13 @@ where
         self
     }
 
+    /// Cancels a restored execution before anything runs: it ends
+    /// `Cancelled`, every step not finished recorded cancelled.
+    pub(crate) fn request_cancel(&mut self) {
+        self.shared.cancel.cancel();
+        self.cancel_seen = true;
+    }
+
     /// Applies an external decision to interrupted step `i` of a restored
     /// execution: approval makes `value` its output; rejection fails it
     /// (under its `on_error` policy).

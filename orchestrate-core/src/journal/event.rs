@@ -195,6 +195,18 @@ pub enum EventKind {
         /// Attempts made.
         attempts: u32,
     },
+    /// A value an agent's decisions depend on, read once through its
+    /// context ([`Context::side_effect`](crate::Context::side_effect),
+    /// [`now`](crate::Context::now), [`random_u64`](crate::Context::random_u64))
+    /// and replayed from here when the execution resumes.
+    SideEffect {
+        /// The id it took among its caller's calls.
+        call: Arc<str>,
+        /// The name its caller gave it.
+        name: Box<str>,
+        /// The value.
+        value: Arc<Value>,
+    },
     /// Cancellation was requested.
     CancelRequested,
     /// Nothing can run until the interrupted steps are decided; the process
@@ -247,6 +259,7 @@ impl EventKind {
             EventKind::StepDecided { value, .. } => value.as_deref(),
             EventKind::Custom { payload, .. } => Some(payload),
             EventKind::CallCompleted { output, .. } => Some(output),
+            EventKind::SideEffect { value, .. } => Some(value),
             _ => None,
         }
     }
@@ -275,6 +288,7 @@ impl EventKind {
             EventKind::CallStarted(_) => "call_started",
             EventKind::CallCompleted { .. } => "call_completed",
             EventKind::CallFailed { .. } => "call_failed",
+            EventKind::SideEffect { .. } => "side_effect",
             EventKind::CancelRequested => "cancel_requested",
             EventKind::ExecutionFinished { .. } => "execution_finished",
         }

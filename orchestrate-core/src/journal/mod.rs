@@ -1,9 +1,11 @@
 //! The journal: events, projections and export.
 
+mod call_tree;
 mod event;
 mod export;
 mod projection;
 
+pub use call_tree::{CallNode, CallStatus, CallTree};
 pub use event::{
     BreakerState, CallStart, Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason,
     StepStatus,

@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 
+use super::call_tree::CallTree;
 use super::event::{Event, EventKind, ExecutionStatus, SkipReason, StepStatus};
 use crate::error::ErrorInfo;
 use crate::fast_map::FastMap;
@@ -96,6 +97,8 @@ pub struct ExecutionView {
     next_seq: u64,
     custom_events: u64,
     cancel_requested: bool,
+    /// Made by the first call: most executions make none.
+    calls: Option<Box<CallTree>>,
     /// The step the last event was about: a journal mostly names the same
     /// step again next, or the one after it.
     near: Near,
@@ -143,6 +146,7 @@ impl Default for ExecutionView {
             near: Near::default(),
             custom_events: 0,
             cancel_requested: false,
+            calls: None,
         }
     }
 }
@@ -245,16 +249,31 @@ impl ExecutionView {
             EventKind::RetryScheduled { .. }
             | EventKind::Throttled { .. }
             | EventKind::BreakerTransition { .. } => {}
-            // Calls are a tree of their own (see `CallTree`).
-            EventKind::CallStarted(_)
-            | EventKind::CallCompleted { .. }
-            | EventKind::CallFailed { .. } => {}
+            EventKind::CallStarted(_) => self.calls.get_or_insert_with(Box::default).apply(event),
+            EventKind::CallCompleted { .. } | EventKind::CallFailed { .. } => {
+                if let Some(calls) = &mut self.calls {
+                    calls.apply(event);
+                }
+            }
+            EventKind::SideEffect { .. } => {}
             EventKind::Custom { .. } => self.custom_events += 1,
             EventKind::CancelRequested => self.cancel_requested = true,
             EventKind::ExecutionFinished { status, error } => {
                 self.status = *status;
                 self.error = error.as_deref().cloned();
+                if let Some(calls) = &mut self.calls {
+                    calls.apply(event);
+                }
             }
+        }
+    }
+
+    /// Every call the execution's agents made (see [`call`](crate::call)).
+    pub fn calls(&self) -> &CallTree {
+        static NONE: std::sync::OnceLock<CallTree> = std::sync::OnceLock::new();
+        match &self.calls {
+            Some(calls) => calls,
+            None => NONE.get_or_init(CallTree::default),
         }
     }
 

@@ -42,6 +42,16 @@ pub struct RunOptions {
     pub correlation_id: Option<String>,
 }
 
+/// What a driver restored from a journal does first.
+enum Restart {
+    /// Goes on where the journal stopped.
+    Resume,
+    /// Applies a decision on an interrupted step.
+    Decide(usize, Decision),
+    /// Ends the execution cancelled, running nothing.
+    Cancel,
+}
+
 pub(crate) type Registry = Arc<Mutex<FastMap<ExecutionId, Arc<Shared>>>>;
 
 pub(crate) struct Inner {
@@ -401,6 +411,66 @@ impl Orchestrator {
         Ok(Ok((events, view)))
     }
 
+    /// Cancels execution `id`, wherever it is: a running one as
+    /// [`Execution::cancel`] does (its attempts get the grace period, then
+    /// are dropped); a parked one, or one whose process stopped, is taken
+    /// up here from its journal and ended `Cancelled` without running
+    /// anything. A finished one is returned as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExecutionNotFound`], [`Error::UnknownWorkflow`] when an
+    /// execution to take up has no registered workflow, store errors.
+    pub async fn cancel(&self, id: &ExecutionId) -> Result<Execution, Error> {
+        if let Some(shared) = self.registry().get(id).cloned() {
+            shared.cancel.cancel();
+            return Ok(Execution::new(shared));
+        }
+        let (events, view) = match self.load_unfinished(id).await? {
+            Ok(loaded) => loaded,
+            Err(execution) => {
+                // Started here meanwhile, or finished.
+                execution.cancel();
+                return Ok(execution);
+            }
+        };
+        let workflow = self
+            .inner
+            .workflows
+            .get(view.workflow())
+            .cloned()
+            .ok_or_else(|| Error::UnknownWorkflow {
+                workflow: view.workflow().into(),
+            })?;
+        self.start_restored(&workflow, id, &events, view, Restart::Cancel)
+    }
+
+    /// Terminates call `call` of execution `id` and its whole subtree: their
+    /// tokens are cancelled, they get the grace period to return, then are
+    /// dropped, and each is journaled `terminated`. The caller's
+    /// [`call`](crate::Context::call) returns [`Error::Terminated`], which it
+    /// may handle; its other calls go on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CallNotRunning`] when the execution does not run here or the
+    /// call is not running.
+    pub fn terminate(&self, id: &ExecutionId, call: &str) -> Result<(), Error> {
+        let shared = self.registry().get(id).cloned();
+        let terminated = shared
+            .as_ref()
+            .and_then(|s| s.calls.get())
+            .is_some_and(|calls| calls.terminate(call));
+        if terminated {
+            Ok(())
+        } else {
+            Err(Error::CallNotRunning {
+                execution: id.clone(),
+                call: call.to_owned(),
+            })
+        }
+    }
+
     /// Approves interrupted step `step` of a parked execution: `value`
     /// becomes its output and the execution continues from the store, in
     /// this process, whichever process parked it.
@@ -466,7 +536,13 @@ impl Orchestrator {
                 workflow: view.workflow().into(),
             })?;
         let index = workflow.plan().index_of(step).ok_or_else(not_interrupted)?;
-        self.start_restored(&workflow, id, &events, view, Some((index, decision)))
+        self.start_restored(
+            &workflow,
+            id,
+            &events,
+            view,
+            Restart::Decide(index, decision),
+        )
     }
 
     fn restore(
@@ -485,7 +561,7 @@ impl Orchestrator {
                 self.inner.bus.clone(),
             ))));
         }
-        self.start_restored(workflow, id, events, view, None)
+        self.start_restored(workflow, id, events, view, Restart::Resume)
     }
 
     fn start_restored(
@@ -494,7 +570,7 @@ impl Orchestrator {
         id: &ExecutionId,
         events: &[crate::journal::Event],
         view: ExecutionView,
-        decision: Option<(usize, Decision)>,
+        restart: Restart,
     ) -> Result<Execution, Error> {
         let plan = workflow.plan();
         let same_steps = view.steps().len() == plan.len()
@@ -544,8 +620,10 @@ impl Orchestrator {
             step_future,
         )
         .restore(&view, last_at_us);
-        if let Some((index, decision)) = decision {
-            driver.decide(index, decision);
+        match restart {
+            Restart::Resume => {}
+            Restart::Decide(index, decision) => driver.decide(index, decision),
+            Restart::Cancel => driver.request_cancel(),
         }
         inner.tracker.spawn(driver.run_restored().instrument(span));
         Ok(Execution::new(shared))

@@ -1,0 +1,392 @@
+//! The call tree: every call of an execution, projected from its journal.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Event, EventKind};
+use crate::error::ErrorInfo;
+
+/// Where a call is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CallStatus {
+    /// Made, not started (waiting for a concurrency slot).
+    Pending,
+    /// Its agent is running.
+    Running,
+    /// It produced its output.
+    Completed,
+    /// It failed for good.
+    Failed,
+    /// Its execution ended (cancelled, or failed elsewhere) while it ran.
+    Cancelled,
+    /// It was terminated, with its subtree.
+    Terminated,
+}
+
+impl CallStatus {
+    /// Whether the call has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, CallStatus::Pending | CallStatus::Running)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Pending => "pending",
+            CallStatus::Running => "running",
+            CallStatus::Completed => "completed",
+            CallStatus::Failed => "failed",
+            CallStatus::Cancelled => "cancelled",
+            CallStatus::Terminated => "terminated",
+        }
+    }
+}
+
+/// One call of the tree.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct CallNode {
+    /// The call's id (`research/0/2`).
+    pub id: Arc<str>,
+    /// Its caller: a step's id, or another call's.
+    pub parent: Arc<str>,
+    /// The agent called.
+    pub agent: Arc<str>,
+    /// The caller's label for it.
+    pub label: Option<Box<str>>,
+    /// Calls between its step and it: 1 for a step's own calls.
+    pub depth: u32,
+    /// Where it is.
+    pub status: CallStatus,
+    /// When it started, in µs since the execution started.
+    pub started_us: u64,
+    /// When it ended.
+    pub finished_us: Option<u64>,
+    /// Attempts made, once it ended.
+    pub attempts: u32,
+    /// Why it failed.
+    pub error: Option<ErrorInfo>,
+    /// The calls it made, in the order they started.
+    pub children: Vec<Arc<str>>,
+}
+
+/// Every call of one execution: a forest whose roots are the calls steps
+/// made. Folded from the journal, live (an execution's
+/// [`view`](crate::Execution::view)) or after a restart
+/// ([`Orchestrator::execution`](crate::Orchestrator::execution)).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallTree {
+    nodes: Vec<CallNode>,
+    index: HashMap<Arc<str>, usize>,
+}
+
+impl CallTree {
+    /// Folds a journal's call events.
+    pub fn from_events<E: std::borrow::Borrow<Event>>(events: impl IntoIterator<Item = E>) -> Self {
+        let mut tree = Self::default();
+        for e in events {
+            tree.apply(e.borrow());
+        }
+        tree
+    }
+
+    /// Applies one event (other events change nothing).
+    pub fn apply(&mut self, event: &Event) {
+        let at = event.at_us;
+        match &event.kind {
+            EventKind::CallStarted(start) => {
+                if self.index.contains_key(&start.call) {
+                    // A call in flight when the process stopped, run again.
+                    if let Some(node) = self.node_mut(&start.call) {
+                        node.status = CallStatus::Running;
+                    }
+                    return;
+                }
+                if let Some(&parent) = self.index.get(&start.parent) {
+                    self.nodes[parent].children.push(start.call.clone());
+                }
+                self.index.insert(start.call.clone(), self.nodes.len());
+                self.nodes.push(CallNode {
+                    id: start.call.clone(),
+                    parent: start.parent.clone(),
+                    agent: start.agent.clone(),
+                    label: start.label.clone(),
+                    depth: start.depth,
+                    status: CallStatus::Running,
+                    started_us: at,
+                    finished_us: None,
+                    attempts: 0,
+                    error: None,
+                    children: Vec::new(),
+                });
+            }
+            EventKind::CallCompleted { call, attempts, .. } => {
+                if let Some(node) = self.node_mut(call) {
+                    node.status = CallStatus::Completed;
+                    node.attempts = *attempts;
+                    node.finished_us = Some(at);
+                }
+            }
+            EventKind::CallFailed {
+                call,
+                error,
+                attempts,
+            } => {
+                if let Some(node) = self.node_mut(call) {
+                    node.status = match error.code.as_str() {
+                        "cancelled" => CallStatus::Cancelled,
+                        "terminated" => CallStatus::Terminated,
+                        _ => CallStatus::Failed,
+                    };
+                    node.error = Some(ErrorInfo::clone(error));
+                    node.attempts = *attempts;
+                    node.finished_us = Some(at);
+                }
+            }
+            EventKind::ExecutionFinished { .. } => {
+                for node in &mut self.nodes {
+                    if !node.status.is_terminal() {
+                        node.status = CallStatus::Cancelled;
+                        node.finished_us = Some(at);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn node_mut(&mut self, id: &str) -> Option<&mut CallNode> {
+        let &i = self.index.get(id)?;
+        self.nodes.get_mut(i)
+    }
+
+    /// Whether no call was made.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The number of calls.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Every call, in the order they started.
+    pub fn calls(&self) -> &[CallNode] {
+        &self.nodes
+    }
+
+    /// The call with this id.
+    pub fn get(&self, id: &str) -> Option<&CallNode> {
+        self.nodes.get(*self.index.get(id)?)
+    }
+
+    /// The calls steps made (each the root of a subtree), in start order.
+    pub fn roots(&self) -> impl Iterator<Item = &CallNode> {
+        self.nodes
+            .iter()
+            .filter(|n| !self.index.contains_key(&n.parent))
+    }
+
+    /// The calls `id` made (a step's id gives the step's own calls).
+    pub fn subordinates(&self, id: &str) -> Vec<&CallNode> {
+        match self.get(id) {
+            Some(node) => node.children.iter().filter_map(|c| self.get(c)).collect(),
+            None => self.roots().filter(|n| &*n.parent == id).collect(),
+        }
+    }
+
+    /// The calls above `id`, its caller first, up to the one its step made.
+    pub fn ancestors(&self, id: &str) -> Vec<&CallNode> {
+        let mut out = Vec::new();
+        let mut at = self.get(id);
+        while let Some(node) = at {
+            at = self.get(&node.parent);
+            out.extend(at);
+        }
+        out
+    }
+
+    /// Every call below `id`, depth first, in start order.
+    pub fn descendants(&self, id: &str) -> Vec<&CallNode> {
+        let mut out = Vec::new();
+        let mut stack: Vec<&CallNode> = self.subordinates(id);
+        stack.reverse();
+        while let Some(node) = stack.pop() {
+            out.push(node);
+            let mut children: Vec<&CallNode> =
+                node.children.iter().filter_map(|c| self.get(c)).collect();
+            children.reverse();
+            stack.extend(children);
+        }
+        out
+    }
+
+    /// The tree as indented text, one call a line: id, agent, status,
+    /// attempts and duration.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for root in self.roots() {
+            for node in std::iter::once(root).chain(self.descendants(&root.id)) {
+                let indent = "  ".repeat(node.depth.saturating_sub(1) as usize);
+                let _ = write!(
+                    out,
+                    "{indent}{} → {} [{}",
+                    node.id,
+                    node.agent,
+                    node.status.as_str()
+                );
+                if node.attempts > 1 {
+                    let _ = write!(out, ", {} attempts", node.attempts);
+                }
+                if let Some(end) = node.finished_us {
+                    let _ = write!(out, ", {} µs", end.saturating_sub(node.started_us));
+                }
+                out.push(']');
+                if let Some(label) = &node.label {
+                    let _ = write!(out, " {label}");
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The tree as a Mermaid flowchart: each step that made calls, and
+    /// each call, a node labelled with its agent and status.
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("flowchart TD\n");
+        let node_id = |id: &str| {
+            let mut s = String::from("c_");
+            for c in id.chars() {
+                s.push(if c.is_ascii_alphanumeric() { c } else { '_' });
+            }
+            s
+        };
+        let mut seen = std::collections::HashSet::new();
+        let steps = self.roots().map(|n| &*n.parent).filter(|s| seen.insert(*s));
+        for step in steps {
+            let _ = writeln!(out, "    {}[\"{}\"]", node_id(step), escape(step));
+        }
+        for node in &self.nodes {
+            let _ = writeln!(
+                out,
+                "    {}(\"{}<br/>{} · {}\")",
+                node_id(&node.id),
+                escape(&node.id),
+                escape(&node.agent),
+                node.status.as_str()
+            );
+            let _ = writeln!(
+                out,
+                "    {} --> {}",
+                node_id(&node.parent),
+                node_id(&node.id)
+            );
+        }
+        out
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('"', "#quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::CallStart;
+    use serde_json::json;
+
+    fn started(seq: u64, call: &str, parent: &str, depth: u32) -> Event {
+        Event {
+            execution_id: "e".into(),
+            seq,
+            at_us: seq * 10,
+            kind: EventKind::CallStarted(Box::new(CallStart {
+                call: call.into(),
+                parent: parent.into(),
+                agent: "a".into(),
+                digest: 0,
+                depth,
+                label: None,
+            })),
+        }
+    }
+
+    fn completed(seq: u64, call: &str) -> Event {
+        Event {
+            execution_id: "e".into(),
+            seq,
+            at_us: seq * 10,
+            kind: EventKind::CallCompleted {
+                call: call.into(),
+                output: Arc::new(json!(null)),
+                attempts: 1,
+            },
+        }
+    }
+
+    fn tree() -> CallTree {
+        CallTree::from_events([
+            started(0, "s/0", "s", 1),
+            started(1, "s/0/0", "s/0", 2),
+            started(2, "s/0/0/0", "s/0/0", 3),
+            completed(3, "s/0/0/0"),
+            started(4, "s/0/1", "s/0", 2),
+            started(5, "t/0", "t", 1),
+            completed(6, "s/0/0"),
+        ])
+    }
+
+    #[test]
+    fn queries_walk_the_tree() {
+        let tree = tree();
+        let ids =
+            |nodes: Vec<&CallNode>| nodes.iter().map(|n| n.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(tree.subordinates("s")), ["s/0"]);
+        assert_eq!(ids(tree.subordinates("s/0")), ["s/0/0", "s/0/1"]);
+        assert_eq!(ids(tree.ancestors("s/0/0/0")), ["s/0/0", "s/0"]);
+        assert_eq!(ids(tree.descendants("s/0")), ["s/0/0", "s/0/0/0", "s/0/1"]);
+        assert_eq!(
+            ids(tree.descendants("s")),
+            ["s/0", "s/0/0", "s/0/0/0", "s/0/1"]
+        );
+        assert_eq!(tree.roots().count(), 2);
+        assert_eq!(tree.get("s/0/0").unwrap().status, CallStatus::Completed);
+        assert_eq!(tree.get("s/0/1").unwrap().status, CallStatus::Running);
+        assert_eq!(tree.get("s/0/0").unwrap().finished_us, Some(60));
+    }
+
+    #[test]
+    fn renders_as_text_and_mermaid() {
+        let tree = tree();
+        let text = tree.to_text();
+        assert!(
+            text.starts_with("s/0 → a [running]\n  s/0/0 → a [completed, 50 µs]\n    s/0/0/0"),
+            "{text}"
+        );
+        let mermaid = tree.to_mermaid();
+        assert!(mermaid.contains("c_s_0 --> c_s_0_0"), "{mermaid}");
+        assert!(mermaid.contains(r#"c_t["t"]"#), "{mermaid}");
+    }
+
+    #[test]
+    fn what_runs_when_the_execution_ends_is_cancelled() {
+        let mut tree = tree();
+        tree.apply(&Event {
+            execution_id: "e".into(),
+            seq: 7,
+            at_us: 70,
+            kind: EventKind::ExecutionFinished {
+                status: crate::journal::ExecutionStatus::Cancelled,
+                error: None,
+            },
+        });
+        assert_eq!(tree.get("s/0/1").unwrap().status, CallStatus::Cancelled);
+        assert_eq!(tree.get("s/0/0").unwrap().status, CallStatus::Completed);
+    }
+}
