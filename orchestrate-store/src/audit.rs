@@ -3,7 +3,7 @@
 //! journals and rows against each other ([`verify`]) and rewriting rows from
 //! journals ([`rebuild`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use orchestrate_core::journal::{Event, EventKind, ExecutionStatus};
@@ -192,47 +192,78 @@ pub(crate) trait Tables: Send + Sync {
     ) -> Result<Vec<(u64, Result<Event, StoreError>)>, StoreError>;
     /// Every projection row.
     async fn projection_rows(&self) -> Result<Vec<StoredRow>, StoreError>;
+    /// The projection row of one execution.
+    async fn projection_row(
+        &self,
+        execution: &ExecutionId,
+    ) -> Result<Option<StoredRow>, StoreError>;
     /// Writes `row` over whatever projection row its execution has, unless
     /// the journal has grown past `row.events` since; whether it was written.
     async fn put_projection(&self, row: ProjectionRow) -> Result<bool, StoreError>;
 }
 
+/// Times [`verify`] reads an execution again before it reports its
+/// projection disagreeing with its journal: on a store in use, an append
+/// may land between the two reads.
+const VERIFY_TRIES: u32 = 3;
+
 /// Walks every journal and every projection row; see
 /// [`Store::verify`](orchestrate_core::store::Store::verify).
+///
+/// Each execution's journal is read, then its row; a row that seems not to
+/// match is read again with its journal, and reported only when it still
+/// does not, so that appends made meanwhile on a store in use are not
+/// taken for damage.
 pub(crate) async fn verify(tables: &dyn Tables) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
-    let mut rows: HashMap<ExecutionId, Result<ProjectionRow, String>> = tables
-        .projection_rows()
-        .await?
-        .into_iter()
-        .map(|r| (r.id, r.read))
-        .collect();
+    let mut journals = HashSet::new();
     for id in tables.journal_ids().await? {
-        let records = tables.records(&id).await?;
-        if records.is_empty() {
-            continue;
-        }
-        report.executions += 1;
-        report.events += records.len() as u64;
-        let journal = walk(&id, records, &mut report.problems);
-        match rows.remove(&id) {
-            None => report
-                .problems
-                .push(Problem::ProjectionMissing { execution: id }),
-            Some(Err(reason)) => report.problems.push(Problem::ProjectionUnreadable {
-                execution: id,
-                reason,
-            }),
-            Some(Ok(row)) => {
+        let mut problems = Vec::new();
+        for attempt in 1..=VERIFY_TRIES {
+            problems.clear();
+            let records = tables.records(&id).await?;
+            if records.is_empty() {
+                break;
+            }
+            if attempt == 1 {
+                report.executions += 1;
+                report.events += records.len() as u64;
+                journals.insert(id.clone());
+            }
+            let length = records.len();
+            let journal = walk(&id, records, &mut problems);
+            let journal_problems = problems.len();
+            match tables.projection_row(&id).await?.map(|r| r.read) {
+                None => problems.push(Problem::ProjectionMissing {
+                    execution: id.clone(),
+                }),
+                Some(Err(reason)) => problems.push(Problem::ProjectionUnreadable {
+                    execution: id.clone(),
+                    reason,
+                }),
                 // A journal that cannot be read whole has been reported; a
                 // projection compared with part of it would be noise.
-                if let Some(journal) = journal {
-                    compare(&row, &journal, &mut report.problems);
+                Some(Ok(row)) => {
+                    if let Some(journal) = journal {
+                        compare(&row, &journal, &mut problems);
+                    }
                 }
             }
+            let settled =
+                problems.len() == journal_problems || tables.records(&id).await?.len() == length;
+            if settled {
+                break;
+            }
+        }
+        report.problems.append(&mut problems);
+    }
+    let mut orphans = Vec::new();
+    for row in tables.projection_rows().await? {
+        // A journal begun since the walk is no orphan.
+        if !journals.contains(&row.id) && tables.records(&row.id).await?.is_empty() {
+            orphans.push(row.id);
         }
     }
-    let mut orphans: Vec<ExecutionId> = rows.into_keys().collect();
     orphans.sort();
     report.problems.extend(
         orphans
@@ -350,6 +381,7 @@ pub(crate) async fn rebuild(tables: &dyn Tables) -> Result<RebuildReport, StoreE
             }
             if attempt == REBUILD_TRIES {
                 tracing::warn!(execution = %id, "projection not rebuilt: its journal kept growing");
+                report.growing.push(id.clone());
                 break;
             }
             records = tables.records(&id).await?;
@@ -457,6 +489,58 @@ mod tests {
             "{text:?}"
         );
         assert!(text[2].contains("seq 4..5 missing"), "{text:?}");
+    }
+
+    /// A journal that has grown by its end between `verify`'s read of it and
+    /// its read of the row (which the end's commit updated).
+    struct Racing {
+        reads: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait]
+    impl Tables for Racing {
+        async fn journal_ids(&self) -> Result<Vec<ExecutionId>, StoreError> {
+            Ok(vec!["e".into()])
+        }
+
+        async fn records(
+            &self,
+            _: &ExecutionId,
+        ) -> Result<Vec<(u64, Result<Event, StoreError>)>, StoreError> {
+            let read = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let events = journal("e", read > 0);
+            Ok(events.into_iter().map(|e| (e.seq, Ok(e))).collect())
+        }
+
+        async fn projection_rows(&self) -> Result<Vec<StoredRow>, StoreError> {
+            Ok(self
+                .projection_row(&"e".into())
+                .await?
+                .into_iter()
+                .collect())
+        }
+
+        async fn projection_row(&self, id: &ExecutionId) -> Result<Option<StoredRow>, StoreError> {
+            let row = ProjectionRow::from_journal(&journal("e", true)).unwrap();
+            Ok(Some(StoredRow {
+                id: id.clone(),
+                read: Ok(row),
+            }))
+        }
+
+        async fn put_projection(&self, _: ProjectionRow) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_between_two_reads_is_not_reported_as_damage() {
+        let tables = Racing {
+            reads: Default::default(),
+        };
+        let report = verify(&tables).await.unwrap();
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(report.executions, 1);
     }
 
     #[test]

@@ -4,11 +4,17 @@ use orchestrate_core::journal::{Event, EventKind, ExecutionStatus};
 use orchestrate_core::store::StoreError;
 use orchestrate_core::ExecutionId;
 
-/// The version of the stored record format this build writes: the event as
-/// JSON, its checksum over the stored bytes exactly. Version 1 is the same
-/// on SQLite; on PostgreSQL, whose records were JSONB until schema 4, its
-/// checksum covers a canonical form (see `decode_normalised`).
+/// The newest record format this build reads: the event as JSON, its
+/// checksum over the stored bytes exactly. SQLite writes version 1, which
+/// has always meant that there (so that an older build still reads a file
+/// this one wrote); PostgreSQL writes version 2, since its version 1 records
+/// were JSONB, whose checksum covers a canonical form (see
+/// `decode_normalised`).
 pub(crate) const RECORD_VERSION: i64 = 2;
+
+/// The record version SQLite writes.
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_RECORD_VERSION: i64 = 1;
 
 /// The record version of PostgreSQL's JSONB records, written before its
 /// schema 4.
@@ -166,14 +172,35 @@ fn decode_normalised(
     };
     place.verify(version, stored_checksum, || {
         let event: Event = serde_json::from_str(text).map_err(|e| format!("undecodable: {e}"))?;
-        let actual = canonical_checksum(&event)?;
-        Ok((event, actual))
+        let value = serde_json::to_value(&event).map_err(|e| e.to_string())?;
+        let actual = canonical_checksum_of(&value);
+        if actual == stored_checksum {
+            return Ok((event, actual));
+        }
+        // JSONB may have respelled its numbers: read it as it was written.
+        match jsonb::recover(&value, stored_checksum) {
+            Some(written) => {
+                let event =
+                    serde_json::from_value(written).map_err(|e| format!("undecodable: {e}"))?;
+                Ok((event, stored_checksum))
+            }
+            None => Ok((event, actual)),
+        }
     })
 }
 
-/// CRC-32 of the event as JSON with every object's keys sorted.
-#[cfg(feature = "postgres")]
+/// CRC-32 of the event as JSON with every object's keys sorted: the
+/// checksum PostgreSQL's version 1 records carry (written by tests that
+/// make such records).
+#[cfg(all(feature = "postgres", test))]
 pub(crate) fn canonical_checksum(event: &Event) -> Result<i64, String> {
+    let value = serde_json::to_value(event).map_err(|e| e.to_string())?;
+    Ok(canonical_checksum_of(&value))
+}
+
+/// CRC-32 of a value as JSON with every object's keys sorted.
+#[cfg(feature = "postgres")]
+fn canonical_checksum_of(value: &serde_json::Value) -> i64 {
     fn write(v: &serde_json::Value, out: &mut Vec<u8>) {
         use serde_json::Value;
         match v {
@@ -204,10 +231,9 @@ pub(crate) fn canonical_checksum(event: &Event) -> Result<i64, String> {
             scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
         }
     }
-    let value = serde_json::to_value(event).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    write(&value, &mut out);
-    Ok(checksum(&out))
+    write(value, &mut out);
+    checksum(&out)
 }
 
 /// The stored text of a status.
@@ -225,7 +251,8 @@ pub(crate) fn known_statuses_sql() -> String {
         .join(", ")
 }
 
-/// The statement that inserts `rows` journal rows of one execution if, and
+/// The statement that inserts `rows` journal rows (of record version
+/// `RECORD_VERSION`, PostgreSQL's) of one execution if, and
 /// only if, the journal's next sequence number is the one expected: the
 /// sequence check and the insert in one round trip. Parameters (`mark`
 /// followed by the position: `?1` for SQLite, `$1` for PostgreSQL): 1 the
@@ -238,7 +265,7 @@ pub(crate) fn journal_insert_sql(rows: usize, mark: char, record_cast: &str) -> 
         "INSERT INTO orchestrate_journal (execution_id, seq, kind, step, record, checksum, record_version) \
          SELECT {mark}1, v.* FROM (VALUES "
     );
-    push_journal_rows(&mut sql, rows, mark, record_cast);
+    push_journal_rows(&mut sql, rows, mark, record_cast, RECORD_VERSION);
     let _ = write!(
         sql,
         ") AS v WHERE (SELECT COALESCE(MAX(seq) + 1, 0) FROM orchestrate_journal \
@@ -249,8 +276,14 @@ pub(crate) fn journal_insert_sql(rows: usize, mark: char, record_cast: &str) -> 
 
 /// Appends the `VALUES` tuples of `rows` journal rows, each binding five
 /// parameters from the third on (seq, kind, step, record followed by
-/// `record_cast`, checksum) and ending with the record version.
-pub(crate) fn push_journal_rows(sql: &mut String, rows: usize, mark: char, record_cast: &str) {
+/// `record_cast`, checksum) and ending with record version `version`.
+pub(crate) fn push_journal_rows(
+    sql: &mut String,
+    rows: usize,
+    mark: char,
+    record_cast: &str,
+    version: i64,
+) {
     use std::fmt::Write as _;
     for row in 0..rows {
         let p = 3 + row * 5;
@@ -258,7 +291,7 @@ pub(crate) fn push_journal_rows(sql: &mut String, rows: usize, mark: char, recor
         // Writing to a String cannot fail.
         let _ = write!(
             sql,
-            "{sep}({mark}{}, {mark}{}, {mark}{}, {mark}{}{record_cast}, {mark}{}, {RECORD_VERSION})",
+            "{sep}({mark}{}, {mark}{}, {mark}{}, {mark}{}{record_cast}, {mark}{}, {version})",
             p,
             p + 1,
             p + 2,
@@ -302,6 +335,8 @@ pub(crate) fn projection_change(events: &[Event]) -> ProjectionChange<'_> {
 
 #[cfg(test)]
 mod fuzz;
+#[cfg(feature = "postgres")]
+mod jsonb;
 
 #[cfg(test)]
 mod tests {

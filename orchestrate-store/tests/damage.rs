@@ -72,6 +72,100 @@ mod sqlite {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_column_that_does_not_read_as_its_type_is_a_corrupt_record() {
+        use orchestrate_core::store::{Store, StoreError};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("column.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let events =
+            orchestrate_testing::store_conformance::journal_carrying("col", &serde_json::json!(1));
+        store.append(&"col".into(), &events).await.unwrap();
+        // Records are written as version 1, which older builds read.
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT record_version FROM orchestrate_journal")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(versions, [1]);
+        conn.close().await.unwrap();
+        File(path.clone())
+            .run(
+                &format!("UPDATE orchestrate_journal SET checksum = 'not a number' WHERE {RECORD}"),
+                "col",
+                None,
+                Some(3),
+            )
+            .await;
+        match store.load(&"col".into(), 0).await {
+            Err(StoreError::Corrupt {
+                execution,
+                seq: 3,
+                reason,
+                ..
+            }) => {
+                assert_eq!(execution.as_str(), "col");
+                assert!(reason.contains("checksum"), "{reason}");
+            }
+            other => panic!("expected a corrupt record at seq 3, got {other:?}"),
+        }
+    }
+
+    /// On a store in use, `verify` reports nothing but damage: an append
+    /// landing between its reads of a journal and of its row is no problem.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verify_on_a_store_in_use_reports_nothing_that_is_not_there() {
+        use orchestrate_core::journal::{EventKind, ExecutionStatus};
+        use orchestrate_core::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("busy.db")).await.unwrap());
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..40 {
+                    let id = format!("busy-{n}");
+                    let mut events = orchestrate_testing::store_conformance::journal_carrying(
+                        &id,
+                        &serde_json::json!(n),
+                    );
+                    let end = events.len() as u64;
+                    let finished = orchestrate_core::journal::Event {
+                        execution_id: id.as_str().into(),
+                        seq: end,
+                        at_us: end,
+                        kind: EventKind::ExecutionFinished {
+                            status: ExecutionStatus::Succeeded,
+                            error: None,
+                        },
+                    };
+                    let id = orchestrate_core::ExecutionId::from(id.as_str());
+                    let tail = events.split_off(2);
+                    store.append(&id, &events).await.unwrap();
+                    for e in tail {
+                        store.append(&id, std::slice::from_ref(&e)).await.unwrap();
+                    }
+                    store.append(&id, &[finished]).await.unwrap();
+                }
+            })
+        };
+        let mut reports = 0;
+        while !writer.is_finished() {
+            let report = store.verify().await.unwrap();
+            assert!(report.is_clean(), "{report}");
+            reports += 1;
+        }
+        writer.await.unwrap();
+        assert!(reports > 0);
+        let report = store.verify().await.unwrap();
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(report.executions, 40);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_damaged_sqlite_store_is_read_reported_and_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("damaged.db");

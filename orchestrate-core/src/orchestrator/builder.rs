@@ -151,7 +151,8 @@ impl OrchestratorBuilder {
     /// # Errors
     ///
     /// [`Error::Validation`] for an invalid workflow, [`Error::UnknownAgent`]
-    /// for a step naming an agent that was not registered, and
+    /// for a step naming an agent that was not registered,
+    /// [`Error::ValueTooDeep`] for a fallback value nested too deeply, and
     /// [`Error::DuplicateAgent`] when two agents share a name.
     pub fn build(self) -> Result<Orchestrator, Error> {
         if let Some(name) = self.duplicate_agents.into_iter().next() {

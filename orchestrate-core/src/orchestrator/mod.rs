@@ -160,7 +160,9 @@ impl Orchestrator {
     ///
     /// # Errors
     ///
-    /// [`Error::Validation`] or [`Error::UnknownAgent`].
+    /// [`Error::Validation`], [`Error::UnknownAgent`], or
+    /// [`Error::ValueTooDeep`] for a step's fallback value nested deeper than
+    /// [`MAX_VALUE_DEPTH`](crate::depth::MAX_VALUE_DEPTH).
     pub fn bind(&self, def: &WorkflowDef) -> Result<Workflow, Error> {
         Workflow::bind(
             def,

@@ -88,6 +88,9 @@ pub trait Store: Send + Sync + 'static {
     /// unreadable cannot be summarised: it is left out, logged as a warning,
     /// and reported by [`verify`](Self::verify).
     /// [`rebuild_projections`](Self::rebuild_projections) rewrites the rows.
+    /// A row that reads well but is stale (it disagrees with its journal) is
+    /// listed as it reads; `verify` reports it. Finding missing rows costs
+    /// the SQL stores one pass over an index of the executions per listing.
     ///
     /// # Errors
     ///

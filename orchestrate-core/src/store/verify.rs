@@ -9,7 +9,9 @@ use super::StoreError;
 use crate::ids::ExecutionId;
 
 /// The result of [`Store::verify`](super::Store::verify): what was walked
-/// and every problem found.
+/// and every problem found. On a store in use, an execution's journal and
+/// its projection row are read again before a disagreement is reported,
+/// so that an append landing between two reads is not taken for damage.
 #[derive(Clone, Debug, Default)]
 pub struct VerifyReport {
     /// Executions whose journal was walked.
@@ -149,4 +151,8 @@ pub struct RebuildReport {
     /// Projection rows with no journal to rebuild them from, left as they
     /// were.
     pub without_journal: Vec<ExecutionId>,
+    /// Executions whose journal grew each time their projection was about
+    /// to be written (they are running elsewhere), left as they were:
+    /// rebuild again once they are idle.
+    pub growing: Vec<ExecutionId>,
 }

@@ -299,17 +299,22 @@ impl PostgresStore {
         rows.iter()
             .map(|row| {
                 let seq: i64 = row.try_get("seq").map_err(backend_error)?;
+                // A column that does not read as its type is a damaged
+                // record, named like any other.
+                let column = |e: sqlx::Error| StoreError::Corrupt {
+                    execution: execution.clone(),
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    step: None,
+                    reason: e.to_string(),
+                };
                 let record = (|| {
                     decode_postgres(
                         execution,
                         seq,
-                        row.try_get("step").map_err(backend_error)?,
-                        row.try_get::<&str, _>("record").map_err(backend_error)?,
-                        row.try_get("checksum").map_err(backend_error)?,
-                        i64::from(
-                            row.try_get::<i32, _>("record_version")
-                                .map_err(backend_error)?,
-                        ),
+                        row.try_get("step").map_err(column)?,
+                        row.try_get::<&str, _>("record").map_err(column)?,
+                        row.try_get("checksum").map_err(column)?,
+                        i64::from(row.try_get::<i32, _>("record_version").map_err(column)?),
                     )
                 })();
                 Ok((u64::try_from(seq).unwrap_or(0), record))
@@ -347,6 +352,21 @@ impl Tables for PostgresStore {
         .iter()
         .map(|row| stored_row(row, false, backend_error))
         .collect()
+    }
+
+    async fn projection_row(
+        &self,
+        execution: &ExecutionId,
+    ) -> Result<Option<StoredRow>, StoreError> {
+        sqlx::query(
+            "SELECT id, workflow, status, idempotency_key, started_at_ms FROM orchestrate_executions WHERE id = $1",
+        )
+        .bind(execution.as_str())
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(backend_error)?
+        .map(|row| stored_row(&row, false, backend_error))
+        .transpose()
     }
 
     async fn put_projection(&self, row: ProjectionRow) -> Result<bool, StoreError> {
@@ -521,5 +541,122 @@ mod tests {
         assert!(!valid_schema("1abc"));
         assert!(!valid_schema(""));
         assert!(!valid_schema("pg_mine"));
+    }
+}
+
+#[cfg(test)]
+mod rebuild_race {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use orchestrate_core::journal::{Event, EventKind, ExecutionStart, ExecutionStatus};
+    use orchestrate_core::store::{ExecutionQuery, Store};
+    use serde_json::json;
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::{PostgresConfig, PostgresStore};
+    use crate::codec::encode;
+
+    fn ev(seq: u64, kind: EventKind) -> Event {
+        Event {
+            execution_id: "x".into(),
+            seq,
+            at_us: seq,
+            kind,
+        }
+    }
+
+    /// Another process's append that finishes the execution commits while
+    /// `rebuild_projections` is writing the row: the rebuild waits for it
+    /// and reads the journal again, never writing the older status over it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebuild_never_writes_a_stale_status_over_another_process_append() {
+        let Ok(url) = std::env::var("ORCHESTRATE_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: ORCHESTRATE_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let schema = format!("rebuild_race_{}", std::process::id());
+        let store = Arc::new(
+            PostgresStore::connect_with(&url, PostgresConfig::default().with_schema(&schema))
+                .await
+                .unwrap(),
+        );
+        let start = ExecutionStart {
+            workflow: "w".into(),
+            version: "1".into(),
+            correlation_id: "x".into(),
+            input: Arc::new(json!(1)),
+            idempotency_key: None,
+            started_at_ms: 1,
+            steps: Arc::from(["s".into()]),
+        };
+        let events = vec![
+            ev(0, EventKind::ExecutionStarted(Arc::new(start))),
+            ev(
+                1,
+                EventKind::StepSucceeded {
+                    step: "s".into(),
+                    output: Arc::new(json!(2)),
+                    attempts: 1,
+                    fallback_from: None,
+                },
+            ),
+        ];
+        store.append(&"x".into(), &events).await.unwrap();
+        let finished = encode(&ev(
+            2,
+            EventKind::ExecutionFinished {
+                status: ExecutionStatus::Succeeded,
+                error: None,
+            },
+        ))
+        .unwrap();
+
+        // The other process: its append of seq 2, with the row's update,
+        // is in flight.
+        let other = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let mut tx = other.begin().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL search_path TO \"{schema}\""
+        )))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO orchestrate_journal (execution_id, seq, kind, step, record, checksum, record_version)
+             VALUES ('x', 2, $1, NULL, $2::json, $3, 2)",
+        )
+        .bind(finished.kind)
+        .bind(std::str::from_utf8(&finished.record).unwrap())
+        .bind(finished.checksum)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE orchestrate_executions SET status = 'succeeded' WHERE id = 'x'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+
+        let rebuilding = store.clone();
+        let rebuild = tokio::spawn(async move { rebuilding.rebuild_projections().await });
+        // Long enough for the rebuild to read the two events and reach the row.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.commit().await.unwrap();
+        let report = rebuild.await.unwrap().unwrap();
+
+        let unfinished = store
+            .list_executions(&ExecutionQuery::unfinished())
+            .await
+            .unwrap();
+        let verify = store.verify().await.unwrap();
+        other.close().await;
+        PostgresStore::drop_schema(&url, &schema).await.unwrap();
+        assert_eq!(report.rebuilt, 1, "{report:?}");
+        assert!(unfinished.is_empty(), "{unfinished:?}");
+        assert!(verify.is_clean(), "{verify}");
     }
 }

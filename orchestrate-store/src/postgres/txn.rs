@@ -369,6 +369,15 @@ impl WriteTxn for PgTxn {
     }
 
     async fn put_projection(&mut self, row: &ProjectionRow) -> Result<bool, StoreError> {
+        // Another process's append that changes the row holds its lock
+        // until it commits: wait for it, so that the journal's length read
+        // next (a statement of its own, so a fresh snapshot) includes what
+        // it appended, and the guard below sees it.
+        sqlx::query("SELECT 1 FROM orchestrate_executions WHERE id = $1 FOR UPDATE")
+            .bind(row.id.as_str())
+            .fetch_optional(&mut *self.0)
+            .await
+            .map_err(backend_error)?;
         sqlx::query(
             "INSERT INTO orchestrate_executions (id, workflow, status, idempotency_key, started_at_ms)
              SELECT $1, $2, $3, $4, $5

@@ -8,7 +8,7 @@
 use orchestrate_core::journal::Event;
 use orchestrate_core::store::StoreError;
 
-use crate::codec::{encode, push_journal_rows, Encoded};
+use crate::codec::{encode, push_journal_rows, Encoded, SQLITE_RECORD_VERSION};
 
 /// Events one execution's journal can hold: the key keeps seq in its low
 /// 32 bits.
@@ -50,7 +50,7 @@ pub(super) fn insert_sql(rows: usize) -> String {
          SELECT (x.n << 32) | v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 \
          FROM (VALUES ",
     );
-    push_journal_rows(&mut sql, rows, '?', "");
+    push_journal_rows(&mut sql, rows, '?', "", SQLITE_RECORD_VERSION);
     sql.push_str(concat!(
         ") AS v, (SELECT n FROM orchestrate_journal_ids WHERE execution_id = ?1) AS x \
          WHERE (SELECT COALESCE(MAX(key) - (x.n << 32) + 1, 0) FROM orchestrate_journal \
@@ -106,6 +106,10 @@ pub(super) const JOURNAL_IDS_SQL: &str =
 /// Every projection row.
 pub(super) const PROJECTION_ROWS_SQL: &str =
     "SELECT id, workflow, status, idempotency_key, started_at_ms FROM orchestrate_executions";
+
+/// Execution `?`'s projection row.
+pub(super) const PROJECTION_ROW_SQL: &str =
+    "SELECT id, workflow, status, idempotency_key, started_at_ms FROM orchestrate_executions WHERE id = ?";
 
 /// Executions with a journal whose projection row is missing or names a
 /// status other than the known ones (spliced in for `{known}`).

@@ -295,14 +295,22 @@ impl SqliteStore {
         rows.iter()
             .map(|row| {
                 let seq: i64 = row.try_get("seq").map_err(backend_error)?;
+                // A column that does not read as its type is a damaged
+                // record, named like any other.
+                let column = |e: sqlx::Error| StoreError::Corrupt {
+                    execution: execution.clone(),
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    step: None,
+                    reason: e.to_string(),
+                };
                 let record = (|| {
                     decode(
                         execution,
                         seq,
-                        row.try_get("step").map_err(backend_error)?,
-                        row.try_get::<&[u8], _>("record").map_err(backend_error)?,
-                        row.try_get("checksum").map_err(backend_error)?,
-                        row.try_get("record_version").map_err(backend_error)?,
+                        row.try_get("step").map_err(column)?,
+                        row.try_get::<&[u8], _>("record").map_err(column)?,
+                        row.try_get("checksum").map_err(column)?,
+                        row.try_get("record_version").map_err(column)?,
                     )
                 })();
                 Ok((u64::try_from(seq).unwrap_or(0), record))
@@ -336,6 +344,19 @@ impl Tables for SqliteStore {
             .iter()
             .map(|row| stored_row(row, false, backend_error))
             .collect()
+    }
+
+    async fn projection_row(
+        &self,
+        execution: &ExecutionId,
+    ) -> Result<Option<StoredRow>, StoreError> {
+        sqlx::query(journal::PROJECTION_ROW_SQL)
+            .bind(execution.as_str())
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(backend_error)?
+            .map(|row| stored_row(&row, false, backend_error))
+            .transpose()
     }
 
     async fn put_projection(&self, row: ProjectionRow) -> Result<bool, StoreError> {

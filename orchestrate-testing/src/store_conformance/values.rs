@@ -153,7 +153,8 @@ where
     }
 }
 
-/// A value nested exactly [`MAX_VALUE_DEPTH`] deep is stored and read back;
+/// A value nested exactly [`MAX_VALUE_DEPTH`] deep, and one holding
+/// megabyte strings, are stored and read back;
 /// one level deeper is refused by `append`, `kv_put`, `kv_put_if_absent`
 /// and `send_message`, and nothing of it is written.
 pub async fn values_past_the_depth_limit_are_refused<F, Fut>(make: F)
@@ -173,6 +174,9 @@ where
     };
     let deepest = nested(MAX_VALUE_DEPTH);
     round_trip(&*s.store, 0, &deepest).await.unwrap();
+    // And a string of a megabyte, escapes and all, every time.
+    let megabyte = json!(["\u{0}\"é\u{1F4A5}".repeat(1 << 17), {"": "x".repeat(1 << 20)}]);
+    round_trip(&*s.store, 1, &megabyte).await.unwrap();
 
     let too_deep = nested(MAX_VALUE_DEPTH + 1);
     let id = ExecutionId::from("exec-too-deep");
