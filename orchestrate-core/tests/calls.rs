@@ -484,3 +484,86 @@ async fn terminating_a_middle_call_stops_its_subtree_while_its_siblings_finish()
     let text = tree.to_text();
     assert!(text.contains("s/0/0 → level [terminated"), "{text}");
 }
+
+#[tokio::test]
+async fn a_sub_workflow_runs_its_steps_as_calls_below_its_own() {
+    let sub = WorkflowDef::builder("enrich")
+        .step(StepDef::new("fetch", "fetch").input(json!("${input.url}")))
+        .step(
+            StepDef::new("parse", "parse")
+                .depends_on(["fetch"])
+                .input(json!({"page": "${steps.fetch.output}"})),
+        )
+        .step(
+            StepDef::new("count", "count")
+                .depends_on(["fetch"])
+                .input(json!("${steps.fetch.output}")),
+        )
+        .build();
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("boss", move |input, ctx| {
+            let sub = sub.clone();
+            async move {
+                let first = ctx.call("count", json!("warm up")).await?;
+                let enriched = ctx.run_workflow(&sub, json!({"url": input})).await?;
+                Ok(json!({"first": first, "enriched": enriched}))
+            }
+        }))
+        .agent(agent_fn("fetch", |url, _| async move {
+            Ok(json!(format!(
+                "<html>{}</html>",
+                url.as_str().unwrap_or("")
+            )))
+        }))
+        .agent(agent_fn("parse", |input, _| async move {
+            Ok(json!({"title": input["page"].as_str().map(|p| p.len())}))
+        }))
+        .agent(agent_fn("count", |input, _| async move {
+            Ok(json!(input.as_str().map_or(0, str::len)))
+        }))
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("boss")).unwrap();
+    let exec = orch.run(&wf, json!("a.b")).await.unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!({
+            "first": 7,
+            "enriched": {"fetch": "<html>a.b</html>", "parse": {"title": 16}, "count": 16}
+        }))
+    );
+    let tree = done.calls();
+    let workflow = tree.get("s/1").unwrap();
+    assert_eq!(&*workflow.agent, "workflow:enrich");
+    let mut steps: Vec<&str> = tree.subordinates("s/1").iter().map(|c| &*c.id).collect();
+    steps.sort();
+    assert_eq!(steps, ["s/1/count", "s/1/fetch", "s/1/parse"]);
+    assert_eq!(tree.get("s/1/parse").unwrap().depth, 2);
+
+    // An invalid definition is a typed error before anything runs.
+    let broken = WorkflowDef::builder("broken")
+        .step(StepDef::new("a", "fetch").depends_on(["missing"]))
+        .build();
+    let orch2 = Orchestrator::builder()
+        .agent(agent_fn("boss", move |_, ctx| {
+            let broken = broken.clone();
+            async move {
+                match ctx.run_workflow(&broken, json!(null)).await {
+                    Err(Error::Validation(e)) => Ok(json!(e.to_string())),
+                    other => Ok(json!(format!("unexpected {other:?}"))),
+                }
+            }
+        }))
+        .agent(agent_fn("fetch", |_, _| async move { Ok(json!(1)) }))
+        .build()
+        .unwrap();
+    let wf = orch2.bind(&one_step("boss")).unwrap();
+    let done = orch2.run(&wf, json!(null)).await.unwrap().await.unwrap();
+    assert!(done
+        .output("s")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .contains("missing"));
+}

@@ -127,19 +127,66 @@ impl Context {
             .await
     }
 
-    fn start_call(&self, agent: &str, input: Value, options: CallOptions) -> CallFuture {
+    /// Runs workflow `def` on `input` as a child of this attempt: its steps
+    /// run as they become ready, each a call below this one named by the
+    /// step's id (`plan/0/fetch`), so that they are journaled, replayed and
+    /// shown in the call tree like any call, under the agents' policies.
+    /// Conditions, input templates and `on_error` apply as in a top-level
+    /// run. Returns an object of the succeeded steps' outputs by step id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Validation`] for an invalid definition, [`Error::CallFailed`]
+    /// when a step fails under `on_error: fail` (its error is the cause),
+    /// and the errors of [`call`](Self::call).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call).
+    pub fn run_workflow(
+        &self,
+        def: &orchestrate_graph::WorkflowDef,
+        input: Value,
+    ) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
+        let call = self.child_call_id(self.next_call_index());
         match self.host() {
-            Some(host) => host.call(self, agent, input, options),
-            None => {
-                // Outside an execution there is no agent to call, and no
-                // journal to keep the call in.
-                let error = Error::UnknownAgent {
-                    workflow: "(no execution)".into(),
-                    step: self.child_call_id(self.next_call_index()),
-                    agent: agent.into(),
-                };
-                Box::pin(async move { Err(error) })
-            }
+            Some(host) => host.run_workflow(self, call, def, input),
+            None => detached(call, &def.name),
         }
     }
+
+    /// A call named `name` rather than numbered (the steps of a workflow a
+    /// call runs).
+    pub(crate) fn call_named(
+        &self,
+        name: &str,
+        agent: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> CallFuture {
+        let call = self.child_call_id_named(name);
+        match self.host() {
+            Some(host) => host.call(self, call, agent, input, options),
+            None => detached(call, agent),
+        }
+    }
+
+    fn start_call(&self, agent: &str, input: Value, options: CallOptions) -> CallFuture {
+        let call = self.child_call_id(self.next_call_index());
+        match self.host() {
+            Some(host) => host.call(self, call, agent, input, options),
+            None => detached(call, agent),
+        }
+    }
+}
+
+/// Outside an execution there is no agent to call, and no journal to keep
+/// the call in.
+fn detached(call: std::sync::Arc<str>, agent: &str) -> CallFuture {
+    let error = Error::UnknownAgent {
+        workflow: "(no execution)".into(),
+        step: call,
+        agent: agent.into(),
+    };
+    Box::pin(async move { Err(error) })
 }

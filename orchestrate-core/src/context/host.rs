@@ -49,8 +49,24 @@ pub(crate) trait Host: Send + Sync {
     /// Journals side effect `call` and completes once the journal holds it.
     fn record_effect(&self, call: std::sync::Arc<str>, name: Box<str>, value: Value) -> CallFuture;
 
-    /// Makes a call of `caller`'s: its id is taken now, in the order calls
-    /// are made; the call runs when the future is polled.
-    fn call(&self, caller: &Context, agent: &str, input: Value, options: CallOptions)
-        -> CallFuture;
+    /// Makes call `call` of `caller`'s (its id, taken by the caller in the
+    /// order calls are made); the call runs when the future is polled.
+    fn call(
+        &self,
+        caller: &Context,
+        call: std::sync::Arc<str>,
+        agent: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> CallFuture;
+
+    /// Runs workflow `def` as call `call` of `caller`'s, each of its steps a
+    /// call below it, named by the step's id.
+    fn run_workflow(
+        &self,
+        caller: &Context,
+        call: std::sync::Arc<str>,
+        def: &orchestrate_graph::WorkflowDef,
+        input: Value,
+    ) -> CallFuture;
 }

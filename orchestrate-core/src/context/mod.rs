@@ -303,11 +303,16 @@ impl Context {
 
     /// The id a call of this context's attempt number `index` gets.
     pub(crate) fn child_call_id(&self, index: u32) -> Arc<str> {
+        self.child_call_id_named(index)
+    }
+
+    /// The id of this attempt's call named `name`.
+    pub(crate) fn child_call_id_named(&self, name: impl fmt::Display) -> Arc<str> {
         let attempt = self.attempt();
         if attempt > 1 {
-            format!("{}@{attempt}/{index}", self.call_id()).into()
+            format!("{}@{attempt}/{name}", self.call_id()).into()
         } else {
-            format!("{}/{index}", self.call_id()).into()
+            format!("{}/{name}", self.call_id()).into()
         }
     }
 

@@ -204,13 +204,6 @@ impl ExecutionHost {
         input: Value,
         options: CallOptions,
     ) -> Result<Prepared, Error> {
-        let depth = caller.depth() + 1;
-        if depth > self.max_depth {
-            return Err(Error::CallTooDeep {
-                call,
-                limit: self.max_depth,
-            });
-        }
         let Some(target) = self.targets.get(agent) else {
             return Err(Error::UnknownAgent {
                 workflow: self.workflow.clone(),
@@ -218,6 +211,26 @@ impl ExecutionHost {
                 agent: agent.into(),
             });
         };
+        self.prepare_target(caller, call, agent, target, input, options)
+    }
+
+    /// [`prepare`](Self::prepare) for `target`, called as `agent`.
+    fn prepare_target(
+        &self,
+        caller: &Context,
+        call: Arc<str>,
+        agent: &str,
+        target: &CallTarget,
+        input: Value,
+        options: CallOptions,
+    ) -> Result<Prepared, Error> {
+        let depth = caller.depth() + 1;
+        if depth > self.max_depth {
+            return Err(Error::CallTooDeep {
+                call,
+                limit: self.max_depth,
+            });
+        }
         let digest = digest(&input);
         let agent: Arc<str> = agent.into();
         let mut started = true;
@@ -446,6 +459,15 @@ async fn attempts(
     }
 }
 
+/// The future of a prepared call.
+fn started(prepared: Result<Prepared, Error>) -> CallFuture {
+    match prepared {
+        Ok(Prepared::Run(run)) => Box::pin(run.run()),
+        Ok(Prepared::Replayed(result)) => Box::pin(std::future::ready(result)),
+        Err(error) => Box::pin(std::future::ready(Err(error))),
+    }
+}
+
 impl Host for ExecutionHost {
     fn emit(&self, ctx: &Context, name: Box<str>, payload: Box<Value>) -> Result<(), Error> {
         if self.inbox.emitted.fetch_add(1, Ordering::Relaxed) >= self.custom_limit {
@@ -527,15 +549,27 @@ impl Host for ExecutionHost {
     fn call(
         &self,
         caller: &Context,
+        call: Arc<str>,
         agent: &str,
         input: Value,
         options: CallOptions,
     ) -> CallFuture {
-        let call = caller.child_call_id(caller.next_call_index());
-        match self.prepare(caller, call, agent, input, options) {
-            Ok(Prepared::Run(run)) => Box::pin(run.run()),
-            Ok(Prepared::Replayed(result)) => Box::pin(std::future::ready(result)),
-            Err(error) => Box::pin(std::future::ready(Err(error))),
-        }
+        started(self.prepare(caller, call, agent, input, options))
+    }
+
+    fn run_workflow(
+        &self,
+        caller: &Context,
+        call: Arc<str>,
+        def: &orchestrate_graph::WorkflowDef,
+        input: Value,
+    ) -> CallFuture {
+        let target = match super::sub_workflow::target(def) {
+            Ok(target) => target,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let name = target.agent.name().to_owned();
+        let options = CallOptions::new().label(format!("workflow {}", def.name));
+        started(self.prepare_target(caller, call, &name, &target, input, options))
     }
 }

@@ -13,6 +13,7 @@ mod calls;
 mod inbox;
 mod input;
 mod resume;
+mod sub_workflow;
 mod tasks;
 
 pub(crate) use calls::{CallTarget, CallTargets, ReplayLog};
