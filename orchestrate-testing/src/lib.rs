@@ -38,6 +38,7 @@
 
 pub mod bus_conformance;
 mod mock;
+pub mod replay;
 pub mod store_conformance;
 pub mod store_damage;
 pub mod strategy;

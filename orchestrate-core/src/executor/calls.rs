@@ -175,6 +175,8 @@ pub(crate) struct ExecutionHost {
     pub(crate) live: Arc<LiveCalls>,
     /// How long a terminated call gets to return before it is dropped.
     pub(crate) grace: std::time::Duration,
+    /// A call or side effect the journal does not hold is a divergence.
+    pub(crate) strict: bool,
 }
 
 impl ExecutionHost {
@@ -234,18 +236,15 @@ impl ExecutionHost {
         let digest = digest(&input);
         let agent: Arc<str> = agent.into();
         let mut started = true;
+        let now = || format!("agent `{agent}`, input digest {digest:016x}");
+        if self.replay.effects.contains_key(&call) {
+            let recorded = self.replay.describe(&call).unwrap_or_default();
+            return Err(diverged(caller, call, recorded, now()));
+        }
         if let Some(record) = self.replay.calls.get(&call) {
             if record.agent != agent || record.digest != digest {
-                let error = Error::NonDeterministic {
-                    call,
-                    recorded: format!(
-                        "agent `{}`, input digest {:016x}",
-                        record.agent, record.digest
-                    ),
-                    now: format!("agent `{agent}`, input digest {digest:016x}"),
-                };
-                caller.diverged(error.clone());
-                return Err(error);
+                let recorded = self.replay.describe(&call).unwrap_or_default();
+                return Err(diverged(caller, call, recorded, now()));
             }
             match &record.outcome {
                 Some(Ok(output)) => return Ok(Prepared::Replayed(Ok(Value::clone(output)))),
@@ -260,6 +259,8 @@ impl ExecutionHost {
                 // and its start is in the journal already.
                 None => started = false,
             }
+        } else if self.strict {
+            return Err(diverged(caller, call, "no such call".into(), now()));
         }
         let start = started.then(|| {
             Box::new(CallStart {
@@ -522,6 +523,12 @@ impl Host for ExecutionHost {
                 caller,
                 call.into(),
                 recorded,
+                format!("side effect `{name}`"),
+            )),
+            None if self.strict => Err(diverged(
+                caller,
+                call.into(),
+                "no such side effect".into(),
                 format!("side effect `{name}`"),
             )),
             None => Ok(None),

@@ -235,6 +235,7 @@ where
             limited: std::sync::Mutex::default(),
             live: Arc::default(),
             grace: limits.cancel_grace,
+            strict: limits.strict_replay,
         };
         let _ = shared.calls.set(host.live.clone());
         let scope = Arc::new(ExecutionScope::new(

@@ -118,6 +118,12 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// Replay only: see [`Limits::strict_replay`].
+    pub fn strict_replay(mut self, strict: bool) -> Self {
+        self.limits.strict_replay = strict;
+        self
+    }
+
     /// Grace period between cancellation and dropping attempts (default 5 s).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.limits.cancel_grace = grace;

@@ -27,6 +27,12 @@ pub struct Limits {
     /// How deep calls may nest below a step (default 64): a step's own
     /// calls are at depth 1.
     pub max_call_depth: u32,
+    /// Replay only (default off): a resumed execution's call or side effect
+    /// that its journal does not hold fails as
+    /// [`NonDeterministic`](crate::Error::NonDeterministic) instead of
+    /// running. For replay checkers (`orchestrate_testing::replay`), which
+    /// run an execution again against its own journal.
+    pub strict_replay: bool,
 }
 
 /// Where the attempts of a step run.
@@ -64,6 +70,7 @@ impl Default for Limits {
             max_custom_events: 10_000,
             step_tasks: StepTasks::Inline,
             max_call_depth: 64,
+            strict_replay: false,
         }
     }
 }

@@ -1,0 +1,191 @@
+//! The replay checker catches agents whose calls depend on something read
+//! behind the journal's back, and passes those that read it through their
+//! context.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use orchestrate_core::{agent_fn, Orchestrator, OrchestratorBuilder};
+use orchestrate_graph::{StepDef, WorkflowDef};
+use orchestrate_testing::replay::{check_replay, Divergence};
+use serde_json::json;
+
+fn micros_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// Waits (on the real clock, which is what the agents read) until `deadline`
+/// has passed.
+async fn wait_past(deadline: u64) {
+    while micros_now() <= deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// A planner that calls `early` before `deadline` (µs since the epoch) and
+/// `late` after it, reading the time through its context when
+/// `through_context`, from the system clock otherwise.
+fn builder(deadline: u64, through_context: bool) -> OrchestratorBuilder {
+    Orchestrator::builder()
+        .agent(agent_fn("planner", move |_, ctx| async move {
+            let now = if through_context {
+                ctx.now().await?
+            } else {
+                SystemTime::now()
+            };
+            let micros = now.duration_since(UNIX_EPOCH).unwrap().as_micros() as u64;
+            let helper = if micros < deadline { "early" } else { "late" };
+            let first = ctx.call(helper, json!(1)).await?;
+            let second = ctx.call("late", first.clone()).await?;
+            Ok(json!([first, second]))
+        }))
+        .agent(agent_fn(
+            "early",
+            |n, _| async move { Ok(json!({"early": n})) },
+        ))
+        .agent(agent_fn(
+            "late",
+            |n, _| async move { Ok(json!({"late": n})) },
+        ))
+        .workflow(
+            WorkflowDef::builder("plan")
+                .step(StepDef::new("plan", "planner"))
+                .step(
+                    StepDef::new("after", "late")
+                        .depends_on(["plan"])
+                        .input(json!("${steps.plan.output}")),
+                )
+                .build(),
+        )
+}
+
+async fn run_once(
+    deadline: u64,
+    through_context: bool,
+) -> (Orchestrator, orchestrate_core::ExecutionId) {
+    let orch = builder(deadline, through_context).build().unwrap();
+    let exec = orch
+        .run(&orch.workflow("plan").unwrap(), json!(null))
+        .await
+        .unwrap();
+    exec.clone().await.unwrap();
+    (orch, exec.id().clone())
+}
+
+#[tokio::test]
+async fn an_agent_that_reads_the_clock_directly_is_caught() {
+    // The run is over well before the deadline.
+    let deadline = micros_now() + 20_000;
+    let (orch, id) = run_once(deadline, false).await;
+    // A planner that decides as the run did replays cleanly.
+    let checked = check_replay(&**orch.store(), &id, builder(u64::MAX, false))
+        .await
+        .unwrap();
+    assert_eq!(
+        checked,
+        orchestrate_testing::replay::ReplayCheck { steps: 2, calls: 2 }
+    );
+
+    // Past the deadline, the clock says otherwise and the planner calls
+    // someone else.
+    wait_past(deadline).await;
+    match check_replay(&**orch.store(), &id, builder(deadline, false)).await {
+        Err(Divergence::Call {
+            step,
+            call,
+            recorded,
+            now,
+        }) => {
+            assert_eq!((step.as_str(), call.as_str()), ("plan", "plan/0"));
+            assert!(recorded.contains("agent `early`"), "{recorded}");
+            assert!(now.contains("agent `late`"), "{now}");
+        }
+        other => panic!("expected a divergence at plan/0, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_agent_that_reads_the_clock_through_its_context_replays() {
+    let deadline = micros_now() + 20_000;
+    let (orch, id) = run_once(deadline, true).await;
+    wait_past(deadline).await;
+    let checked = check_replay(&**orch.store(), &id, builder(deadline, true))
+        .await
+        .unwrap();
+    // The clock read, and the two calls.
+    assert_eq!(checked.calls, 3);
+}
+
+#[tokio::test]
+async fn a_call_the_journal_does_not_hold_and_another_output_are_divergences() {
+    let extra = Arc::new(AtomicU64::new(0));
+    let build = |extra: Arc<AtomicU64>| {
+        Orchestrator::builder()
+            .agent(agent_fn("caller", move |_, ctx| {
+                let extra = extra.load(Ordering::SeqCst);
+                async move {
+                    let mut out = vec![ctx.call("echo", json!(1)).await?];
+                    for n in 0..extra {
+                        out.push(ctx.call("echo", json!(n)).await?);
+                    }
+                    Ok(json!(out))
+                }
+            }))
+            .agent(agent_fn("echo", |n, _| async move { Ok(n) }))
+            .workflow(
+                WorkflowDef::builder("w")
+                    .step(StepDef::new("s", "caller"))
+                    .build(),
+            )
+    };
+    let orch = build(extra.clone()).build().unwrap();
+    let exec = orch
+        .run(&orch.workflow("w").unwrap(), json!(null))
+        .await
+        .unwrap();
+    exec.clone().await.unwrap();
+    extra.store(1, Ordering::SeqCst);
+    match check_replay(&**orch.store(), exec.id(), build(extra.clone())).await {
+        Err(Divergence::Call { call, recorded, .. }) => {
+            assert_eq!(call, "s/1");
+            assert_eq!(recorded, "no such call");
+        }
+        other => panic!("expected a divergence at s/1, got {other:?}"),
+    }
+    // An output that differs with the same calls.
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("flip", |_, _| async move {
+            Ok(json!(SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                .to_string()))
+        }))
+        .workflow(
+            WorkflowDef::builder("f")
+                .step(StepDef::new("s", "flip"))
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let exec = orch
+        .run(&orch.workflow("f").unwrap(), json!(null))
+        .await
+        .unwrap();
+    exec.clone().await.unwrap();
+    let again = Orchestrator::builder()
+        .agent(agent_fn("flip", |_, _| async move { Ok(json!("another")) }))
+        .workflow(
+            WorkflowDef::builder("f")
+                .step(StepDef::new("s", "flip"))
+                .build(),
+        );
+    assert!(matches!(
+        check_replay(&**orch.store(), exec.id(), again).await,
+        Err(Divergence::Output { step, .. }) if step == "s"
+    ));
+}
