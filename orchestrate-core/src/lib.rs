@@ -58,6 +58,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod agent;
+pub mod budget;
 pub mod bus;
 pub mod call;
 mod context;

@@ -206,6 +206,7 @@ pub fn every_kind(id: &str) -> Vec<Event> {
             digest: u64::MAX - 7,
             depth: 1,
             label: Some("first \u{1F50E}".into()),
+            budget: Some(250),
         })),
         EventKind::CallCompleted {
             call: "b/0".into(),
@@ -216,6 +217,18 @@ pub fn every_kind(id: &str) -> Vec<Event> {
             call: "b/1".into(),
             error: Box::new(info.clone()),
             attempts: 1,
+        },
+        EventKind::BudgetSet {
+            amount: 1_000,
+            unit: "tokens".into(),
+        },
+        EventKind::BudgetConsumed {
+            call: "b/0".into(),
+            amount: 125,
+        },
+        EventKind::BudgetThreshold {
+            call: "b/0".into(),
+            percent: 50,
         },
         EventKind::SideEffect {
             call: "b/2".into(),

@@ -64,6 +64,9 @@ pub struct CallOptions {
     pub label: Option<String>,
     /// The policy the call runs under instead of the agent's.
     pub policy: Option<Policy>,
+    /// An amount given to the call out of its caller's budget (see
+    /// [`budget`](crate::budget)); `None`: it draws on its caller's.
+    pub budget: Option<u64>,
 }
 
 impl CallOptions {
@@ -75,6 +78,15 @@ impl CallOptions {
     /// Names the call.
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
+        self
+    }
+
+    /// Gives the call `amount` out of its caller's budget: refused with
+    /// [`Error::BudgetExceeded`](crate::Error::BudgetExceeded) before the
+    /// child runs when the caller has less available; what the child does
+    /// not consume returns when it ends.
+    pub fn budget(mut self, amount: u64) -> Self {
+        self.budget = Some(amount);
         self
     }
 
@@ -91,6 +103,7 @@ impl fmt::Debug for CallOptions {
         f.debug_struct("CallOptions")
             .field("label", &self.label)
             .field("policy", &self.policy.is_some())
+            .field("budget", &self.budget)
             .finish()
     }
 }

@@ -106,6 +106,28 @@ impl Context {
         Ok(UNIX_EPOCH + Duration::from_micros(micros))
     }
 
+    /// Consumes `amount` of this step's or call's budget (see
+    /// [`budget`](crate::budget)), at once: the consumption counts in every
+    /// account above, and is journaled. Outside an execution it is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BudgetExceeded`] when it would overrun the budget of this
+    /// call or of any call or step above it; nothing is consumed then.
+    pub fn consume(&self, amount: u64) -> Result<(), Error> {
+        match self.host() {
+            Some(host) => host.consume(self, amount),
+            None => Ok(()),
+        }
+    }
+
+    /// The balance of this step's or call's budget account: allocated,
+    /// consumed, held by running children, available (`None` outside an
+    /// execution).
+    pub fn budget(&self) -> Option<crate::budget::Balance> {
+        self.host()?.balance(self.call_id())
+    }
+
     /// A random number, drawn once and replayed (see
     /// [`side_effect`](Self::side_effect)).
     ///

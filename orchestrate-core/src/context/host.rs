@@ -29,6 +29,17 @@ pub(crate) trait Host: Send + Sync {
     /// step had none yet.
     fn step_calls(&self, step: usize, make: bool) -> Option<&AttemptCalls>;
 
+    /// Consumes `amount` of the budget of `ctx`'s step or call, at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BudgetExceeded`] when it would overrun a budget above it;
+    /// nothing changes then.
+    fn consume(&self, ctx: &Context, amount: u64) -> Result<(), Error>;
+
+    /// The balance of the budget account of `node` (a step's or call's id).
+    fn balance(&self, node: &str) -> Option<crate::budget::Balance>;
+
     /// Journals what a step's resilience policy did.
     fn policy_event(&self, step: usize, event: PolicyEvent);
 

@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, Semaphore};
 use super::attempt::{panic_message, to_error, AttemptError};
 use super::{Inbox, TaskMsg};
 use crate::agent::BoxAgent;
+use crate::budget::{BudgetLedger, Overrun};
 use crate::call::{digest, CallOptions};
 use crate::context::{AttemptCalls, CallFrame, CallFuture, Context, Host};
 use crate::depth::exceeds_max_depth;
@@ -45,6 +46,8 @@ pub(crate) struct CallRecord {
 pub(crate) struct ReplayLog {
     calls: HashMap<Arc<str>, CallRecord>,
     effects: HashMap<Arc<str>, (Box<str>, Arc<Value>)>,
+    /// The budgets as the journal leaves them.
+    pub(crate) budgets: BudgetLedger,
 }
 
 impl ReplayLog {
@@ -52,7 +55,9 @@ impl ReplayLog {
     pub(crate) fn from_events(events: &[Event]) -> Self {
         let mut calls = HashMap::new();
         let mut effects = HashMap::new();
+        let mut budgets = BudgetLedger::default();
         for e in events {
+            budgets.apply(e);
             match &e.kind {
                 EventKind::CallStarted(start) => {
                     calls.insert(
@@ -80,7 +85,11 @@ impl ReplayLog {
                 _ => {}
             }
         }
-        Self { calls, effects }
+        Self {
+            calls,
+            effects,
+            budgets,
+        }
     }
 
     /// What the journal holds under id `call`, said for a divergence.
@@ -177,6 +186,16 @@ pub(crate) struct ExecutionHost {
     pub(crate) grace: std::time::Duration,
     /// A call or side effect the journal does not hold is a divergence.
     pub(crate) strict: bool,
+    /// The execution's budgets, live.
+    pub(crate) budgets: Arc<std::sync::Mutex<BudgetLedger>>,
+}
+
+/// The error of a refused budget operation.
+fn overrun(error: Overrun) -> Error {
+    Error::BudgetExceeded {
+        step: error.node.clone(),
+        detail: error.to_string(),
+    }
 }
 
 impl ExecutionHost {
@@ -270,6 +289,7 @@ impl ExecutionHost {
                 digest,
                 depth,
                 label: options.label.map(String::into_boxed_str),
+                budget: options.budget,
             })
         });
         let child = Context::for_call(
@@ -295,6 +315,7 @@ impl ExecutionHost {
             inbox: self.inbox.clone(),
             live: self.live.clone(),
             grace: self.grace,
+            budgets: self.budgets.clone(),
         })))
     }
 }
@@ -318,6 +339,7 @@ struct Run {
     inbox: Arc<Inbox>,
     live: Arc<LiveCalls>,
     grace: std::time::Duration,
+    budgets: Arc<std::sync::Mutex<BudgetLedger>>,
 }
 
 impl Run {
@@ -334,6 +356,7 @@ impl Run {
             inbox,
             live,
             grace,
+            budgets,
         } = self;
         let cancelled = || Error::Cancelled {
             step: Some(call.clone()),
@@ -343,6 +366,10 @@ impl Run {
             None => None,
         };
         if let Some(start) = start {
+            // Given its budget before it runs, or refused before it runs.
+            lock(&budgets)
+                .open(&start.call, &start.parent, start.budget)
+                .map_err(overrun)?;
             inbox
                 .send(TaskMsg::Call(EventKind::CallStarted(start), None))
                 .map_err(|_| cancelled())?;
@@ -360,6 +387,7 @@ impl Run {
             () = stopped => (Err(cancelled()), 0),
         };
         live.lock_running().remove(&call);
+        lock(&budgets).close(&call);
         // Whatever a terminated call returned, it ends terminated.
         let result = if live.is_terminated(&call) {
             Err(Error::Terminated { call: call.clone() })
@@ -469,7 +497,42 @@ fn started(prepared: Result<Prepared, Error>) -> CallFuture {
     }
 }
 
+fn lock(budgets: &std::sync::Mutex<BudgetLedger>) -> std::sync::MutexGuard<'_, BudgetLedger> {
+    budgets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Host for ExecutionHost {
+    fn consume(&self, ctx: &Context, amount: u64) -> Result<(), Error> {
+        let node: Arc<str> = ctx.call_id().into();
+        // Checked and applied at once, under the ledger's lock; journaled
+        // in the same order (the inbox keeps it).
+        let mut budgets = lock(&self.budgets);
+        let reached = budgets.consume(&node, amount).map_err(overrun)?;
+        let consumed = EventKind::BudgetConsumed {
+            call: node.clone(),
+            amount,
+        };
+        let cancelled = || Error::Cancelled {
+            step: Some(node.clone()),
+        };
+        self.inbox
+            .send(TaskMsg::Call(consumed, None))
+            .map_err(|_| cancelled())?;
+        for (call, percent) in reached {
+            let event = EventKind::BudgetThreshold { call, percent };
+            self.inbox
+                .send(TaskMsg::Call(event, None))
+                .map_err(|_| cancelled())?;
+        }
+        Ok(())
+    }
+
+    fn balance(&self, node: &str) -> Option<crate::budget::Balance> {
+        lock(&self.budgets).balance(node)
+    }
+
     fn emit(&self, ctx: &Context, name: Box<str>, payload: Box<Value>) -> Result<(), Error> {
         if self.inbox.emitted.fetch_add(1, Ordering::Relaxed) >= self.custom_limit {
             return Err(Error::JournalLimit {

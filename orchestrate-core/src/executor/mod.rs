@@ -181,6 +181,10 @@ pub(crate) struct Driver<F> {
     /// Calls whose end is in the batch being made: told once it is
     /// appended.
     acks: Vec<oneshot::Sender<()>>,
+    /// The execution's budgets, shared with its host.
+    budgets: Arc<std::sync::Mutex<crate::budget::BudgetLedger>>,
+    /// The budget a new execution starts with.
+    budget: Option<crate::budget::Budget>,
 
     seq: u64,
     started: Instant,
@@ -222,7 +226,8 @@ where
     ) -> Self {
         let n = wf.plan.len();
         let inbox = Arc::<Inbox>::default();
-        let (targets, replay) = calls;
+        let (targets, mut replay) = calls;
+        let budgets = Arc::new(std::sync::Mutex::new(std::mem::take(&mut replay.budgets)));
         let host = calls::ExecutionHost {
             inbox: inbox.clone(),
             custom_limit: limits.max_custom_events,
@@ -236,6 +241,7 @@ where
             live: Arc::default(),
             grace: limits.cancel_grace,
             strict: limits.strict_replay,
+            budgets: budgets.clone(),
         };
         let _ = shared.calls.set(host.live.clone());
         let scope = Arc::new(ExecutionScope::new(
@@ -266,6 +272,8 @@ where
             inbox,
             inbox_buf: Vec::new(),
             acks: Vec::new(),
+            budgets,
+            budget: None,
             seq: 0,
             started: Instant::now(),
             batch_at_us: 0,
@@ -304,10 +312,26 @@ where
             started_at_ms,
             steps: wf.step_ids.clone(),
         })));
+        if let Some(budget) = self.budget.take() {
+            self.budgets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .set_root(budget.amount);
+            self.record(EventKind::BudgetSet {
+                amount: budget.amount,
+                unit: budget.unit.into_boxed_str(),
+            });
+        }
         for i in wf.plan.entries() {
             self.make_ready(i);
         }
         async move { self.drive().await }
+    }
+
+    /// Starts the execution with `budget`.
+    pub(crate) fn with_budget(mut self, budget: crate::budget::Budget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The scheduling loop, from whatever state the driver is in, to the end.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{Event, EventKind};
+use crate::budget::{Balance, BudgetLedger};
 use crate::error::ErrorInfo;
 
 /// Where a call is in its life.
@@ -82,6 +83,7 @@ pub struct CallNode {
 pub struct CallTree {
     nodes: Vec<CallNode>,
     index: HashMap<Arc<str>, usize>,
+    budgets: BudgetLedger,
 }
 
 impl CallTree {
@@ -96,6 +98,7 @@ impl CallTree {
 
     /// Applies one event (other events change nothing).
     pub fn apply(&mut self, event: &Event) {
+        self.budgets.apply(event);
         let at = event.at_us;
         match &event.kind {
             EventKind::CallStarted(start) => {
@@ -162,6 +165,17 @@ impl CallTree {
     fn node_mut(&mut self, id: &str) -> Option<&mut CallNode> {
         let &i = self.index.get(id)?;
         self.nodes.get_mut(i)
+    }
+
+    /// The budget of `id` (a call, a step, or [`ROOT`](crate::budget::ROOT)
+    /// for the execution), when it has an account.
+    pub fn budget(&self, id: &str) -> Option<Balance> {
+        self.budgets.balance(id)
+    }
+
+    /// Every account of the execution's budgets.
+    pub fn budgets(&self) -> &BudgetLedger {
+        &self.budgets
     }
 
     /// Whether no call was made.
@@ -246,6 +260,9 @@ impl CallTree {
                     let _ = write!(out, ", {} µs", end.saturating_sub(node.started_us));
                 }
                 out.push(']');
+                if let Some(balance) = self.budget(&node.id).filter(|b| b.allocated.is_some()) {
+                    let _ = write!(out, " budget {balance}");
+                }
                 if let Some(label) = &node.label {
                     let _ = write!(out, " {label}");
                 }
@@ -313,6 +330,7 @@ mod tests {
                 digest: 0,
                 depth,
                 label: None,
+                budget: None,
             })),
         }
     }

@@ -207,6 +207,27 @@ pub enum EventKind {
         /// The value.
         value: Arc<Value>,
     },
+    /// The execution's budget (see [`budget`](crate::budget)).
+    BudgetSet {
+        /// The amount.
+        amount: u64,
+        /// Its unit (`tokens`, `cents`, ...).
+        unit: Box<str>,
+    },
+    /// An agent consumed part of its budget ([`Context::consume`](crate::Context::consume)).
+    BudgetConsumed {
+        /// The step's or call's id.
+        call: Arc<str>,
+        /// The amount.
+        amount: u64,
+    },
+    /// An account's consumption reached a threshold of its allocation.
+    BudgetThreshold {
+        /// The step's or call's id (`""`: the execution's).
+        call: Arc<str>,
+        /// The threshold, in percent.
+        percent: u8,
+    },
     /// Cancellation was requested.
     CancelRequested,
     /// Nothing can run until the interrupted steps are decided; the process
@@ -289,6 +310,9 @@ impl EventKind {
             EventKind::CallCompleted { .. } => "call_completed",
             EventKind::CallFailed { .. } => "call_failed",
             EventKind::SideEffect { .. } => "side_effect",
+            EventKind::BudgetSet { .. } => "budget_set",
+            EventKind::BudgetConsumed { .. } => "budget_consumed",
+            EventKind::BudgetThreshold { .. } => "budget_threshold",
             EventKind::CancelRequested => "cancel_requested",
             EventKind::ExecutionFinished { .. } => "execution_finished",
         }
@@ -333,6 +357,10 @@ pub struct CallStart {
     /// The label the caller gave the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<Box<str>>,
+    /// The budget the call was given out of its caller's (see
+    /// [`budget`](crate::budget)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
 }
 
 /// Why a step was skipped.

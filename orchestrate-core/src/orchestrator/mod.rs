@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub idempotency_key: Option<String>,
     /// Correlation id for spans and contexts; the execution id when `None`.
     pub correlation_id: Option<String>,
+    /// The execution's budget, which its steps and calls draw on (see
+    /// [`budget`](crate::budget)); none when `None`.
+    pub budget: Option<crate::budget::Budget>,
 }
 
 /// What a driver restored from a journal does first.
@@ -312,6 +315,10 @@ impl Orchestrator {
             (inner.targets.clone(), ReplayLog::default()),
             step_future,
         );
+        let driver = match options.budget {
+            Some(budget) => driver.with_budget(budget),
+            None => driver,
+        };
         inner.tracker.spawn(driver.run().instrument(span));
         Ok(Execution::new(shared))
     }

@@ -1,0 +1,162 @@
+//! Budgets through the orchestrator: an execution's budget, allocations to
+//! calls, consumption that bubbles up, overruns refused before anything
+//! runs, remainders returned, thresholds journaled, all read back from the
+//! journal.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use orchestrate_core::budget::{Balance, Budget, ROOT};
+use orchestrate_core::journal::{CallStatus, EventKind};
+use orchestrate_core::store::{MemoryStore, Store};
+use orchestrate_core::{agent_fn, Call, CallOptions, Error, Orchestrator, RunOptions};
+use orchestrate_graph::{StepDef, WorkflowDef};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_branch_that_overruns_is_stopped_while_the_others_finish() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let greedy_runs = Arc::new(AtomicUsize::new(0));
+    let counted = greedy_runs.clone();
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("planner", |_, ctx| async move {
+            let branches = (0..4).map(|n| {
+                Call::new("researcher", json!(if n == 2 { 3 } else { 1 }))
+                    .with_options(CallOptions::new().budget(250))
+            });
+            let results = ctx.call_all(branches).await;
+            let finished = results.iter().filter(|r| r.is_ok()).count();
+            // More than is left: refused before the child runs.
+            let greedy = ctx
+                .call_with("greedy", json!(null), CallOptions::new().budget(600))
+                .await;
+            let refused = matches!(greedy, Err(Error::BudgetExceeded { .. }));
+            Ok(json!({"finished": finished, "refused": refused, "left": ctx.budget().and_then(|b| b.available)}))
+        }))
+        .agent(agent_fn("researcher", |rounds, ctx| async move {
+            let given = ctx.budget().and_then(|b| b.allocated);
+            for _ in 0..rounds.as_u64().unwrap_or(0) {
+                ctx.consume(100)?;
+            }
+            Ok(json!({"given": given}))
+        }))
+        .agent(agent_fn("greedy", move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(json!(null)) }
+        }))
+        .store(store.clone())
+        .workflow(
+            WorkflowDef::builder("research")
+                .step(StepDef::new("plan", "planner"))
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let options = RunOptions {
+        budget: Some(Budget::new(1_000, "tokens")),
+        ..RunOptions::default()
+    };
+    let exec = orch
+        .run_with(&orch.workflow("research").unwrap(), json!(null), options)
+        .await
+        .unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(
+        done.output("plan"),
+        Some(&json!({"finished": 3, "refused": true, "left": 500}))
+    );
+    assert_eq!(
+        greedy_runs.load(Ordering::SeqCst),
+        0,
+        "refused before it ran"
+    );
+
+    let tree = done.calls();
+    let overrun = tree.get("plan/2").unwrap();
+    assert_eq!(overrun.status, CallStatus::Failed);
+    assert!(overrun.error.as_ref().unwrap().message.contains("budget"));
+    assert_eq!(
+        tree.budget("plan/2").unwrap(),
+        Balance {
+            allocated: Some(250),
+            consumed: 200,
+            held: 0,
+            available: Some(50)
+        }
+    );
+    assert_eq!(
+        tree.budget(ROOT).unwrap(),
+        Balance {
+            allocated: Some(1_000),
+            consumed: 500,
+            held: 0,
+            available: Some(500)
+        }
+    );
+    assert_eq!(tree.budget("plan").unwrap().consumed, 500);
+    assert!(tree.get("plan/4").is_none(), "a refused call never started");
+
+    // Thresholds, each once: the overrunning branch's 50 % and 80 %, the
+    // execution's 50 %.
+    let events = store.load(exec.id(), 0).await.unwrap();
+    let mut thresholds: Vec<(String, u8)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::BudgetThreshold { call, percent } => Some((call.to_string(), *percent)),
+            _ => None,
+        })
+        .collect();
+    thresholds.sort();
+    assert_eq!(
+        thresholds,
+        [
+            ("".to_owned(), 50),
+            ("plan/2".to_owned(), 50),
+            ("plan/2".to_owned(), 80)
+        ]
+    );
+    // The call tree shows the budgets.
+    let text = tree.to_text();
+    let line = text.lines().find(|l| l.starts_with("plan/2 ")).unwrap();
+    assert!(line.ends_with("budget 200/250 used, 50 left"), "{text}");
+
+    // A fresh process reads the same budgets from the journal.
+    let again = Orchestrator::builder()
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let view = again.execution(exec.id()).await.unwrap().view();
+    assert_eq!(view.calls().budget(ROOT), tree.budget(ROOT));
+    assert_eq!(view.calls().budget("plan/2"), tree.budget("plan/2"));
+}
+
+#[tokio::test]
+async fn without_a_budget_consumption_is_counted_and_never_refused() {
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("spender", |_, ctx| async move {
+            ctx.consume(1 << 40)?;
+            let child = ctx.call("spender2", json!(null)).await?;
+            Ok(json!({"child": child, "mine": ctx.budget().map(|b| b.consumed)}))
+        }))
+        .agent(agent_fn("spender2", |_, ctx| async move {
+            ctx.consume(5)?;
+            Ok(json!(ctx.budget().and_then(|b| b.available)))
+        }))
+        .build()
+        .unwrap();
+    let wf = orch
+        .bind(
+            &WorkflowDef::builder("w")
+                .step(StepDef::new("s", "spender"))
+                .build(),
+        )
+        .unwrap();
+    let done = orch.run(&wf, json!(null)).await.unwrap().await.unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!({"child": null, "mine": (1u64 << 40) + 5}))
+    );
+    assert_eq!(done.calls().budget(ROOT).unwrap().consumed, (1 << 40) + 5);
+}
