@@ -339,25 +339,6 @@ impl BudgetLedger {
         reached
     }
 
-    /// Applies a journal event (other events change nothing).
-    pub(crate) fn apply(&mut self, event: &crate::journal::Event) {
-        use crate::journal::EventKind;
-        match &event.kind {
-            EventKind::BudgetSet { amount, .. } => self.set_root(*amount),
-            // A call run again after a restart keeps its account.
-            EventKind::CallStarted(start) if !self.accounts.contains_key(&start.call) => {
-                self.record_open(&start.call, &start.parent, start.budget);
-            }
-            EventKind::BudgetConsumed { call, amount } => {
-                self.record_consume(call, *amount);
-            }
-            EventKind::CallCompleted { call, .. } | EventKind::CallFailed { call, .. } => {
-                self.close(call)
-            }
-            _ => {}
-        }
-    }
-
     /// Closes `node` (its call ended): what it was given and did not
     /// consume returns to its parent's bank.
     pub fn close(&mut self, node: &str) {

@@ -14,12 +14,8 @@ use crate::bus::BusError;
 use crate::ids::ExecutionId;
 use crate::store::StoreError;
 
-/// A type-erased error from user code.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A shared, type-erased error; cheap to clone so errors can reach every
-/// handle of an execution.
-pub type SharedError = Arc<dyn std::error::Error + Send + Sync>;
+pub use crate::boxed::{BoxError, SharedError};
+pub use crate::error_info::ErrorInfo;
 
 /// How an agent failure should be treated by retry policies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -503,24 +499,20 @@ impl From<Error> for AgentError {
     }
 }
 
-/// A serialisable summary of an [`Error`](enum@Error), as the journal records it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorInfo {
-    /// [`Error::code`].
-    pub code: String,
-    /// The error's text.
-    pub message: String,
-    /// [`Error::is_retryable`].
-    pub retryable: bool,
-    /// [`Error::attempts`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempts: Option<u32>,
-}
-
-impl fmt::Display for ErrorInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {}", self.code, self.message)
+/// Refuses a value nested too deeply to journal, where it enters.
+pub(crate) fn refuse_too_deep(
+    step: Option<&str>,
+    what: &'static str,
+    value: &serde_json::Value,
+) -> Result<(), Error> {
+    if crate::depth::exceeds_max_depth(value) {
+        return Err(Error::ValueTooDeep {
+            step: step.map(Into::into),
+            what,
+            limit: crate::depth::MAX_VALUE_DEPTH,
+        });
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -38,6 +38,10 @@ pub(crate) struct Shared {
     pub(crate) calls: std::sync::OnceLock<Arc<dyn CallControl>>,
 }
 
+/// The executions running in this process, by id.
+pub(crate) type Registry =
+    Arc<std::sync::Mutex<crate::fast_map::FastMap<ExecutionId, Arc<Shared>>>>;
+
 /// How an execution running here stops one of its calls: the executor
 /// implements it, so that this module never names the executor.
 pub(crate) trait CallControl: Send + Sync {

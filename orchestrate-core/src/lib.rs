@@ -58,20 +58,25 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod agent;
+mod boxed;
 pub mod budget;
 pub mod bus;
 pub mod call;
 mod context;
 pub mod depth;
 mod error;
+mod error_info;
 mod execution;
 mod executor;
 mod fast_map;
 mod ids;
 pub mod journal;
+mod limits;
 mod orchestrator;
+mod policies;
 mod spans;
 pub mod store;
+mod workflow;
 
 pub use agent::{agent_fn, typed_agent, Agent, BoxAgent, Typed, TypedAgent};
 pub use call::{Call, CallOptions};
@@ -80,9 +85,10 @@ pub use error::{AgentError, BoxError, Error, ErrorInfo, Retry, SharedError};
 pub use execution::Execution;
 pub use ids::ExecutionId;
 pub use journal::{ExecutionStatus, ExecutionView, StepStatus};
-pub use orchestrator::{
-    default_policy, Limits, Orchestrator, OrchestratorBuilder, RunOptions, StepTasks, Workflow,
-};
+pub use limits::{Limits, StepTasks};
+pub use orchestrator::{Orchestrator, OrchestratorBuilder, RunOptions};
+pub use policies::default_policy;
+pub use workflow::Workflow;
 
 /// Re-export of the planning crate, so hosts need one dependency.
 pub use orchestrate_graph as graph;

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use thiserror::Error;
 
-use crate::error::SharedError;
+use crate::boxed::SharedError;
 use crate::journal::Event;
 
 pub use memory::{MemoryBus, MemoryBusConfig, Overflow};

@@ -18,7 +18,7 @@ use super::StepResult;
 use crate::context::Context;
 use crate::depth::{exceeds_max_depth, MAX_VALUE_DEPTH};
 use crate::error::{AgentError, Error};
-use crate::orchestrator::Bound;
+use crate::workflow::Bound;
 
 /// How one attempt failed.
 pub(super) enum AttemptError {

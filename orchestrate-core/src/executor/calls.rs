@@ -12,14 +12,16 @@ use serde_json::Value;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::attempt::{panic_message, to_error, AttemptError};
+use super::live::LiveCalls;
+use super::replay::{diverged, ReplayLog};
 use super::{Inbox, TaskMsg};
 use crate::agent::BoxAgent;
 use crate::budget::{BudgetLedger, Overrun};
 use crate::call::{digest, CallOptions};
 use crate::context::{AttemptCalls, CallFrame, CallFuture, Context, Host};
 use crate::depth::exceeds_max_depth;
-use crate::error::{AgentError, Error, ErrorInfo};
-use crate::journal::{CallStart, Event, EventKind};
+use crate::error::{AgentError, Error};
+use crate::journal::{CallStart, EventKind};
 
 /// What a call may run: a registered agent with its policy and its
 /// per-execution concurrency limit (0: none). Made once per orchestrator.
@@ -31,139 +33,6 @@ pub(crate) struct CallTarget {
 
 /// Every registered agent, by name, as calls find them.
 pub(crate) type CallTargets = HashMap<String, CallTarget>;
-
-/// A call as the journal recorded it, for replay.
-pub(crate) struct CallRecord {
-    agent: Arc<str>,
-    digest: u64,
-    /// Its result, once it ended.
-    outcome: Option<Result<Arc<Value>, ErrorInfo>>,
-}
-
-/// The calls and side effects of a journal, by id: what a resumed
-/// execution replays.
-#[derive(Default)]
-pub(crate) struct ReplayLog {
-    calls: HashMap<Arc<str>, CallRecord>,
-    effects: HashMap<Arc<str>, (Box<str>, Arc<Value>)>,
-    /// The budgets as the journal leaves them.
-    pub(crate) budgets: BudgetLedger,
-}
-
-impl ReplayLog {
-    /// The calls recorded in `events`.
-    pub(crate) fn from_events(events: &[Event]) -> Self {
-        let mut calls = HashMap::new();
-        let mut effects = HashMap::new();
-        let mut budgets = BudgetLedger::default();
-        for e in events {
-            budgets.apply(e);
-            match &e.kind {
-                EventKind::CallStarted(start) => {
-                    calls.insert(
-                        start.call.clone(),
-                        CallRecord {
-                            agent: start.agent.clone(),
-                            digest: start.digest,
-                            outcome: None,
-                        },
-                    );
-                }
-                EventKind::CallCompleted { call, output, .. } => {
-                    if let Some(record) = calls.get_mut(call) {
-                        record.outcome = Some(Ok(output.clone()));
-                    }
-                }
-                EventKind::CallFailed { call, error, .. } => {
-                    if let Some(record) = calls.get_mut(call) {
-                        record.outcome = Some(Err(ErrorInfo::clone(error)));
-                    }
-                }
-                EventKind::SideEffect { call, name, value } => {
-                    effects.insert(call.clone(), (name.clone(), value.clone()));
-                }
-                _ => {}
-            }
-        }
-        Self {
-            calls,
-            effects,
-            budgets,
-        }
-    }
-
-    /// What the journal holds under id `call`, said for a divergence.
-    fn describe(&self, call: &str) -> Option<String> {
-        if let Some(record) = self.calls.get(call) {
-            return Some(format!(
-                "agent `{}`, input digest {:016x}",
-                record.agent, record.digest
-            ));
-        }
-        self.effects
-            .get(call)
-            .map(|(name, _)| format!("side effect `{name}`"))
-    }
-}
-
-/// The error of a replayed call or side effect that is not what the
-/// journal recorded; the caller's attempt fails with it.
-fn diverged(caller: &Context, call: Arc<str>, recorded: String, now: String) -> Error {
-    let error = Error::NonDeterministic {
-        call,
-        recorded,
-        now,
-    };
-    caller.diverged(error.clone());
-    error
-}
-
-/// The calls of one execution that are running, by id, and those
-/// terminated: what [`Orchestrator::terminate`](crate::Orchestrator::terminate)
-/// reaches.
-#[derive(Default)]
-pub(crate) struct LiveCalls {
-    running: std::sync::Mutex<HashMap<Arc<str>, tokio_util::sync::CancellationToken>>,
-    terminated: std::sync::Mutex<Vec<Arc<str>>>,
-}
-
-impl LiveCalls {
-    fn lock_running(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, tokio_util::sync::CancellationToken>> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether `call` is a terminated call or below one.
-    fn is_terminated(&self, call: &str) -> bool {
-        let terminated = self
-            .terminated
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        terminated.iter().any(|t| {
-            call.strip_prefix(&**t)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '@']))
-        })
-    }
-}
-
-impl crate::execution::CallControl for LiveCalls {
-    fn terminate(&self, call: &str) -> bool {
-        let token = self.lock_running().get(call).cloned();
-        let Some(token) = token else {
-            return false;
-        };
-        self.terminated
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(call.into());
-        // Its calls' tokens are children of its own.
-        token.cancel();
-        true
-    }
-}
 
 /// The [`Host`] of one execution.
 pub(crate) struct ExecutionHost {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use super::StepState;
-use crate::orchestrator::Bound;
+use crate::workflow::Bound;
 
 /// The outputs a step's template reads, by plan index.
 type ReadOutputs = SmallVec<[(usize, Arc<Value>); 2]>;

@@ -10,7 +10,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::task::JoinSet;
 
 use super::StepResult;
-use crate::orchestrator::StepTasks;
+use crate::limits::StepTasks;
 
 /// Ends step `index` with `step`'s result. A panic that escapes `step` (the
 /// agent's own are caught per attempt) still ends the step, as `on_panic`

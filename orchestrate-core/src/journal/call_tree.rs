@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Event, EventKind};
 use crate::budget::{Balance, BudgetLedger};
-use crate::error::ErrorInfo;
+use crate::error_info::ErrorInfo;
 
 /// Where a call is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,6 +75,25 @@ pub struct CallNode {
     pub children: Vec<Arc<str>>,
 }
 
+/// Applies a journal event to an execution's budgets (other events change
+/// nothing).
+pub(crate) fn apply_to_budgets(budgets: &mut BudgetLedger, event: &Event) {
+    match &event.kind {
+        EventKind::BudgetSet { amount, .. } => budgets.set_root(*amount),
+        // A call run again after a restart keeps its account.
+        EventKind::CallStarted(start) if budgets.balance(&start.call).is_none() => {
+            budgets.record_open(&start.call, &start.parent, start.budget);
+        }
+        EventKind::BudgetConsumed { call, amount } => {
+            budgets.record_consume(call, *amount);
+        }
+        EventKind::CallCompleted { call, .. } | EventKind::CallFailed { call, .. } => {
+            budgets.close(call)
+        }
+        _ => {}
+    }
+}
+
 /// Every call of one execution: a forest whose roots are the calls steps
 /// made. Folded from the journal, live (an execution's
 /// [`view`](crate::Execution::view)) or after a restart
@@ -98,7 +117,7 @@ impl CallTree {
 
     /// Applies one event (other events change nothing).
     pub fn apply(&mut self, event: &Event) {
-        self.budgets.apply(event);
+        apply_to_budgets(&mut self.budgets, event);
         let at = event.at_us;
         match &event.kind {
             EventKind::CallStarted(start) => {

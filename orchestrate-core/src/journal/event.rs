@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ErrorInfo;
+use crate::error_info::ErrorInfo;
 use crate::ids::ExecutionId;
 pub use orchestrate_resilience::BreakerState;
 

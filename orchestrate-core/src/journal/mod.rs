@@ -5,6 +5,7 @@ mod event;
 mod export;
 mod projection;
 
+pub(crate) use call_tree::apply_to_budgets;
 pub use call_tree::{CallNode, CallStatus, CallTree};
 pub use event::{
     BreakerState, CallStart, Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason,

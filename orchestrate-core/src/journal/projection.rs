@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::call_tree::CallTree;
 use super::event::{Event, EventKind, ExecutionStatus, SkipReason, StepStatus};
-use crate::error::ErrorInfo;
+use crate::error_info::ErrorInfo;
 use crate::fast_map::FastMap;
 use crate::ids::ExecutionId;
 

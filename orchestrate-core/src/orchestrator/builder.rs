@@ -7,14 +7,14 @@ use std::time::Duration;
 use orchestrate_graph::WorkflowDef;
 use orchestrate_resilience::PolicyBuilder;
 
-use super::limits::{Limits, StepTasks};
-use super::policies::Policies;
-use super::workflow::Workflow;
 use super::{Inner, Orchestrator};
 use crate::agent::{Agent, BoxAgent};
 use crate::bus::{EventBus, MemoryBus};
 use crate::error::Error;
+use crate::limits::{Limits, StepTasks};
+use crate::policies::Policies;
 use crate::store::{MemoryStore, Store};
+use crate::workflow::Workflow;
 
 /// Configures an [`Orchestrator`]; made by [`Orchestrator::builder`].
 ///

@@ -1,12 +1,9 @@
 //! The [`Orchestrator`]: built once, runs many executions.
 
 mod builder;
-mod limits;
-mod policies;
-mod workflow;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use orchestrate_graph::WorkflowDef;
 use orchestrate_resilience::BreakerSnapshot;
@@ -16,16 +13,15 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use builder::OrchestratorBuilder;
-pub use limits::{Limits, StepTasks};
-pub use policies::default_policy;
-pub(crate) use policies::Policies;
-pub(crate) use workflow::Bound;
-pub use workflow::Workflow;
+
+use crate::limits::Limits;
+use crate::policies::Policies;
+use crate::workflow::Workflow;
 
 use crate::agent::BoxAgent;
 use crate::bus::EventBus;
 use crate::error::Error;
-use crate::execution::{Execution, Shared};
+use crate::execution::{Execution, Registry, Shared};
 use crate::executor::{step_future, CallTarget, CallTargets, Decision, Driver, ReplayLog};
 use crate::fast_map::FastMap;
 use crate::ids::ExecutionId;
@@ -54,8 +50,6 @@ enum Restart {
     /// Ends the execution cancelled, running nothing.
     Cancel,
 }
-
-pub(crate) type Registry = Arc<Mutex<FastMap<ExecutionId, Arc<Shared>>>>;
 
 pub(crate) struct Inner {
     pub(crate) agents: HashMap<String, BoxAgent>,
@@ -255,7 +249,7 @@ impl Orchestrator {
         input: Value,
         options: RunOptions,
     ) -> Result<Execution, Error> {
-        refuse_too_deep(None, "execution input", &input)?;
+        crate::error::refuse_too_deep(None, "execution input", &input)?;
         let inner = &self.inner;
         let id = ExecutionId::new();
         // Without one of its own, an execution is its own correlation id:
@@ -497,7 +491,7 @@ impl Orchestrator {
         step: &str,
         value: Value,
     ) -> Result<Execution, Error> {
-        refuse_too_deep(Some(step), "decision", &value)?;
+        crate::error::refuse_too_deep(Some(step), "decision", &value)?;
         self.decide(id, step, Decision::Approve(value)).await
     }
 
@@ -656,20 +650,4 @@ impl Orchestrator {
 
 fn idempotency_slot(key: &str) -> String {
     format!("idempotency/{key}")
-}
-
-/// Refuses a value nested too deeply to journal, where it enters.
-pub(crate) fn refuse_too_deep(
-    step: Option<&str>,
-    what: &'static str,
-    value: &Value,
-) -> Result<(), Error> {
-    if crate::depth::exceeds_max_depth(value) {
-        return Err(Error::ValueTooDeep {
-            step: step.map(Into::into),
-            what,
-            limit: crate::depth::MAX_VALUE_DEPTH,
-        });
-    }
-    Ok(())
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::error::SharedError;
+use crate::boxed::SharedError;
 use crate::ids::ExecutionId;
 use crate::journal::{Event, EventKind, ExecutionStatus};
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use orchestrate_graph::{OnError, Plan, WorkflowDef};
 use orchestrate_resilience::Policy;
 
-use super::policies::Policies;
 use crate::agent::BoxAgent;
 use crate::error::Error;
+use crate::policies::Policies;
 
 /// A validated workflow whose every step is bound to a registered agent.
 /// Cheap to clone; made by [`Orchestrator::bind`](crate::Orchestrator::bind).
@@ -78,7 +78,7 @@ impl Workflow {
             })?;
             bound.push(agent.clone());
             if let OnError::Fallback(value) = &step.policy().on_error {
-                super::refuse_too_deep(Some(plan.id(i)), "fallback value", value)?;
+                crate::error::refuse_too_deep(Some(plan.id(i)), "fallback value", value)?;
             }
             let slot = step.agent_index();
             step_policies.push(Policies::for_step(&slot_policies[slot], step.policy()));

@@ -1,0 +1,26 @@
+//! How the journal records an error: a leaf, so that the journal never
+//! imports the error taxonomy (which names the store and the bus).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A serialisable summary of an [`Error`](enum@crate::Error), as the journal records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// [`Error::code`](crate::Error::code).
+    pub code: String,
+    /// The error's text.
+    pub message: String,
+    /// [`Error::is_retryable`](crate::Error::is_retryable).
+    pub retryable: bool,
+    /// [`Error::attempts`](crate::Error::attempts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+impl fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.code, self.message)
+    }
+}

@@ -1,0 +1,52 @@
+//! The calls of one execution that are running here, and those
+//! terminated.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The calls of one execution that are running, by id, and those
+/// terminated: what [`Orchestrator::terminate`](crate::Orchestrator::terminate)
+/// reaches.
+#[derive(Default)]
+pub(crate) struct LiveCalls {
+    running: std::sync::Mutex<HashMap<Arc<str>, tokio_util::sync::CancellationToken>>,
+    terminated: std::sync::Mutex<Vec<Arc<str>>>,
+}
+
+impl LiveCalls {
+    pub(super) fn lock_running(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, tokio_util::sync::CancellationToken>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `call` is a terminated call or below one.
+    pub(super) fn is_terminated(&self, call: &str) -> bool {
+        let terminated = self
+            .terminated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        terminated.iter().any(|t| {
+            call.strip_prefix(&**t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '@']))
+        })
+    }
+}
+
+impl crate::execution::CallControl for LiveCalls {
+    fn terminate(&self, call: &str) -> bool {
+        let token = self.lock_running().get(call).cloned();
+        let Some(token) = token else {
+            return false;
+        };
+        self.terminated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call.into());
+        // Its calls' tokens are children of its own.
+        token.cancel();
+        true
+    }
+}

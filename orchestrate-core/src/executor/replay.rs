@@ -1,0 +1,98 @@
+//! What a resumed execution replays: the calls and side effects its
+//! journal holds, by id, and the budgets as the journal leaves them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::budget::BudgetLedger;
+use crate::context::Context;
+use crate::error::{Error, ErrorInfo};
+use crate::journal::{Event, EventKind};
+
+/// A call as the journal recorded it, for replay.
+pub(crate) struct CallRecord {
+    pub(super) agent: Arc<str>,
+    pub(super) digest: u64,
+    /// Its result, once it ended.
+    pub(super) outcome: Option<Result<Arc<Value>, ErrorInfo>>,
+}
+
+/// The calls and side effects of a journal, by id: what a resumed
+/// execution replays.
+#[derive(Default)]
+pub(crate) struct ReplayLog {
+    pub(super) calls: HashMap<Arc<str>, CallRecord>,
+    pub(super) effects: HashMap<Arc<str>, (Box<str>, Arc<Value>)>,
+    /// The budgets as the journal leaves them.
+    pub(crate) budgets: BudgetLedger,
+}
+
+impl ReplayLog {
+    /// The calls recorded in `events`.
+    pub(crate) fn from_events(events: &[Event]) -> Self {
+        let mut calls = HashMap::new();
+        let mut effects = HashMap::new();
+        let mut budgets = BudgetLedger::default();
+        for e in events {
+            crate::journal::apply_to_budgets(&mut budgets, e);
+            match &e.kind {
+                EventKind::CallStarted(start) => {
+                    calls.insert(
+                        start.call.clone(),
+                        CallRecord {
+                            agent: start.agent.clone(),
+                            digest: start.digest,
+                            outcome: None,
+                        },
+                    );
+                }
+                EventKind::CallCompleted { call, output, .. } => {
+                    if let Some(record) = calls.get_mut(call) {
+                        record.outcome = Some(Ok(output.clone()));
+                    }
+                }
+                EventKind::CallFailed { call, error, .. } => {
+                    if let Some(record) = calls.get_mut(call) {
+                        record.outcome = Some(Err(ErrorInfo::clone(error)));
+                    }
+                }
+                EventKind::SideEffect { call, name, value } => {
+                    effects.insert(call.clone(), (name.clone(), value.clone()));
+                }
+                _ => {}
+            }
+        }
+        Self {
+            calls,
+            effects,
+            budgets,
+        }
+    }
+
+    /// What the journal holds under id `call`, said for a divergence.
+    pub(super) fn describe(&self, call: &str) -> Option<String> {
+        if let Some(record) = self.calls.get(call) {
+            return Some(format!(
+                "agent `{}`, input digest {:016x}",
+                record.agent, record.digest
+            ));
+        }
+        self.effects
+            .get(call)
+            .map(|(name, _)| format!("side effect `{name}`"))
+    }
+}
+
+/// The error of a replayed call or side effect that is not what the
+/// journal recorded; the caller's attempt fails with it.
+pub(super) fn diverged(caller: &Context, call: Arc<str>, recorded: String, now: String) -> Error {
+    let error = Error::NonDeterministic {
+        call,
+        recorded,
+        now,
+    };
+    caller.diverged(error.clone());
+    error
+}
