@@ -33,6 +33,10 @@ pub struct Limits {
     /// running. For replay checkers (`orchestrate_testing::replay`), which
     /// run an execution again against its own journal.
     pub strict_replay: bool,
+    /// Thresholds of an allocation, in percent, each journaled once per
+    /// account when its consumption reaches it (default 50, 80, 100; see
+    /// [`budget`](crate::budget)).
+    pub budget_thresholds: Vec<u8>,
 }
 
 /// Where the attempts of a step run.
@@ -71,6 +75,7 @@ impl Default for Limits {
             step_tasks: StepTasks::Inline,
             max_call_depth: 64,
             strict_replay: false,
+            budget_thresholds: crate::budget::DEFAULT_THRESHOLDS.to_vec(),
         }
     }
 }

@@ -160,3 +160,39 @@ async fn without_a_budget_consumption_is_counted_and_never_refused() {
     );
     assert_eq!(done.calls().budget(ROOT).unwrap().consumed, (1 << 40) + 5);
 }
+
+#[tokio::test]
+async fn thresholds_are_configurable() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("spend", |_, ctx| async move {
+            for _ in 0..10 {
+                ctx.consume(10)?;
+            }
+            Ok(json!(null))
+        }))
+        .budget_thresholds([90, 25])
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let wf = orch
+        .bind(&WorkflowDef::builder("w").step(StepDef::new("s", "spend")).build())
+        .unwrap();
+    let options = RunOptions {
+        budget: Some(Budget::new(100, "cents")),
+        ..RunOptions::default()
+    };
+    let exec = orch.run_with(&wf, json!(null), options).await.unwrap();
+    exec.clone().await.unwrap();
+    let percents: Vec<u8> = store
+        .load(exec.id(), 0)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::BudgetThreshold { percent, .. } => Some(*percent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(percents, [25, 90]);
+}

@@ -31,10 +31,10 @@ pub(crate) struct ReplayLog {
 
 impl ReplayLog {
     /// The calls recorded in `events`.
-    pub(crate) fn from_events(events: &[Event]) -> Self {
+    pub(crate) fn from_events(events: &[Event], thresholds: &[u8]) -> Self {
         let mut calls = HashMap::new();
         let mut effects = HashMap::new();
-        let mut budgets = BudgetLedger::default();
+        let mut budgets = BudgetLedger::new(thresholds);
         for e in events {
             crate::journal::apply_to_budgets(&mut budgets, e);
             match &e.kind {

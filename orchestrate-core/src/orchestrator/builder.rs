@@ -118,6 +118,13 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// The thresholds of an allocation, in percent, journaled once each
+    /// per account (default 50, 80, 100).
+    pub fn budget_thresholds(mut self, percents: impl IntoIterator<Item = u8>) -> Self {
+        self.limits.budget_thresholds = percents.into_iter().collect();
+        self
+    }
+
     /// Replay only: see [`Limits::strict_replay`].
     pub fn strict_replay(mut self, strict: bool) -> Self {
         self.limits.strict_replay = strict;

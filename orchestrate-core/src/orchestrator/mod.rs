@@ -306,7 +306,7 @@ impl Orchestrator {
             correlation,
             key,
             inner.running.clone(),
-            (inner.targets.clone(), ReplayLog::default()),
+            (inner.targets.clone(), ReplayLog::from_events(&[], &inner.limits.budget_thresholds)),
             step_future,
         );
         let driver = match options.budget {
@@ -619,7 +619,7 @@ impl Orchestrator {
             view.correlation_arc().clone(),
             view.idempotency_arc().cloned(),
             inner.running.clone(),
-            (inner.targets.clone(), ReplayLog::from_events(events)),
+            (inner.targets.clone(), ReplayLog::from_events(events, &inner.limits.budget_thresholds)),
             step_future,
         )
         .restore(&view, last_at_us);
