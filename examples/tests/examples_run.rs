@@ -106,3 +106,38 @@ async fn durable_resume_stops_then_finishes_what_is_left() {
         1
     );
 }
+
+#[path = "../deep_research.rs"]
+#[allow(dead_code)]
+mod deep_research;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_research_maps_under_a_budget_and_stops_the_branch_that_overruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, tree) = deep_research::run(
+        &dir.path().join("research.db"),
+        "why is the sky blue and what is at the bottom of the rabbit hole and how do tides work?",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        output["report"],
+        json!("why is the sky blue and what is at the bottom of the rabbit hole and how do tides work?: 2 findings from 4 sources")
+    );
+    let dropped = output["dropped"].as_array().unwrap();
+    assert_eq!(dropped.len(), 1);
+    assert!(
+        dropped[0]["why"].as_str().unwrap().contains("budget"),
+        "{output}"
+    );
+    // Three researchers under the planner, the overrun one failed, then the
+    // writer; budgets as the journal has them.
+    assert!(tree.contains("research/1 → researcher [failed"), "{tree}");
+    assert!(tree.contains("budget 300/300 used"), "{tree}");
+    assert!(tree.contains("research/3 → writer [completed"), "{tree}");
+    // 50 + 200 + 300 + 200 + 80 tokens.
+    assert!(
+        tree.contains("execution budget: 830/2000 used, 1170 left"),
+        "{tree}"
+    );
+}

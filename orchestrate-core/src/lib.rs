@@ -37,6 +37,20 @@
 //! # }
 //! ```
 //!
+//! # Calling agents from agents
+//!
+//! An agent decides at run time whom to call: [`Context::call`],
+//! [`Context::call_with`] (a label, a policy, a budget),
+//! [`Context::call_all`], [`Context::map`] and [`Context::run_workflow`]
+//! run children of the calling attempt through their policies and the
+//! journal, with deterministic ids, so that a resumed execution replays
+//! every call that had ended instead of running it again. The clock,
+//! randomness and outside reads go through [`Context::now`],
+//! [`Context::random_u64`] and [`Context::side_effect`]. The calls form a
+//! tree ([`journal::CallTree`], in every [`ExecutionView`]), which
+//! [`Orchestrator::terminate`] prunes, and carry hierarchical
+//! [`budget`]s. See [`call`] for an example.
+//!
 //! # Map
 //!
 //! - [`agent`]: the [`Agent`] trait, [`agent_fn`], typed agents.

@@ -176,7 +176,11 @@ async fn thresholds_are_configurable() {
         .build()
         .unwrap();
     let wf = orch
-        .bind(&WorkflowDef::builder("w").step(StepDef::new("s", "spend")).build())
+        .bind(
+            &WorkflowDef::builder("w")
+                .step(StepDef::new("s", "spend"))
+                .build(),
+        )
         .unwrap();
     let options = RunOptions {
         budget: Some(Budget::new(100, "cents")),

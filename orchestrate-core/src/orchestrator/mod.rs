@@ -306,7 +306,10 @@ impl Orchestrator {
             correlation,
             key,
             inner.running.clone(),
-            (inner.targets.clone(), ReplayLog::from_events(&[], &inner.limits.budget_thresholds)),
+            (
+                inner.targets.clone(),
+                ReplayLog::from_events(&[], &inner.limits.budget_thresholds),
+            ),
             step_future,
         );
         let driver = match options.budget {
@@ -619,7 +622,10 @@ impl Orchestrator {
             view.correlation_arc().clone(),
             view.idempotency_arc().cloned(),
             inner.running.clone(),
-            (inner.targets.clone(), ReplayLog::from_events(events, &inner.limits.budget_thresholds)),
+            (
+                inner.targets.clone(),
+                ReplayLog::from_events(events, &inner.limits.budget_thresholds),
+            ),
             step_future,
         )
         .restore(&view, last_at_us);
