@@ -22,11 +22,12 @@
 //! The ledger is folded from the journal (calls' starts and ends,
 //! `BudgetSet`, `BudgetConsumed`), so budgets survive a restart exactly.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::fast_map::FastMap;
 
 /// The id of the execution's own account: the root of every budget.
 pub const ROOT: &str = "";
@@ -112,7 +113,7 @@ struct Account {
 /// The accounts of one execution.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BudgetLedger {
-    accounts: HashMap<Arc<str>, Account>,
+    accounts: FastMap<Arc<str>, Account>,
     thresholds: Vec<u8>,
 }
 
@@ -137,7 +138,7 @@ impl BudgetLedger {
             reached: 0,
         };
         Self {
-            accounts: HashMap::from([(Arc::<str>::from(ROOT), root)]),
+            accounts: [(Arc::<str>::from(ROOT), root)].into_iter().collect(),
             thresholds,
         }
     }
@@ -367,7 +368,19 @@ impl BudgetLedger {
 
     /// The balance of `node`'s account.
     pub fn balance(&self, node: &str) -> Option<Balance> {
-        let account = self.accounts.get(node)?;
+        let Some(account) = self.accounts.get(node) else {
+            // No account yet: nothing given, nothing consumed; it draws on
+            // its bank.
+            let chain = self.chain_of(node);
+            let available = self
+                .bank(&chain)
+                .and_then(|(_, bank)| self.accounts.get(bank))
+                .and_then(Self::available_of);
+            return Some(Balance {
+                available,
+                ..Balance::default()
+            });
+        };
         let available = match account.allocated {
             Some(_) => Self::available_of(account),
             None => {
@@ -383,6 +396,12 @@ impl BudgetLedger {
             held: account.held,
             available,
         })
+    }
+
+    /// Whether `node` has an account of its own (one made when it was
+    /// given an allocation or first consumed).
+    pub fn has_account(&self, node: &str) -> bool {
+        self.accounts.contains_key(node)
     }
 
     /// Whether any account has an allocation (budgets are in use).

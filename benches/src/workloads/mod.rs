@@ -1,6 +1,7 @@
 //! The workloads harness: each workload measured against its floor, the
 //! cheapest tokio code doing the same shape of work, in the same process.
 
+mod calls;
 mod durable;
 mod events;
 mod execution;
@@ -232,6 +233,9 @@ pub const WORKLOADS: &[(&str, usize)] = &[
     ("resilience", 1_000_000),
     ("checkpoint_sqlite", 200),
     ("checkpoint_postgres", 200),
+    ("calls", 1_000),
+    ("map", 10_000),
+    ("calls_sqlite", 200),
     ("redis_bus", 100_000),
 ];
 
@@ -256,6 +260,9 @@ pub async fn run(name: &str, n: usize, reps: usize) -> Result<Vec<Report>, Strin
             .into_iter()
             .collect(),
         "redis_bus" => events::redis_bus(n, reps).await?.into_iter().collect(),
+        "calls" => vec![calls::calls(n, reps).await],
+        "map" => vec![calls::map(n, reps).await],
+        "calls_sqlite" => vec![calls::calls_sqlite(n, reps).await?],
         other => return Err(format!("unknown workload `{other}`")),
     })
 }
@@ -291,6 +298,9 @@ mod tests {
             ("checkpoint_sqlite", 5),
             ("checkpoint_postgres", 5),
             ("redis_bus", 300),
+            ("calls", 20),
+            ("map", 50),
+            ("calls_sqlite", 5),
         ] {
             let reports = run(name, n, 1).await.unwrap();
             for r in reports {

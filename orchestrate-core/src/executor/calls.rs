@@ -2,6 +2,8 @@
 //! reach, which checks, replays, runs and journals their calls.
 
 use std::collections::HashMap;
+
+use crate::fast_map::FastMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -32,7 +34,7 @@ pub(crate) struct CallTarget {
 }
 
 /// Every registered agent, by name, as calls find them.
-pub(crate) type CallTargets = HashMap<String, CallTarget>;
+pub(crate) type CallTargets = FastMap<String, CallTarget>;
 
 /// The [`Host`] of one execution.
 pub(crate) struct ExecutionHost {
@@ -234,11 +236,17 @@ impl Run {
             Some(s) => Some(s.acquire_owned().await.map_err(|_| cancelled())?),
             None => None,
         };
+        // A call run again after a restart may have been given a budget by
+        // the journal: it is closed like one that was.
+        let budgeted = start.as_ref().is_none_or(|s| s.budget.is_some());
         if let Some(start) = start {
-            // Given its budget before it runs, or refused before it runs.
-            lock(&budgets)
-                .open(&start.call, &start.parent, start.budget)
-                .map_err(overrun)?;
+            // Given its budget before it runs, or refused before it runs. A
+            // call without one has an account only once it consumes.
+            if start.budget.is_some() {
+                lock(&budgets)
+                    .open(&start.call, &start.parent, start.budget)
+                    .map_err(overrun)?;
+            }
             inbox
                 .send(TaskMsg::Call(EventKind::CallStarted(start), None))
                 .map_err(|_| cancelled())?;
@@ -256,7 +264,9 @@ impl Run {
             () = stopped => (Err(cancelled()), 0),
         };
         live.lock_running().remove(&call);
-        lock(&budgets).close(&call);
+        if budgeted {
+            lock(&budgets).close(&call);
+        }
         // Whatever a terminated call returned, it ends terminated.
         let result = if live.is_terminated(&call) {
             Err(Error::Terminated { call: call.clone() })

@@ -1,7 +1,7 @@
 //! The calls of one execution that are running here, and those
 //! terminated.
 
-use std::collections::HashMap;
+use crate::fast_map::FastMap;
 use std::sync::Arc;
 
 /// The calls of one execution that are running, by id, and those
@@ -9,14 +9,14 @@ use std::sync::Arc;
 /// reaches.
 #[derive(Default)]
 pub(crate) struct LiveCalls {
-    running: std::sync::Mutex<HashMap<Arc<str>, tokio_util::sync::CancellationToken>>,
+    running: std::sync::Mutex<FastMap<Arc<str>, tokio_util::sync::CancellationToken>>,
     terminated: std::sync::Mutex<Vec<Arc<str>>>,
 }
 
 impl LiveCalls {
     pub(super) fn lock_running(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, tokio_util::sync::CancellationToken>> {
+    ) -> std::sync::MutexGuard<'_, FastMap<Arc<str>, tokio_util::sync::CancellationToken>> {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -1,7 +1,7 @@
 //! What a resumed execution replays: the calls and side effects its
 //! journal holds, by id, and the budgets as the journal leaves them.
 
-use std::collections::HashMap;
+use crate::fast_map::FastMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -23,8 +23,8 @@ pub(crate) struct CallRecord {
 /// execution replays.
 #[derive(Default)]
 pub(crate) struct ReplayLog {
-    pub(super) calls: HashMap<Arc<str>, CallRecord>,
-    pub(super) effects: HashMap<Arc<str>, (Box<str>, Arc<Value>)>,
+    pub(super) calls: FastMap<Arc<str>, CallRecord>,
+    pub(super) effects: FastMap<Arc<str>, (Box<str>, Arc<Value>)>,
     /// The budgets as the journal leaves them.
     pub(crate) budgets: BudgetLedger,
 }
@@ -32,8 +32,8 @@ pub(crate) struct ReplayLog {
 impl ReplayLog {
     /// The calls recorded in `events`.
     pub(crate) fn from_events(events: &[Event], thresholds: &[u8]) -> Self {
-        let mut calls = HashMap::new();
-        let mut effects = HashMap::new();
+        let mut calls = FastMap::default();
+        let mut effects = FastMap::default();
         let mut budgets = BudgetLedger::new(thresholds);
         for e in events {
             crate::journal::apply_to_budgets(&mut budgets, e);

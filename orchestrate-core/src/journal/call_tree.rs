@@ -1,6 +1,5 @@
 //! The call tree: every call of an execution, projected from its journal.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -9,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Event, EventKind};
 use crate::budget::{Balance, BudgetLedger};
 use crate::error_info::ErrorInfo;
+use crate::fast_map::FastMap;
 
 /// Where a call is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,7 +81,9 @@ pub(crate) fn apply_to_budgets(budgets: &mut BudgetLedger, event: &Event) {
     match &event.kind {
         EventKind::BudgetSet { amount, .. } => budgets.set_root(*amount),
         // A call run again after a restart keeps its account.
-        EventKind::CallStarted(start) if budgets.balance(&start.call).is_none() => {
+        EventKind::CallStarted(start)
+            if start.budget.is_some() && !budgets.has_account(&start.call) =>
+        {
             budgets.record_open(&start.call, &start.parent, start.budget);
         }
         EventKind::BudgetConsumed { call, amount } => {
@@ -101,7 +103,7 @@ pub(crate) fn apply_to_budgets(budgets: &mut BudgetLedger, event: &Event) {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CallTree {
     nodes: Vec<CallNode>,
-    index: HashMap<Arc<str>, usize>,
+    index: FastMap<Arc<str>, usize>,
     budgets: BudgetLedger,
 }
 
