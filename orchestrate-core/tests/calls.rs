@@ -567,3 +567,26 @@ async fn a_sub_workflow_runs_its_steps_as_calls_below_its_own() {
         .unwrap()
         .contains("missing"));
 }
+
+#[tokio::test]
+async fn a_long_caller_id_names_its_calls_whole() {
+    let long = "x".repeat(120);
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("parent", |_, ctx| async move {
+            Ok(ctx.call("child", json!(null)).await?)
+        }))
+        .agent(agent_fn("child", |_, ctx| async move {
+            Ok(json!(ctx.call_id()))
+        }))
+        .build()
+        .unwrap();
+    let wf = orch
+        .bind(
+            &WorkflowDef::builder("w")
+                .step(StepDef::new(long.as_str(), "parent"))
+                .build(),
+        )
+        .unwrap();
+    let done = orch.run(&wf, json!(null)).await.unwrap().await.unwrap();
+    assert_eq!(done.output(&long), Some(&json!(format!("{long}/0"))));
+}

@@ -308,11 +308,28 @@ impl Context {
 
     /// The id of this attempt's call named `name`.
     pub(crate) fn child_call_id_named(&self, name: impl fmt::Display) -> Arc<str> {
+        use fmt::Write as _;
+        // Written on the stack when it fits: the id's one allocation is
+        // its `Arc`.
+        let mut id = StackText::<96>::new();
         let attempt = self.attempt();
-        if attempt > 1 {
-            format!("{}@{attempt}/{name}", self.call_id()).into()
+        let written = if attempt > 1 {
+            write!(id, "{}@{attempt}/{name}", self.call_id())
         } else {
-            format!("{}/{name}", self.call_id()).into()
+            write!(id, "{}/{name}", self.call_id())
+        };
+        match (written, id.as_str()) {
+            (Ok(()), Some(text)) => Arc::from(text),
+            _ if attempt > 1 => format!("{}@{attempt}/{name}", self.call_id()).into(),
+            _ => format!("{}/{name}", self.call_id()).into(),
+        }
+    }
+
+    /// [`call_id`](Self::call_id), shared.
+    pub(crate) fn call_id_arc(&self) -> Arc<str> {
+        match &self.frame {
+            Some(frame) => frame.id.clone(),
+            None => self.step_id.clone(),
         }
     }
 
@@ -324,6 +341,43 @@ impl Context {
     pub(crate) fn execution_input(&self) -> &Value {
         static NULL: Value = Value::Null;
         self.scope.input.as_deref().unwrap_or(&NULL)
+    }
+}
+
+/// Text written into a buffer on the stack; `None` once it overflowed.
+struct StackText<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    overflowed: bool,
+}
+
+impl<const N: usize> StackText<N> {
+    fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+            overflowed: false,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        if self.overflowed {
+            return None;
+        }
+        std::str::from_utf8(&self.buf[..self.len]).ok()
+    }
+}
+
+impl<const N: usize> fmt::Write for StackText<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end > N {
+            self.overflowed = true;
+            return Err(fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 

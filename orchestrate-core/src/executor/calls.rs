@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::attempt::{panic_message, to_error, AttemptError};
-use super::live::LiveCalls;
+use super::live::{CallState, LiveCalls};
 use super::replay::{diverged, ReplayLog};
 use super::{Inbox, TaskMsg};
 use crate::agent::BoxAgent;
@@ -52,13 +52,39 @@ pub(crate) struct ExecutionHost {
     /// Per-agent limits of this execution's calls, made at the first call
     /// of a limited agent.
     pub(crate) limited: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
-    pub(crate) live: Arc<LiveCalls>,
     /// How long a terminated call gets to return before it is dropped.
     pub(crate) grace: std::time::Duration,
     /// A call or side effect the journal does not hold is a divergence.
     pub(crate) strict: bool,
-    /// The execution's budgets, live.
-    pub(crate) budgets: Arc<std::sync::Mutex<BudgetLedger>>,
+    /// The limits (the thresholds of the budgets' accounts among them).
+    pub(crate) limits: Arc<crate::limits::Limits>,
+    /// The budgets the journal left, until the state is made.
+    pub(crate) restored_budgets: std::sync::Mutex<Option<BudgetLedger>>,
+    /// The execution, which terminate finds the running calls through.
+    pub(crate) shared: Arc<crate::execution::Shared>,
+    /// Made at the first call or budget.
+    pub(crate) state: OnceLock<Arc<CallState>>,
+}
+
+impl ExecutionHost {
+    /// The calls' and budgets' state, made at its first use.
+    pub(crate) fn state(&self) -> &Arc<CallState> {
+        self.state.get_or_init(|| {
+            let restored = self
+                .restored_budgets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            let state = Arc::new(CallState {
+                live: LiveCalls::default(),
+                budgets: std::sync::Mutex::new(
+                    restored.unwrap_or_else(|| BudgetLedger::new(&self.limits.budget_thresholds)),
+                ),
+            });
+            let _ = self.shared.calls.set(state.clone());
+            state
+        })
+    }
 }
 
 /// The error of a refused budget operation.
@@ -152,10 +178,11 @@ impl ExecutionHost {
         } else if self.strict {
             return Err(diverged(caller, call, "no such call".into(), now()));
         }
+        let parent = caller.call_id_arc();
         let start = started.then(|| {
             Box::new(CallStart {
                 call: call.clone(),
-                parent: caller.call_id().into(),
+                parent: parent.clone(),
                 agent: agent.clone(),
                 digest,
                 depth,
@@ -167,14 +194,14 @@ impl ExecutionHost {
             caller,
             CallFrame {
                 id: call.clone(),
-                parent: caller.call_id().into(),
+                parent: parent.clone(),
                 depth,
                 token: caller.cancellation_token().child_token(),
                 calls: AttemptCalls::default(),
             },
         );
         let semaphore = self.semaphore(&agent, target.limit);
-        Ok(Prepared::Run(Box::new(Run {
+        Ok(Prepared::Run(Run {
             start,
             call,
             agent,
@@ -184,16 +211,15 @@ impl ExecutionHost {
             input,
             child,
             inbox: self.inbox.clone(),
-            live: self.live.clone(),
+            state: self.state().clone(),
             grace: self.grace,
-            budgets: self.budgets.clone(),
-        })))
+        }))
     }
 }
 
 enum Prepared {
     Replayed(Result<Value, Error>),
-    Run(Box<Run>),
+    Run(Run),
 }
 
 /// A call about to run.
@@ -208,9 +234,8 @@ struct Run {
     input: Value,
     child: Context,
     inbox: Arc<Inbox>,
-    live: Arc<LiveCalls>,
+    state: Arc<CallState>,
     grace: std::time::Duration,
-    budgets: Arc<std::sync::Mutex<BudgetLedger>>,
 }
 
 impl Run {
@@ -225,10 +250,10 @@ impl Run {
             input,
             child,
             inbox,
-            live,
+            state,
             grace,
-            budgets,
         } = self;
+        let live = &state.live;
         let cancelled = || Error::Cancelled {
             step: Some(call.clone()),
         };
@@ -243,7 +268,8 @@ impl Run {
             // Given its budget before it runs, or refused before it runs. A
             // call without one has an account only once it consumes.
             if start.budget.is_some() {
-                lock(&budgets)
+                state
+                    .budgets()
                     .open(&start.call, &start.parent, start.budget)
                     .map_err(overrun)?;
             }
@@ -259,13 +285,16 @@ impl Run {
         };
         // Cancelled or terminated, a call gets the grace period to return,
         // then it is dropped.
+        // Biased, the call first: one that ends as it starts never
+        // registers with its token.
         let (result, attempts) = tokio::select! {
+            biased;
             done = attempts(&target, &policy, input, &child) => done,
             () = stopped => (Err(cancelled()), 0),
         };
         live.lock_running().remove(&call);
         if budgeted {
-            lock(&budgets).close(&call);
+            state.budgets().close(&call);
         }
         // Whatever a terminated call returned, it ends terminated.
         let result = if live.is_terminated(&call) {
@@ -376,18 +405,12 @@ fn started(prepared: Result<Prepared, Error>) -> CallFuture {
     }
 }
 
-fn lock(budgets: &std::sync::Mutex<BudgetLedger>) -> std::sync::MutexGuard<'_, BudgetLedger> {
-    budgets
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Host for ExecutionHost {
     fn consume(&self, ctx: &Context, amount: u64) -> Result<(), Error> {
         let node: Arc<str> = ctx.call_id().into();
         // Checked and applied at once, under the ledger's lock; journaled
         // in the same order (the inbox keeps it).
-        let mut budgets = lock(&self.budgets);
+        let mut budgets = self.state().budgets();
         let reached = budgets.consume(&node, amount).map_err(overrun)?;
         let consumed = EventKind::BudgetConsumed {
             call: node.clone(),
@@ -409,7 +432,7 @@ impl Host for ExecutionHost {
     }
 
     fn balance(&self, node: &str) -> Option<crate::budget::Balance> {
-        lock(&self.budgets).balance(node)
+        self.state().budgets().balance(node)
     }
 
     fn emit(&self, ctx: &Context, name: Box<str>, payload: Box<Value>) -> Result<(), Error> {

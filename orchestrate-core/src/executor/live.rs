@@ -1,5 +1,6 @@
-//! The calls of one execution that are running here, and those
-//! terminated.
+//! What an execution's calls share once it makes one: the calls running
+//! here (and those terminated), and the budgets. Made at the first call or
+//! budget, so that an execution that uses neither pays nothing for them.
 
 use crate::fast_map::FastMap;
 use std::sync::Arc;
@@ -48,5 +49,25 @@ impl crate::execution::CallControl for LiveCalls {
         // Its calls' tokens are children of its own.
         token.cancel();
         true
+    }
+}
+
+/// The running calls and the budgets of one execution.
+pub(crate) struct CallState {
+    pub(crate) live: LiveCalls,
+    pub(crate) budgets: std::sync::Mutex<crate::budget::BudgetLedger>,
+}
+
+impl CallState {
+    pub(crate) fn budgets(&self) -> std::sync::MutexGuard<'_, crate::budget::BudgetLedger> {
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl crate::execution::CallControl for CallState {
+    fn terminate(&self, call: &str) -> bool {
+        crate::execution::CallControl::terminate(&self.live, call)
     }
 }

@@ -189,8 +189,8 @@ pub(crate) struct Driver<F> {
     /// Calls whose end is in the batch being made: told once it is
     /// appended.
     acks: Vec<oneshot::Sender<()>>,
-    /// The execution's budgets, shared with its host.
-    budgets: Arc<std::sync::Mutex<crate::budget::BudgetLedger>>,
+    /// The host of the execution's contexts (its calls and budgets).
+    host: Arc<calls::ExecutionHost>,
     /// The budget a new execution starts with.
     budget: Option<crate::budget::Budget>,
 
@@ -235,7 +235,7 @@ where
         let n = wf.plan.len();
         let inbox = Arc::<Inbox>::default();
         let (targets, mut replay) = calls;
-        let budgets = Arc::new(std::sync::Mutex::new(std::mem::take(&mut replay.budgets)));
+        let restored_budgets = std::sync::Mutex::new(replay.budgets.take());
         let host = calls::ExecutionHost {
             inbox: inbox.clone(),
             custom_limit: limits.max_custom_events,
@@ -246,17 +246,19 @@ where
             steps: n,
             step_calls: std::sync::OnceLock::new(),
             limited: std::sync::Mutex::default(),
-            live: Arc::default(),
             grace: limits.cancel_grace,
             strict: limits.strict_replay,
-            budgets: budgets.clone(),
+            limits: limits.clone(),
+            restored_budgets,
+            shared: shared.clone(),
+            state: std::sync::OnceLock::new(),
         };
-        let _ = shared.calls.set(host.live.clone());
+        let host = Arc::new(host);
         let scope = Arc::new(ExecutionScope::new(
             shared.id.clone(),
             correlation_id.clone(),
             shared.cancel.clone(),
-            Arc::new(host),
+            host.clone(),
             input.clone(),
         ));
         Self {
@@ -280,7 +282,7 @@ where
             inbox,
             inbox_buf: Vec::new(),
             acks: Vec::new(),
-            budgets,
+            host,
             budget: None,
             seq: 0,
             started: Instant::now(),
@@ -321,10 +323,7 @@ where
             steps: wf.step_ids.clone(),
         })));
         if let Some(budget) = self.budget.take() {
-            self.budgets
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .set_root(budget.amount);
+            self.host.state().budgets().set_root(budget.amount);
             self.record(EventKind::BudgetSet {
                 amount: budget.amount,
                 unit: budget.unit.into_boxed_str(),

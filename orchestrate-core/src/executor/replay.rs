@@ -25,8 +25,8 @@ pub(crate) struct CallRecord {
 pub(crate) struct ReplayLog {
     pub(super) calls: FastMap<Arc<str>, CallRecord>,
     pub(super) effects: FastMap<Arc<str>, (Box<str>, Arc<Value>)>,
-    /// The budgets as the journal leaves them.
-    pub(crate) budgets: BudgetLedger,
+    /// The budgets as the journal leaves them, when it has any.
+    pub(crate) budgets: Option<BudgetLedger>,
 }
 
 impl ReplayLog {
@@ -34,9 +34,17 @@ impl ReplayLog {
     pub(crate) fn from_events(events: &[Event], thresholds: &[u8]) -> Self {
         let mut calls = FastMap::default();
         let mut effects = FastMap::default();
-        let mut budgets = BudgetLedger::new(thresholds);
+        let mut budgets: Option<BudgetLedger> = None;
         for e in events {
-            crate::journal::apply_to_budgets(&mut budgets, e);
+            let needs = match &e.kind {
+                EventKind::BudgetSet { .. } | EventKind::BudgetConsumed { .. } => true,
+                EventKind::CallStarted(start) => start.budget.is_some(),
+                _ => false,
+            };
+            if needs || budgets.is_some() {
+                let ledger = budgets.get_or_insert_with(|| BudgetLedger::new(thresholds));
+                crate::journal::apply_to_budgets(ledger, e);
+            }
             match &e.kind {
                 EventKind::CallStarted(start) => {
                     calls.insert(
