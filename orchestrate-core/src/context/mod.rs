@@ -131,6 +131,11 @@ impl Context {
         }
     }
 
+    /// The call this context runs (`None` for a step's context).
+    pub(crate) fn frame(&self) -> Option<&Arc<CallFrame>> {
+        self.frame.as_ref()
+    }
+
     /// The calls of this context's attempt; with `make`, made for a step
     /// that had none yet (`None` outside an execution).
     fn attempt_calls(&self, make: bool) -> Option<&AttemptCalls> {

@@ -277,8 +277,12 @@ impl Run {
                 .send(TaskMsg::Call(EventKind::CallStarted(start), None))
                 .map_err(|_| cancelled())?;
         }
-        let token = child.cancellation_token().clone();
-        live.lock_running().insert(call.clone(), token.clone());
+        // The frame, not a clone of its token: a token's clone locks its
+        // tree, an Arc's is one increment.
+        if let Some(frame) = child.frame() {
+            live.lock_running().insert(call.clone(), frame.clone());
+        }
+        let token = child.cancellation_token();
         let stopped = async {
             token.cancelled().await;
             tokio::time::sleep(grace).await;

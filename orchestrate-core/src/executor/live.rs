@@ -5,19 +5,21 @@
 use crate::fast_map::FastMap;
 use std::sync::Arc;
 
+use crate::context::CallFrame;
+
 /// The calls of one execution that are running, by id, and those
 /// terminated: what [`Orchestrator::terminate`](crate::Orchestrator::terminate)
 /// reaches.
 #[derive(Default)]
 pub(crate) struct LiveCalls {
-    running: std::sync::Mutex<FastMap<Arc<str>, tokio_util::sync::CancellationToken>>,
+    running: std::sync::Mutex<FastMap<Arc<str>, Arc<CallFrame>>>,
     terminated: std::sync::Mutex<Vec<Arc<str>>>,
 }
 
 impl LiveCalls {
     pub(super) fn lock_running(
         &self,
-    ) -> std::sync::MutexGuard<'_, FastMap<Arc<str>, tokio_util::sync::CancellationToken>> {
+    ) -> std::sync::MutexGuard<'_, FastMap<Arc<str>, Arc<CallFrame>>> {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -38,8 +40,8 @@ impl LiveCalls {
 
 impl crate::execution::CallControl for LiveCalls {
     fn terminate(&self, call: &str) -> bool {
-        let token = self.lock_running().get(call).cloned();
-        let Some(token) = token else {
+        let frame = self.lock_running().get(call).cloned();
+        let Some(frame) = frame else {
             return false;
         };
         self.terminated
@@ -47,7 +49,7 @@ impl crate::execution::CallControl for LiveCalls {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(call.into());
         // Its calls' tokens are children of its own.
-        token.cancel();
+        frame.token.cancel();
         true
     }
 }
