@@ -189,3 +189,42 @@ async fn a_call_the_journal_does_not_hold_and_another_output_are_divergences() {
         Err(Divergence::Output { step, .. }) if step == "s"
     ));
 }
+
+#[tokio::test]
+async fn a_terminated_call_replays_as_terminated() {
+    let builder = || {
+        Orchestrator::builder()
+            .agent(agent_fn("boss", |_, ctx| async move {
+                match ctx.call("slow", json!(null)).await {
+                    Err(orchestrate_core::Error::Terminated { call }) => {
+                        Ok(json!(format!("{call} stopped")))
+                    }
+                    other => Ok(json!(format!("{other:?}"))),
+                }
+            }))
+            .agent(agent_fn("slow", |_, ctx| async move {
+                ctx.cancelled().await;
+                Ok(json!("never"))
+            }))
+            .workflow(
+                WorkflowDef::builder("t")
+                    .step(StepDef::new("s", "boss"))
+                    .build(),
+            )
+    };
+    let orch = builder().build().unwrap();
+    let exec = orch
+        .run(&orch.workflow("t").unwrap(), json!(null))
+        .await
+        .unwrap();
+    while exec.view().calls().get("s/0").is_none() {
+        tokio::task::yield_now().await;
+    }
+    orch.terminate(exec.id(), "s/0").unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(done.output("s"), Some(&json!("s/0 stopped")));
+    let checked = check_replay(&**orch.store(), exec.id(), builder())
+        .await
+        .unwrap();
+    assert_eq!(checked.calls, 1);
+}

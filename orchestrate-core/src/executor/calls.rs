@@ -2,8 +2,6 @@
 //! reach, which checks, replays, runs and journals their calls.
 
 use std::collections::HashMap;
-
-use crate::fast_map::FastMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -23,6 +21,7 @@ use crate::call::{digest, CallOptions};
 use crate::context::{AttemptCalls, CallFrame, CallFuture, Context, Host};
 use crate::depth::exceeds_max_depth;
 use crate::error::{AgentError, Error};
+use crate::fast_map::FastMap;
 use crate::journal::{CallStart, EventKind};
 
 /// What a call may run: a registered agent with its policy and its
@@ -164,12 +163,18 @@ impl ExecutionHost {
             }
             match &record.outcome {
                 Some(Ok(output)) => return Ok(Prepared::Replayed(Ok(Value::clone(output)))),
+                // The error the caller saw live, so that it decides alike.
                 Some(Err(cause)) => {
-                    return Ok(Prepared::Replayed(Err(Error::CallFailed {
-                        call,
-                        agent,
-                        cause: cause.clone(),
-                    })))
+                    let error = match cause.code.as_str() {
+                        "terminated" => Error::Terminated { call },
+                        "cancelled" => Error::Cancelled { step: Some(call) },
+                        _ => Error::CallFailed {
+                            call,
+                            agent,
+                            cause: cause.clone(),
+                        },
+                    };
+                    return Ok(Prepared::Replayed(Err(error)));
                 }
                 // It was running when the process stopped: it runs again,
                 // and its start is in the journal already.

@@ -366,14 +366,7 @@ impl Orchestrator {
             Ok(view) => view,
             Err(execution) => return Ok(execution),
         };
-        let workflow = self
-            .inner
-            .workflows
-            .get(view.workflow())
-            .cloned()
-            .ok_or_else(|| Error::UnknownWorkflow {
-                workflow: view.workflow().into(),
-            })?;
+        let workflow = self.registered(view.workflow())?;
         self.restore(&workflow, id, &events, view)
     }
 
@@ -440,14 +433,7 @@ impl Orchestrator {
                 return Ok(execution);
             }
         };
-        let workflow = self
-            .inner
-            .workflows
-            .get(view.workflow())
-            .cloned()
-            .ok_or_else(|| Error::UnknownWorkflow {
-                workflow: view.workflow().into(),
-            })?;
+        let workflow = self.registered(view.workflow())?;
         self.start_restored(&workflow, id, &events, view, Restart::Cancel)
     }
 
@@ -533,14 +519,7 @@ impl Orchestrator {
         if view.status() != crate::journal::ExecutionStatus::Parked || !waiting {
             return Err(not_interrupted());
         }
-        let workflow = self
-            .inner
-            .workflows
-            .get(view.workflow())
-            .cloned()
-            .ok_or_else(|| Error::UnknownWorkflow {
-                workflow: view.workflow().into(),
-            })?;
+        let workflow = self.registered(view.workflow())?;
         let index = workflow.plan().index_of(step).ok_or_else(not_interrupted)?;
         self.start_restored(
             &workflow,
@@ -644,6 +623,17 @@ impl Orchestrator {
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+    }
+
+    /// The registered workflow an execution's journal names.
+    fn registered(&self, name: &str) -> Result<Workflow, Error> {
+        self.inner
+            .workflows
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownWorkflow {
+                workflow: name.into(),
+            })
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, FastMap<ExecutionId, Arc<Shared>>> {
