@@ -96,7 +96,11 @@ async fn a_branch_that_overruns_is_stopped_while_the_others_finish() {
         }
     );
     assert_eq!(tree.budget("plan").unwrap().consumed, 500);
-    assert!(tree.get("plan/4").is_none(), "a refused call never started");
+    // A refused call is journaled as refused, never run.
+    let refused = tree.get("plan/4").unwrap();
+    assert_eq!(refused.status, CallStatus::Failed);
+    assert_eq!(refused.error.as_ref().unwrap().code, "budget_exceeded");
+    assert_eq!(refused.attempts, 0);
 
     // Thresholds, each once: the overrunning branch's 50 % and 80 %, the
     // execution's 50 %.

@@ -228,3 +228,40 @@ async fn a_terminated_call_replays_as_terminated() {
         .unwrap();
     assert_eq!(checked.calls, 1);
 }
+
+#[tokio::test]
+async fn a_call_refused_for_its_budget_replays_refused() {
+    use orchestrate_core::budget::Budget;
+    use orchestrate_core::{CallOptions, RunOptions};
+    let builder = || {
+        Orchestrator::builder()
+            .agent(agent_fn("boss", |_, ctx| async move {
+                let first = ctx
+                    .call_with("spend", json!(40), CallOptions::new().budget(50))
+                    .await?;
+                // More than is left now; after `spend` returns its unused
+                // 10 the books differ, and the refusal must replay anyway.
+                let second = ctx
+                    .call_with("spend", json!(1), CallOptions::new().budget(65))
+                    .await;
+                Ok(json!([first, second.map_err(|e| e.code()).unwrap_err()]))
+            }))
+            .agent(agent_fn("spend", |n, ctx| async move {
+                ctx.consume(n.as_u64().unwrap_or(0))?;
+                Ok(n)
+            }))
+            .workflow(WorkflowDef::builder("b").step(StepDef::new("s", "boss")).build())
+    };
+    let orch = builder().build().unwrap();
+    let options = RunOptions {
+        budget: Some(Budget::new(100, "tokens")),
+        ..RunOptions::default()
+    };
+    let exec = orch
+        .run_with(&orch.workflow("b").unwrap(), json!(null), options)
+        .await
+        .unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(done.output("s"), Some(&json!([40, "budget_exceeded"])));
+    check_replay(&**orch.store(), exec.id(), builder()).await.unwrap();
+}

@@ -168,6 +168,15 @@ impl ExecutionHost {
                     let error = match cause.code.as_str() {
                         "terminated" => Error::Terminated { call },
                         "cancelled" => Error::Cancelled { step: Some(call) },
+                        // Refused before it ran.
+                        "budget_exceeded" if cause.attempts.is_none() => Error::BudgetExceeded {
+                            step: call,
+                            detail: cause
+                                .message
+                                .split_once("budget exceeded: ")
+                                .map_or(cause.message.as_str(), |(_, detail)| detail)
+                                .to_owned(),
+                        },
                         _ => Error::CallFailed {
                             call,
                             agent,
@@ -272,15 +281,32 @@ impl Run {
         if let Some(start) = start {
             // Given its budget before it runs, or refused before it runs. A
             // call without one has an account only once it consumes.
-            if start.budget.is_some() {
-                state
+            let refused = match start.budget {
+                Some(_) => state
                     .budgets()
                     .open(&start.call, &start.parent, start.budget)
-                    .map_err(overrun)?;
-            }
+                    .err(),
+                None => None,
+            };
             inbox
                 .send(TaskMsg::Call(EventKind::CallStarted(start), None))
                 .map_err(|_| cancelled())?;
+            if let Some(refused) = refused {
+                // Journaled, so that a replay refuses it too whatever the
+                // budgets then hold.
+                let error = overrun(refused);
+                let failed = EventKind::CallFailed {
+                    call: call.clone(),
+                    error: Box::new(error.info()),
+                    attempts: 0,
+                };
+                let (ack, journaled) = oneshot::channel();
+                inbox
+                    .send(TaskMsg::Call(failed, Some(ack)))
+                    .map_err(|_| cancelled())?;
+                journaled.await.map_err(|_| cancelled())?;
+                return Err(error);
+            }
         }
         // The frame, not a clone of its token: a token's clone locks its
         // tree, an Arc's is one increment.
