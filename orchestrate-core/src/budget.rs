@@ -12,12 +12,15 @@
 //! - **available**: `allocated − consumed − held` for a node with an
 //!   allocation; its bank's for one without.
 //!
-//! The conservation law, at every node with an allocation, after every
-//! operation: `allocated = consumed + held + available`, with `available ≥
-//! 0`. An allocation or a consumption that would make any bank's available
-//! amount negative is refused, and changes nothing. When a child ends,
-//! what it did not consume returns to its parent's bank: `held` drops by
-//! the child's remainder, `consumed` keeps what it used.
+//! The conservation law, at every running node with an allocation, after
+//! every operation: `allocated = consumed + held + available`, with
+//! `available ≥ 0`. An allocation or a consumption that would make any
+//! bank's available amount negative is refused, and changes nothing. When
+//! a child ends, what it did not consume returns to its parent's bank:
+//! `held` drops by the child's remainder, `consumed` keeps what it used.
+//! An ended node's available amount reads 0; what its calls still running
+//! hold stays reserved, and returns as they end (an ended node is no bank:
+//! a call that outlives its caller draws on the caller's bank).
 //!
 //! The ledger is folded from the journal (calls' starts and ends,
 //! `BudgetSet`, `BudgetConsumed`), so budgets survive a restart exactly.
@@ -223,11 +226,13 @@ impl BudgetLedger {
     }
 
     /// The nearest node of `chain` with an allocation, and its position.
+    /// An ended account is no bank: what it did not use went back to its
+    /// own, and a call that outlives it draws on that.
     fn bank<'a>(&self, chain: &'a [Arc<str>]) -> Option<(usize, &'a Arc<str>)> {
         chain.iter().enumerate().find(|(_, id)| {
             self.accounts
                 .get(*id)
-                .is_some_and(|a| a.allocated.is_some())
+                .is_some_and(|a| a.allocated.is_some() && a.open)
         })
     }
 
@@ -353,7 +358,8 @@ impl BudgetLedger {
         let Some(allocated) = account.allocated else {
             return;
         };
-        let remainder = allocated.saturating_sub(account.consumed);
+        // What its calls still running hold stays reserved until they end.
+        let remainder = allocated.saturating_sub(account.consumed + account.held);
         let Some(parent) = account.parent.clone() else {
             return;
         };
@@ -382,6 +388,8 @@ impl BudgetLedger {
             });
         };
         let available = match account.allocated {
+            // Ended: what it did not use went back.
+            Some(_) if !account.open => Some(0),
             Some(_) => Self::available_of(account),
             None => {
                 let chain = self.chain(node);

@@ -79,11 +79,12 @@ async fn a_branch_that_overruns_is_stopped_while_the_others_finish() {
     assert!(overrun.error.as_ref().unwrap().message.contains("budget"));
     assert_eq!(
         tree.budget("plan/2").unwrap(),
+        // Ended: what it did not use went back.
         Balance {
             allocated: Some(250),
             consumed: 200,
             held: 0,
-            available: Some(50)
+            available: Some(0)
         }
     );
     assert_eq!(
@@ -124,7 +125,7 @@ async fn a_branch_that_overruns_is_stopped_while_the_others_finish() {
     // The call tree shows the budgets.
     let text = tree.to_text();
     let line = text.lines().find(|l| l.starts_with("plan/2 ")).unwrap();
-    assert!(line.ends_with("budget 200/250 used, 50 left"), "{text}");
+    assert!(line.ends_with("budget 200/250 used, 0 left"), "{text}");
 
     // A fresh process reads the same budgets from the journal.
     let again = Orchestrator::builder()
@@ -203,4 +204,59 @@ async fn thresholds_are_configurable() {
         })
         .collect();
     assert_eq!(percents, [25, 90]);
+}
+
+#[tokio::test]
+async fn a_call_its_caller_gives_up_on_returns_its_budget_and_is_journaled_cancelled() {
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("impatient", |_, ctx| async move {
+            let slow = ctx.call_with("slow", json!(null), CallOptions::new().budget(50));
+            let fast = ctx.call("fast", json!(null));
+            // The fast one wins; the slow one's future is dropped.
+            let winner = tokio::select! {
+                biased;
+                r = fast => r?,
+                r = slow => r?,
+            };
+            Ok(json!({"winner": winner, "left": ctx.budget().and_then(|b| b.available)}))
+        }))
+        .agent(agent_fn("slow", |_, ctx| async move {
+            ctx.consume(10)?;
+            std::future::pending::<()>().await;
+            Ok(json!("slow"))
+        }))
+        .agent(agent_fn("fast", |_, _| async move {
+            tokio::task::yield_now().await;
+            Ok(json!("fast"))
+        }))
+        .build()
+        .unwrap();
+    let wf = orch
+        .bind(
+            &WorkflowDef::builder("w")
+                .step(StepDef::new("s", "impatient"))
+                .build(),
+        )
+        .unwrap();
+    let options = RunOptions {
+        budget: Some(Budget::new(100, "tokens")),
+        ..RunOptions::default()
+    };
+    let exec = orch.run_with(&wf, json!(null), options).await.unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!({"winner": "fast", "left": 90}))
+    );
+    let tree = done.calls();
+    assert_eq!(tree.get("s/0").unwrap().status, CallStatus::Cancelled);
+    assert_eq!(
+        tree.budget(ROOT).unwrap(),
+        Balance {
+            allocated: Some(100),
+            consumed: 10,
+            held: 0,
+            available: Some(90)
+        }
+    );
 }

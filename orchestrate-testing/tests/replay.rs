@@ -250,7 +250,11 @@ async fn a_call_refused_for_its_budget_replays_refused() {
                 ctx.consume(n.as_u64().unwrap_or(0))?;
                 Ok(n)
             }))
-            .workflow(WorkflowDef::builder("b").step(StepDef::new("s", "boss")).build())
+            .workflow(
+                WorkflowDef::builder("b")
+                    .step(StepDef::new("s", "boss"))
+                    .build(),
+            )
     };
     let orch = builder().build().unwrap();
     let options = RunOptions {
@@ -263,5 +267,44 @@ async fn a_call_refused_for_its_budget_replays_refused() {
         .unwrap();
     let done = exec.clone().await.unwrap();
     assert_eq!(done.output("s"), Some(&json!([40, "budget_exceeded"])));
-    check_replay(&**orch.store(), exec.id(), builder()).await.unwrap();
+    check_replay(&**orch.store(), exec.id(), builder())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_step_that_consumes_its_budget_replays_without_paying_twice() {
+    use orchestrate_core::budget::Budget;
+    use orchestrate_core::RunOptions;
+    let builder = || {
+        Orchestrator::builder()
+            .agent(agent_fn("spender", |_, ctx| async move {
+                ctx.consume(60)?;
+                let child = ctx.call("child", json!(null)).await?;
+                Ok(json!([child, ctx.budget().and_then(|b| b.available)]))
+            }))
+            .agent(agent_fn("child", |_, ctx| async move {
+                ctx.consume(30)?;
+                Ok(json!("child"))
+            }))
+            .workflow(
+                WorkflowDef::builder("p")
+                    .step(StepDef::new("s", "spender"))
+                    .build(),
+            )
+    };
+    let orch = builder().build().unwrap();
+    let options = RunOptions {
+        budget: Some(Budget::new(100, "tokens")),
+        ..RunOptions::default()
+    };
+    let exec = orch
+        .run_with(&orch.workflow("p").unwrap(), json!(null), options)
+        .await
+        .unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(done.output("s"), Some(&json!(["child", 10])));
+    check_replay(&**orch.store(), exec.id(), builder())
+        .await
+        .unwrap();
 }

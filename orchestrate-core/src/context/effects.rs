@@ -58,15 +58,37 @@ impl Context {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn side_effect<T, F>(&self, name: &str, read: F) -> Result<T, Error>
+    pub fn side_effect<'a, T, F>(
+        &'a self,
+        name: &'a str,
+        read: F,
+    ) -> impl Future<Output = Result<T, Error>> + 'a
+    where
+        F: Future<Output = T> + 'a,
+        T: Serialize + DeserializeOwned + 'a,
+    {
+        // Its id is taken now, as a call's is, not when first polled: two
+        // side effects polled in either order keep their ids.
+        let call = self
+            .host()
+            .is_some()
+            .then(|| self.child_call_id(self.next_call_index()));
+        self.record_side_effect(call, name, read)
+    }
+
+    async fn record_side_effect<T, F>(
+        &self,
+        call: Option<Arc<str>>,
+        name: &str,
+        read: F,
+    ) -> Result<T, Error>
     where
         F: Future<Output = T>,
         T: Serialize + DeserializeOwned,
     {
-        let Some(host) = self.host().cloned() else {
+        let (Some(host), Some(call)) = (self.host().cloned(), call) else {
             return Ok(read.await);
         };
-        let call = self.child_call_id(self.next_call_index());
         let failed = |reason: String| Error::SideEffect {
             call: call.clone(),
             name: name.into(),
@@ -95,15 +117,13 @@ impl Context {
     /// # Errors
     ///
     /// As [`side_effect`](Self::side_effect).
-    pub async fn now(&self) -> Result<SystemTime, Error> {
-        let micros: u64 = self
-            .side_effect("now", async {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-            })
-            .await?;
-        Ok(UNIX_EPOCH + Duration::from_micros(micros))
+    pub fn now(&self) -> impl Future<Output = Result<SystemTime, Error>> + '_ {
+        let micros = self.side_effect("now", async {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        });
+        async move { Ok(UNIX_EPOCH + Duration::from_micros(micros.await?)) }
     }
 
     /// Consumes `amount` of this step's or call's budget (see
@@ -134,8 +154,7 @@ impl Context {
     /// # Errors
     ///
     /// As [`side_effect`](Self::side_effect).
-    pub async fn random_u64(&self) -> Result<u64, Error> {
+    pub fn random_u64(&self) -> impl Future<Output = Result<u64, Error>> + '_ {
         self.side_effect("random", async { uuid::Uuid::new_v4().as_u64_pair().0 })
-            .await
     }
 }

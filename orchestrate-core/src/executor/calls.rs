@@ -288,13 +288,14 @@ impl Run {
                     .err(),
                 None => None,
             };
-            inbox
-                .send(TaskMsg::Call(EventKind::CallStarted(start), None))
-                .map_err(|_| cancelled())?;
             if let Some(refused) = refused {
-                // Journaled, so that a replay refuses it too whatever the
-                // budgets then hold.
+                // Journaled, start and refusal in one message (so in one
+                // batch), so that a replay refuses it too, whatever the
+                // budgets then hold; as never given, its start records no
+                // allocation.
                 let error = overrun(refused);
+                let mut start = start;
+                start.budget = None;
                 let failed = EventKind::CallFailed {
                     call: call.clone(),
                     error: Box::new(error.info()),
@@ -302,17 +303,27 @@ impl Run {
                 };
                 let (ack, journaled) = oneshot::channel();
                 inbox
-                    .send(TaskMsg::Call(failed, Some(ack)))
+                    .send(TaskMsg::Refused(start, failed, ack))
                     .map_err(|_| cancelled())?;
                 journaled.await.map_err(|_| cancelled())?;
                 return Err(error);
             }
+            inbox
+                .send(TaskMsg::Call(EventKind::CallStarted(start), None))
+                .map_err(|_| cancelled())?;
         }
         // The frame, not a clone of its token: a token's clone locks its
         // tree, an Arc's is one increment.
         if let Some(frame) = child.frame() {
             live.lock_running().insert(call.clone(), frame.clone());
         }
+        let mut unfinished = Unfinished {
+            call: &call,
+            state: &state,
+            inbox: &inbox,
+            budgeted,
+            armed: true,
+        };
         let token = child.cancellation_token();
         let stopped = async {
             token.cancelled().await;
@@ -327,12 +338,19 @@ impl Run {
             done = attempts(&target, &policy, input, &child) => done,
             () = stopped => (Err(cancelled()), 0),
         };
-        live.lock_running().remove(&call);
+        unfinished.armed = false;
+        // Left and checked under the running calls' lock, which terminate
+        // takes to mark a call.
+        let terminated = {
+            let mut running = live.lock_running();
+            running.remove(&call);
+            live.is_terminated(&call)
+        };
         if budgeted {
             state.budgets().close(&call);
         }
         // Whatever a terminated call returned, it ends terminated.
-        let result = if live.is_terminated(&call) {
+        let result = if terminated {
             Err(Error::Terminated { call: call.clone() })
         } else {
             result
@@ -375,6 +393,40 @@ impl Run {
             .map_err(|_| cancelled())?;
         journaled.await.map_err(|_| cancelled())?;
         result.map(|output| Arc::try_unwrap(output).unwrap_or_else(|shared| Value::clone(&shared)))
+    }
+}
+
+/// A running call whose future may be dropped before it ends (its caller
+/// gave up on it, a sibling's failure ended a sub-workflow): it then leaves
+/// the running calls, gives back what its budget did not use, and is
+/// journaled cancelled.
+struct Unfinished<'a> {
+    call: &'a Arc<str>,
+    state: &'a CallState,
+    inbox: &'a Inbox,
+    budgeted: bool,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.state.live.lock_running().remove(self.call);
+        if self.budgeted {
+            self.state.budgets().close(self.call);
+        }
+        let cancelled = Error::Cancelled {
+            step: Some(self.call.clone()),
+        };
+        let failed = EventKind::CallFailed {
+            call: self.call.clone(),
+            error: Box::new(cancelled.info()),
+            attempts: 0,
+        };
+        // Nobody waits for it; an ended execution journals nothing more.
+        let _ = self.inbox.send(TaskMsg::Call(failed, None));
     }
 }
 

@@ -97,7 +97,7 @@ mod tests {
             .iter()
             .map(|m| match m {
                 TaskMsg::Policy { step, .. } | TaskMsg::Custom { step, .. } => *step,
-                TaskMsg::Call(..) => usize::MAX,
+                TaskMsg::Call(..) | TaskMsg::Refused(..) => usize::MAX,
             })
             .collect()
     }

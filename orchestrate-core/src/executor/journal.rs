@@ -98,6 +98,11 @@ where
                 self.record(kind);
                 self.acks.extend(ack);
             }
+            TaskMsg::Refused(start, failed, ack) => {
+                self.record(EventKind::CallStarted(start));
+                self.record(failed);
+                self.acks.push(ack);
+            }
         }
     }
 }

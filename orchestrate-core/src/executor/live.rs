@@ -40,14 +40,18 @@ impl LiveCalls {
 
 impl crate::execution::CallControl for LiveCalls {
     fn terminate(&self, call: &str) -> bool {
-        let frame = self.lock_running().get(call).cloned();
-        let Some(frame) = frame else {
+        // Marked terminated under the running calls' lock: a call that
+        // ends meanwhile either is no longer found here, or finds itself
+        // terminated when it checks after leaving.
+        let running = self.lock_running();
+        let Some(frame) = running.get(call).cloned() else {
             return false;
         };
         self.terminated
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(call.into());
+        drop(running);
         // Its calls' tokens are children of its own.
         frame.token.cancel();
         true

@@ -69,6 +69,13 @@ pub(crate) enum TaskMsg {
     /// A call's start or end, with, for its end, whom to tell once the
     /// journal holds it.
     Call(EventKind, Option<oneshot::Sender<()>>),
+    /// A call refused before it ran: its start and its end, journaled in
+    /// one batch.
+    Refused(
+        Box<crate::journal::CallStart>,
+        EventKind,
+        oneshot::Sender<()>,
+    ),
 }
 
 /// How a step's task ended.
