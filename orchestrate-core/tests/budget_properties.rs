@@ -191,6 +191,7 @@ proptest! {
                             record(EventKind::BudgetConsumed {
                                 call: model.ids[node].clone(),
                                 amount,
+                                op: None,
                             }, &mut journal);
                         }
                         Err(_) => prop_assert_eq!(&ledger, &before, "a refused consumption changed nothing"),

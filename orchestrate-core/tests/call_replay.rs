@@ -393,3 +393,72 @@ fn the_clock_randomness_and_outside_reads_are_replayed() {
     };
     assert_eq!(out["picked"], json!(parity));
 }
+
+#[test]
+fn a_resumed_attempt_does_not_pay_its_budget_twice() {
+    use orchestrate_core::budget::{Budget, ROOT};
+    use orchestrate_core::RunOptions;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let stall = Arc::new(AtomicBool::new(true));
+    let build = |store: Arc<dyn Store>| {
+        let stall = stall.clone();
+        Orchestrator::builder()
+            .agent(agent_fn("spender", |_, ctx| async move {
+                // 60 of 100, then a call that was running at the crash:
+                // resumed, the 60 must not count again (120 > 100).
+                ctx.consume(60)?;
+                let waited = ctx.call("wait", json!(null)).await?;
+                ctx.consume(30)?;
+                Ok(json!([waited, ctx.budget().and_then(|b| b.available)]))
+            }))
+            .agent(agent_fn("wait", move |_, _| {
+                let stall = stall.load(Ordering::SeqCst);
+                async move {
+                    if stall {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(json!("waited"))
+                }
+            }))
+            .store(store)
+            .workflow(
+                WorkflowDef::builder("pay")
+                    .step(StepDef::new("s", "spender"))
+                    .build(),
+            )
+            .build()
+            .unwrap()
+    };
+    let id = {
+        let rt = runtime();
+        let (store, build) = (store.clone(), &build);
+        let id = rt.block_on(async move {
+            let orch = build(store.clone());
+            let options = RunOptions {
+                budget: Some(Budget::new(100, "tokens")),
+                ..RunOptions::default()
+            };
+            let exec = orch
+                .run_with(&orch.workflow("pay").unwrap(), json!(null), options)
+                .await
+                .unwrap();
+            loop {
+                let events = store.load(exec.id(), 0).await.unwrap_or_default();
+                if events
+                    .iter()
+                    .any(|e| matches!(&e.kind, EventKind::CallStarted(s) if &*s.call == "s/0"))
+                {
+                    break exec.id().clone();
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        drop(rt);
+        id
+    };
+    stall.store(false, Ordering::SeqCst);
+    let orch = build(store);
+    let view = runtime().block_on(async { orch.resume(&id).await.unwrap().wait().await.unwrap() });
+    assert_eq!(view.output("s"), Some(&json!(["waited", 10])));
+    assert_eq!(view.calls().budget(ROOT).unwrap().consumed, 90);
+}

@@ -165,20 +165,10 @@ pub async fn check_replay(
 }
 
 /// The journal as it was just before its steps ended: their results and
-/// the end taken out, everything they did (calls, side effects, custom
-/// events) kept, renumbered; and how many steps ended.
+/// the end taken out, everything they did (calls, side effects, budget
+/// consumptions, custom events) kept, renumbered; and how many steps
+/// ended.
 fn before_the_steps_ended(events: &[Event]) -> (Vec<Event>, usize) {
-    // Calls that ended are replayed, their consumption kept; what the
-    // steps (and calls that never ended) consumed, they consume again.
-    let ended: std::collections::HashSet<&str> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::CallCompleted { call, .. } | EventKind::CallFailed { call, .. } => {
-                Some(&**call)
-            }
-            _ => None,
-        })
-        .collect();
     let mut steps = 0;
     let kept: Vec<Event> = events
         .iter()
@@ -190,12 +180,7 @@ fn before_the_steps_ended(events: &[Event]) -> (Vec<Event>, usize) {
                     | EventKind::StepInterrupted { .. }
             );
             steps += usize::from(step_ended);
-            let redone = match &e.kind {
-                EventKind::BudgetConsumed { call, .. } => !ended.contains(&**call),
-                EventKind::BudgetThreshold { .. } => true,
-                _ => false,
-            };
-            !step_ended && !redone && !matches!(e.kind, EventKind::ExecutionFinished { .. })
+            !step_ended && !matches!(e.kind, EventKind::ExecutionFinished { .. })
         })
         .cloned()
         .collect();

@@ -225,6 +225,7 @@ pub fn every_kind(id: &str) -> Vec<Event> {
         EventKind::BudgetConsumed {
             call: "b/0".into(),
             amount: 125,
+            op: Some("b/0#0".into()),
         },
         EventKind::BudgetThreshold {
             call: "b/0".into(),

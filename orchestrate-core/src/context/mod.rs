@@ -71,6 +71,8 @@ pub(crate) struct CallFrame {
 #[derive(Default)]
 pub(crate) struct AttemptCalls {
     next: AtomicU32,
+    /// The next consumption's number (see [`Context::consume`]).
+    consumes: AtomicU32,
     diverged: Mutex<Option<Error>>,
 }
 
@@ -78,6 +80,7 @@ impl AttemptCalls {
     /// Starts an attempt: its calls are numbered from 0.
     fn restart(&self) {
         self.next.store(0, Ordering::Relaxed);
+        self.consumes.store(0, Ordering::Relaxed);
         *self.diverged.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
@@ -149,6 +152,19 @@ impl Context {
     pub(crate) fn next_call_index(&self) -> u32 {
         self.attempt_calls(true)
             .map_or(0, |c| c.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id of the attempt's next consumption of its budget.
+    pub(crate) fn next_consume_id(&self) -> Arc<str> {
+        let n = self
+            .attempt_calls(true)
+            .map_or(0, |c| c.consumes.fetch_add(1, Ordering::Relaxed));
+        let attempt = self.attempt();
+        if attempt > 1 {
+            format!("{}@{attempt}#{n}", self.call_id()).into()
+        } else {
+            format!("{}#{n}", self.call_id()).into()
+        }
     }
 
     /// Marks the attempt as not deterministic: it fails with `error`

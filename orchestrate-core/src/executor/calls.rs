@@ -494,7 +494,13 @@ fn started(prepared: Result<Prepared, Error>) -> CallFuture {
 
 impl Host for ExecutionHost {
     fn consume(&self, ctx: &Context, amount: u64) -> Result<(), Error> {
-        let node: Arc<str> = ctx.call_id().into();
+        let op = ctx.next_consume_id();
+        if self.replay.consumed.contains(&op) {
+            // Counted already: the journal holds it, and the budgets were
+            // restored from the journal.
+            return Ok(());
+        }
+        let node: Arc<str> = ctx.call_id_arc();
         // Checked and applied at once, under the ledger's lock; journaled
         // in the same order (the inbox keeps it).
         let mut budgets = self.state().budgets();
@@ -502,6 +508,7 @@ impl Host for ExecutionHost {
         let consumed = EventKind::BudgetConsumed {
             call: node.clone(),
             amount,
+            op: Some(op),
         };
         let cancelled = || Error::Cancelled {
             step: Some(node.clone()),

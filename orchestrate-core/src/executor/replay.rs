@@ -25,6 +25,9 @@ pub(crate) struct CallRecord {
 pub(crate) struct ReplayLog {
     pub(super) calls: FastMap<Arc<str>, CallRecord>,
     pub(super) effects: FastMap<Arc<str>, (Box<str>, Arc<Value>)>,
+    /// The consumptions the journal holds, by id: a resumed attempt's are
+    /// not counted again.
+    pub(crate) consumed: std::collections::HashSet<Arc<str>>,
     /// The budgets as the journal leaves them, when it has any.
     pub(crate) budgets: Option<BudgetLedger>,
 }
@@ -35,7 +38,11 @@ impl ReplayLog {
         let mut calls = FastMap::default();
         let mut effects = FastMap::default();
         let mut budgets: Option<BudgetLedger> = None;
+        let mut consumed = std::collections::HashSet::new();
         for e in events {
+            if let EventKind::BudgetConsumed { op: Some(op), .. } = &e.kind {
+                consumed.insert(op.clone());
+            }
             let needs = match &e.kind {
                 EventKind::BudgetSet { .. } | EventKind::BudgetConsumed { .. } => true,
                 EventKind::CallStarted(start) => start.budget.is_some(),
@@ -75,6 +82,7 @@ impl ReplayLog {
         Self {
             calls,
             effects,
+            consumed,
             budgets,
         }
     }

@@ -86,7 +86,7 @@ pub(crate) fn apply_to_budgets(budgets: &mut BudgetLedger, event: &Event) {
         {
             budgets.record_open(&start.call, &start.parent, start.budget);
         }
-        EventKind::BudgetConsumed { call, amount } => {
+        EventKind::BudgetConsumed { call, amount, .. } => {
             budgets.record_consume(call, *amount);
         }
         EventKind::CallCompleted { call, .. } | EventKind::CallFailed { call, .. } => {

@@ -220,6 +220,11 @@ pub enum EventKind {
         call: Arc<str>,
         /// The amount.
         amount: u64,
+        /// The consumption's id, its account's id and its number among
+        /// the attempt's consumptions (`s/0#2`): a resumed attempt's
+        /// consumption that the journal holds is not counted again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        op: Option<Arc<str>>,
     },
     /// An account's consumption reached a threshold of its allocation.
     BudgetThreshold {
