@@ -143,6 +143,39 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Runs workflow `workflow` of the orchestrator `build` makes over `store`
+/// on a runtime of its own until call `call` has started (its start is in
+/// the journal), then drops that runtime, as a killed process would stop.
+/// Returns the execution and its journal at that moment.
+fn crash_once_started(
+    store: &Arc<dyn Store>,
+    build: impl FnOnce(Arc<dyn Store>) -> Orchestrator,
+    workflow: &str,
+    options: orchestrate_core::RunOptions,
+    call: &str,
+) -> (ExecutionId, Vec<orchestrate_core::journal::Event>) {
+    let rt = runtime();
+    let found = rt.block_on(async {
+        let orch = build(store.clone());
+        let exec = orch
+            .run_with(&orch.workflow(workflow).unwrap(), json!(null), options)
+            .await
+            .unwrap();
+        loop {
+            let events = store.load(exec.id(), 0).await.unwrap_or_default();
+            let started = events
+                .iter()
+                .any(|e| matches!(&e.kind, EventKind::CallStarted(s) if &*s.call == call));
+            if started {
+                break (exec.id().clone(), events);
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    drop(rt);
+    found
+}
+
 #[test]
 fn ended_calls_are_replayed_and_the_running_one_runs_again() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -272,30 +305,8 @@ fn a_caller_that_swallows_a_divergence_still_fails() {
             .build()
             .unwrap()
     };
-    let id = {
-        let rt = runtime();
-        let (store, build) = (store.clone(), &build);
-        let id = rt.block_on(async move {
-            let orch = build(store.clone());
-            let exec = orch
-                .run(&orch.workflow("swallow").unwrap(), json!(null))
-                .await
-                .unwrap();
-            // Until the second call has started.
-            loop {
-                let events = store.load(exec.id(), 0).await.unwrap_or_default();
-                let waiting = events
-                    .iter()
-                    .any(|e| matches!(&e.kind, EventKind::CallStarted(s) if &*s.call == "s/1"));
-                if waiting {
-                    break exec.id().clone();
-                }
-                tokio::task::yield_now().await;
-            }
-        });
-        drop(rt);
-        id
-    };
+    // Until the second call has started.
+    let (id, _) = crash_once_started(&store, build, "swallow", Default::default(), "s/1");
     flag.store(true, Ordering::SeqCst);
     stall.store(false, Ordering::SeqCst);
     let orch = build(store);
@@ -347,36 +358,14 @@ fn the_clock_randomness_and_outside_reads_are_replayed() {
             .build()
             .unwrap()
     };
-    let (id, recorded) = {
-        let rt = runtime();
-        let (store, build) = (store.clone(), &build);
-        let out = rt.block_on(async move {
-            let orch = build(store.clone());
-            let exec = orch
-                .run(&orch.workflow("effects").unwrap(), json!(null))
-                .await
-                .unwrap();
-            loop {
-                let events = store.load(exec.id(), 0).await.unwrap_or_default();
-                let effects: Vec<serde_json::Value> = events
-                    .iter()
-                    .filter_map(|e| match &e.kind {
-                        EventKind::SideEffect { value, .. } => Some((**value).clone()),
-                        _ => None,
-                    })
-                    .collect();
-                let waiting = events
-                    .iter()
-                    .any(|e| matches!(&e.kind, EventKind::CallStarted(s) if &*s.call == "s/4"));
-                if waiting {
-                    break (exec.id().clone(), effects);
-                }
-                tokio::task::yield_now().await;
-            }
-        });
-        drop(rt);
-        out
-    };
+    let (id, events) = crash_once_started(&store, build, "effects", Default::default(), "s/4");
+    let recorded: Vec<serde_json::Value> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::SideEffect { value, .. } => Some((**value).clone()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(recorded.len(), 3);
     stall.store(false, Ordering::SeqCst);
     let orch = build(store);
@@ -429,33 +418,11 @@ fn a_resumed_attempt_does_not_pay_its_budget_twice() {
             .build()
             .unwrap()
     };
-    let id = {
-        let rt = runtime();
-        let (store, build) = (store.clone(), &build);
-        let id = rt.block_on(async move {
-            let orch = build(store.clone());
-            let options = RunOptions {
-                budget: Some(Budget::new(100, "tokens")),
-                ..RunOptions::default()
-            };
-            let exec = orch
-                .run_with(&orch.workflow("pay").unwrap(), json!(null), options)
-                .await
-                .unwrap();
-            loop {
-                let events = store.load(exec.id(), 0).await.unwrap_or_default();
-                if events
-                    .iter()
-                    .any(|e| matches!(&e.kind, EventKind::CallStarted(s) if &*s.call == "s/0"))
-                {
-                    break exec.id().clone();
-                }
-                tokio::task::yield_now().await;
-            }
-        });
-        drop(rt);
-        id
+    let options = RunOptions {
+        budget: Some(Budget::new(100, "tokens")),
+        ..RunOptions::default()
     };
+    let (id, _) = crash_once_started(&store, build, "pay", options, "s/0");
     stall.store(false, Ordering::SeqCst);
     let orch = build(store);
     let view = runtime().block_on(async { orch.resume(&id).await.unwrap().wait().await.unwrap() });
