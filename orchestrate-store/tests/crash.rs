@@ -10,13 +10,17 @@
 //! One binary plays both parts: run with `--worker <backend> <location>
 //! <ledger>` it is the process that gets killed.
 
+#[path = "support/kill.rs"]
+mod kill;
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use kill::{run_until_killed, splitmix};
 use orchestrate_core::journal::ExecutionView;
 use orchestrate_core::store::{ExecutionQuery, MemoryStore, Store};
 use orchestrate_core::{agent_fn, Agent, ExecutionId, Orchestrator, StepStatus};
@@ -174,14 +178,6 @@ async fn worker(backend: Backend, ledger: &str) {
     exec.wait().await.unwrap();
 }
 
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 async fn reference() -> Vec<Option<Value>> {
     let orch = Orchestrator::builder()
         .agent(work(|_, _| {}, false))
@@ -228,20 +224,7 @@ async fn crash_test(backend: Backend, dir: &Path) -> Result<(), String> {
     for _ in 0..KILLS {
         let after = Duration::from_millis(20 + splitmix(&mut rng) % 80);
         kill_points.push(after.as_millis());
-        let mut child = worker_cmd().spawn().map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        let mut finished = false;
-        while started.elapsed() < after {
-            if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-                finished = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if !finished {
-            child.kill().map_err(|e| e.to_string())?; // SIGKILL
-        }
-        child.wait().map_err(|e| e.to_string())?;
+        run_until_killed(worker_cmd(), after)?;
         if let Some((_, events)) = journal_of(db).await {
             let view = ExecutionView::from_events(&events);
             for s in view.steps() {
