@@ -170,7 +170,7 @@ proptest! {
                             model.own.push(0);
                             model.open.push(true);
                             model.children.push(0);
-                            record(EventKind::CallStarted(Box::new(CallStart {
+                            record(EventKind::CallStarted(std::sync::Arc::new(CallStart {
                                 call: id,
                                 parent: model.ids[parent].clone(),
                                 agent: "a".into(),

@@ -199,7 +199,7 @@ pub fn every_kind(id: &str) -> Vec<Event> {
             reason: SkipReason::Upstream { step: "a".into() },
         },
         EventKind::StepCancelled { step: "b".into() },
-        EventKind::CallStarted(Box::new(CallStart {
+        EventKind::CallStarted(Arc::new(CallStart {
             call: "b/0".into(),
             parent: "b".into(),
             agent: "agent-2".into(),

@@ -117,11 +117,16 @@ impl Context {
         inputs: impl IntoIterator<Item = Value>,
         limit: usize,
     ) -> Vec<Result<Value, Error>> {
-        let calls: Vec<CallFuture> = inputs
-            .into_iter()
-            .map(|input| self.start_call(agent, input, CallOptions::default()))
-            .collect();
-        futures::stream::iter(calls)
+        let inputs: Vec<Value> = inputs.into_iter().collect();
+        // Every id taken now, in input order; each call is made only when
+        // a place among the `limit` running frees up, so that a map over a
+        // million inputs holds `limit` calls in memory, not a million.
+        let first = self.reserve_call_indices(inputs.len());
+        futures::stream::iter(inputs.into_iter().zip(first..))
+            .map(|(input, index)| {
+                let call = self.child_call_id(index);
+                self.start_call_as(call, agent, input, CallOptions::default())
+            })
             .buffered(limit.max(1))
             .collect()
             .await
@@ -172,7 +177,21 @@ impl Context {
     }
 
     fn start_call(&self, agent: &str, input: Value, options: CallOptions) -> CallFuture {
-        let call = self.child_call_id(self.next_call_index());
+        self.start_call_as(
+            self.child_call_id(self.next_call_index()),
+            agent,
+            input,
+            options,
+        )
+    }
+
+    fn start_call_as(
+        &self,
+        call: std::sync::Arc<str>,
+        agent: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> CallFuture {
         match self.host() {
             Some(host) => host.call(self, call, agent, input, options),
             None => detached(call, agent),

@@ -6,7 +6,7 @@ mod effects;
 mod host;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
@@ -70,7 +70,7 @@ pub(crate) struct CallFrame {
 /// id.
 #[derive(Default)]
 pub(crate) struct AttemptCalls {
-    next: AtomicU32,
+    next: AtomicU64,
     /// The next consumption's number (see [`Context::consume`]).
     consumes: AtomicU32,
     diverged: Mutex<Option<Error>>,
@@ -149,9 +149,16 @@ impl Context {
     }
 
     /// The index of the attempt's next call.
-    pub(crate) fn next_call_index(&self) -> u32 {
+    pub(crate) fn next_call_index(&self) -> u64 {
         self.attempt_calls(true)
             .map_or(0, |c| c.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Takes the indices of the attempt's next `n` calls at once and
+    /// returns the first.
+    pub(crate) fn reserve_call_indices(&self, n: usize) -> u64 {
+        self.attempt_calls(true)
+            .map_or(0, |c| c.next.fetch_add(n as u64, Ordering::Relaxed))
     }
 
     /// The id of the attempt's next consumption of its budget.
@@ -323,7 +330,7 @@ impl Context {
     }
 
     /// The id a call of this context's attempt number `index` gets.
-    pub(crate) fn child_call_id(&self, index: u32) -> Arc<str> {
+    pub(crate) fn child_call_id(&self, index: u64) -> Arc<str> {
         self.child_call_id_named(index)
     }
 

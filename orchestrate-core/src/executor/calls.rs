@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use futures::FutureExt;
 use orchestrate_resilience::{CallOptions as PolicyOptions, Policy, PolicyEvent};
 use serde_json::Value;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::attempt::{panic_message, to_error, AttemptError};
 use super::live::{CallState, LiveCalls};
@@ -27,6 +27,8 @@ use crate::journal::{CallStart, EventKind};
 /// What a call may run: a registered agent with its policy and its
 /// per-execution concurrency limit (0: none). Made once per orchestrator.
 pub(crate) struct CallTarget {
+    /// The agent's name, shared by every call's events.
+    pub(crate) name: Arc<str>,
     pub(crate) agent: BoxAgent,
     pub(crate) policy: Policy,
     pub(crate) limit: usize,
@@ -128,15 +130,14 @@ impl ExecutionHost {
                 agent: agent.into(),
             });
         };
-        self.prepare_target(caller, call, agent, target, input, options)
+        self.prepare_target(caller, call, target, input, options)
     }
 
-    /// [`prepare`](Self::prepare) for `target`, called as `agent`.
+    /// [`prepare`](Self::prepare) for `target`.
     fn prepare_target(
         &self,
         caller: &Context,
         call: Arc<str>,
-        agent: &str,
         target: &CallTarget,
         input: Value,
         options: CallOptions,
@@ -149,7 +150,7 @@ impl ExecutionHost {
             });
         }
         let digest = digest(&input);
-        let agent: Arc<str> = agent.into();
+        let agent = target.name.clone();
         let mut started = true;
         let now = || format!("agent `{agent}`, input digest {digest:016x}");
         if self.replay.effects.contains_key(&call) {
@@ -194,7 +195,7 @@ impl ExecutionHost {
         }
         let parent = caller.call_id_arc();
         let start = started.then(|| {
-            Box::new(CallStart {
+            Arc::new(CallStart {
                 call: call.clone(),
                 parent: parent.clone(),
                 agent: agent.clone(),
@@ -215,7 +216,7 @@ impl ExecutionHost {
             },
         );
         let semaphore = self.semaphore(&agent, target.limit);
-        Ok(Prepared::Run(Run {
+        Ok(Prepared::Run(Box::new(Run {
             start,
             call,
             agent,
@@ -227,19 +228,19 @@ impl ExecutionHost {
             inbox: self.inbox.clone(),
             state: self.state().clone(),
             grace: self.grace,
-        }))
+        })))
     }
 }
 
 enum Prepared {
     Replayed(Result<Value, Error>),
-    Run(Run),
+    Run(Box<Run>),
 }
 
 /// A call about to run.
 struct Run {
     /// Its start, to journal (`None` when the journal has it already).
-    start: Option<Box<CallStart>>,
+    start: Option<Arc<CallStart>>,
     call: Arc<str>,
     agent: Arc<str>,
     target: BoxAgent,
@@ -253,7 +254,9 @@ struct Run {
 }
 
 impl Run {
-    async fn run(self) -> Result<Value, Error> {
+    async fn run(self: Box<Self>) -> Result<Value, Error> {
+        // Moved out of its box: the future keeps a pointer, not a second
+        // copy of the call beside its locals.
         let Run {
             start,
             call,
@@ -266,7 +269,7 @@ impl Run {
             inbox,
             state,
             grace,
-        } = self;
+        } = *self;
         let live = &state.live;
         let cancelled = || Error::Cancelled {
             step: Some(call.clone()),
@@ -294,22 +297,23 @@ impl Run {
                 // budgets then hold; as never given, its start records no
                 // allocation.
                 let error = overrun(refused);
-                let mut start = start;
-                start.budget = None;
+                let start = Arc::new(CallStart {
+                    budget: None,
+                    ..CallStart::clone(&start)
+                });
                 let failed = EventKind::CallFailed {
                     call: call.clone(),
                     error: Box::new(error.info()),
                     attempts: 0,
                 };
-                let (ack, journaled) = oneshot::channel();
-                inbox
-                    .send(TaskMsg::Refused(start, failed, ack))
+                let number = inbox
+                    .send(TaskMsg::Refused(start, failed))
                     .map_err(|_| cancelled())?;
-                journaled.await.map_err(|_| cancelled())?;
+                inbox.journaled(number).await.map_err(|_| cancelled())?;
                 return Err(error);
             }
             inbox
-                .send(TaskMsg::Call(EventKind::CallStarted(start), None))
+                .send(TaskMsg::Call(EventKind::CallStarted(start)))
                 .map_err(|_| cancelled())?;
         }
         // The frame, not a clone of its token: a token's clone locks its
@@ -327,7 +331,8 @@ impl Run {
         let token = child.cancellation_token();
         let stopped = async {
             token.cancelled().await;
-            tokio::time::sleep(grace).await;
+            // Boxed: a timer is large, and only a stopped call needs one.
+            Box::pin(tokio::time::sleep(grace)).await;
         };
         // Cancelled or terminated, a call gets the grace period to return,
         // then it is dropped.
@@ -387,11 +392,8 @@ impl Run {
         };
         // The caller goes on only once the journal holds the result: a
         // resumed execution then replays it instead of running it again.
-        let (ack, journaled) = oneshot::channel();
-        inbox
-            .send(TaskMsg::Call(event, Some(ack)))
-            .map_err(|_| cancelled())?;
-        journaled.await.map_err(|_| cancelled())?;
+        let number = inbox.send(TaskMsg::Call(event)).map_err(|_| cancelled())?;
+        inbox.journaled(number).await.map_err(|_| cancelled())?;
         result.map(|output| Arc::try_unwrap(output).unwrap_or_else(|shared| Value::clone(&shared)))
     }
 }
@@ -426,7 +428,7 @@ impl Drop for Unfinished<'_> {
             attempts: 0,
         };
         // Nobody waits for it; an ended execution journals nothing more.
-        let _ = self.inbox.send(TaskMsg::Call(failed, None));
+        let _ = self.inbox.send(TaskMsg::Call(failed));
     }
 }
 
@@ -514,12 +516,12 @@ impl Host for ExecutionHost {
             step: Some(node.clone()),
         };
         self.inbox
-            .send(TaskMsg::Call(consumed, None))
+            .send(TaskMsg::Call(consumed))
             .map_err(|_| cancelled())?;
         for (call, percent) in reached {
             let event = EventKind::BudgetThreshold { call, percent };
             self.inbox
-                .send(TaskMsg::Call(event, None))
+                .send(TaskMsg::Call(event))
                 .map_err(|_| cancelled())?;
         }
         Ok(())
@@ -542,6 +544,7 @@ impl Host for ExecutionHost {
                 name,
                 payload,
             })
+            .map(drop)
             .map_err(|_| Error::Cancelled {
                 step: Some(ctx.step_arc().clone()),
             })
@@ -595,19 +598,19 @@ impl Host for ExecutionHost {
     }
 
     fn record_effect(&self, call: Arc<str>, name: Box<str>, value: Value) -> CallFuture {
-        let (ack, journaled) = oneshot::channel();
         let event = EventKind::SideEffect {
             call: call.clone(),
             name,
             value: Arc::new(value),
         };
-        let sent = self.inbox.send(TaskMsg::Call(event, Some(ack)));
+        let sent = self.inbox.send(TaskMsg::Call(event));
+        let inbox = self.inbox.clone();
         Box::pin(async move {
             let cancelled = || Error::Cancelled {
                 step: Some(call.clone()),
             };
-            sent.map_err(|_| cancelled())?;
-            journaled.await.map_err(|_| cancelled())?;
+            let number = sent.map_err(|_| cancelled())?;
+            inbox.journaled(number).await.map_err(|_| cancelled())?;
             Ok(Value::Null)
         })
     }
@@ -634,8 +637,7 @@ impl Host for ExecutionHost {
             Ok(target) => target,
             Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
-        let name = target.agent.name().to_owned();
         let options = CallOptions::new().label(format!("workflow {}", def.name));
-        started(self.prepare_target(caller, call, &name, &target, input, options))
+        started(self.prepare_target(caller, call, &target, input, options))
     }
 }

@@ -1,11 +1,12 @@
 //! The queue from an execution's running steps to its driver.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::task::Poll;
 
 use futures::task::AtomicWaker;
+use tokio::sync::Notify;
 
 use super::TaskMsg;
 
@@ -14,9 +15,24 @@ use super::TaskMsg;
 /// since most executions never send one. Bounded in practice, like the
 /// journal: custom events by a per-execution limit, policy events by the
 /// attempts of each step.
+///
+/// A sender that must not go on before the journal holds its message (a
+/// call's end) waits for [`journaled`](Self::journaled): messages are
+/// numbered as they are sent, and the driver tells, after each batch it
+/// wrote, up to which number the journal holds them, waking every waiter
+/// at once. No channel per message.
 #[derive(Default)]
 pub(crate) struct Inbox {
-    messages: Mutex<Vec<TaskMsg>>,
+    messages: Mutex<Queue>,
+    /// The number of the last message the driver took.
+    taken: AtomicU64,
+    /// The number of the last message the journal holds.
+    journaled: AtomicU64,
+    /// Set when the journal could not be written: no later message will
+    /// be journaled.
+    broken: AtomicBool,
+    /// Wakes the senders waiting for the journal.
+    written: Notify,
     /// Set with each message, cleared when the driver takes them: lets the
     /// driver look without the lock.
     waiting: AtomicBool,
@@ -29,20 +45,58 @@ pub(crate) struct Inbox {
 
 impl Inbox {
     /// Queues `msg` and wakes the driver; gives it back if the driver has
-    /// ended.
-    pub(crate) fn send(&self, msg: TaskMsg) -> Result<(), TaskMsg> {
-        {
-            let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+    /// ended. Returns the message's number, for [`journaled`](Self::journaled).
+    pub(crate) fn send(&self, msg: TaskMsg) -> Result<u64, TaskMsg> {
+        let number = {
+            let mut queue = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
             // Checked under the lock: `close` takes the lock too, so no
             // message slips in after the driver's last look.
             if self.closed.load(Ordering::Acquire) {
                 return Err(msg);
             }
-            messages.push(msg);
+            queue.messages.push(msg);
+            queue.sent += 1;
             self.waiting.store(true, Ordering::Release);
-        }
+            queue.sent
+        };
         self.driver.wake();
-        Ok(())
+        Ok(number)
+    }
+
+    /// Completes once the journal holds message `number`; fails when it
+    /// never will (the journal could not be written, or the driver ended
+    /// first).
+    pub(crate) async fn journaled(&self, number: u64) -> Result<(), NotJournaled> {
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            // Registered before looking, so that a batch written between
+            // the look and the wait still wakes this one.
+            written.as_mut().enable();
+            if self.journaled.load(Ordering::Acquire) >= number {
+                return Ok(());
+            }
+            if self.broken.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire) {
+                return Err(NotJournaled);
+            }
+            written.await;
+        }
+    }
+
+    /// Called by the driver once the journal holds every message it took.
+    pub(crate) fn written(&self) {
+        let taken = self.taken.load(Ordering::Relaxed);
+        if self.journaled.load(Ordering::Relaxed) < taken {
+            self.journaled.store(taken, Ordering::Release);
+            self.written.notify_waiters();
+        }
+    }
+
+    /// Called by the driver when the journal cannot be written: every
+    /// waiting sender learns it.
+    pub(crate) fn broken(&self) {
+        self.broken.store(true, Ordering::Release);
+        self.written.notify_waiters();
     }
 
     /// Completes when a message waits. Cancel-safe: it takes nothing.
@@ -68,17 +122,34 @@ impl Inbox {
         if !self.waiting.load(Ordering::Acquire) {
             return;
         }
-        let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
-        into.append(&mut messages);
+        let mut queue = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+        into.append(&mut queue.messages);
+        self.taken.store(queue.sent, Ordering::Relaxed);
         self.waiting.store(false, Ordering::Release);
     }
 
-    /// Refuses every later message.
+    /// Refuses every later message; senders still waiting for the journal
+    /// learn that it will not hold theirs.
     pub(crate) fn close(&self) {
-        let _messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
-        self.closed.store(true, Ordering::Release);
+        {
+            let _queue = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+            self.closed.store(true, Ordering::Release);
+        }
+        self.written.notify_waiters();
     }
 }
+
+/// The queued messages and how many were ever sent.
+#[derive(Default)]
+struct Queue {
+    messages: Vec<TaskMsg>,
+    sent: u64,
+}
+
+/// A message the journal will not hold: its execution's journal could not
+/// be written, or its driver ended.
+#[derive(Debug)]
+pub(crate) struct NotJournaled;
 
 #[cfg(test)]
 mod tests {
@@ -131,6 +202,57 @@ mod tests {
         inbox.take(&mut got);
         assert_eq!(steps(&got), [3]);
         assert!(futures::FutureExt::now_or_never(inbox.arrived()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sender_waits_until_the_journal_holds_its_message() {
+        let inbox = Inbox::default();
+        let first = inbox.send(msg(1)).map_err(|_| "closed").unwrap();
+        let second = inbox.send(msg(2)).map_err(|_| "closed").unwrap();
+        let waiting = inbox.journaled(second);
+        tokio::pin!(waiting);
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        let mut got = Vec::new();
+        inbox.take(&mut got);
+        // Taken is not written: still waiting.
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        inbox.written();
+        assert!(matches!(
+            futures::poll!(waiting.as_mut()),
+            Poll::Ready(Ok(()))
+        ));
+        assert!(inbox.journaled(first).await.is_ok());
+        // Sent after the batch: not written by it.
+        let third = inbox.send(msg(3)).map_err(|_| "closed").unwrap();
+        inbox.written();
+        let late = inbox.journaled(third);
+        tokio::pin!(late);
+        assert!(futures::poll!(late.as_mut()).is_pending());
+    }
+
+    #[tokio::test]
+    async fn a_sender_learns_that_its_message_will_never_be_journaled() {
+        let broken = Inbox::default();
+        let number = broken.send(msg(1)).map_err(|_| "closed").unwrap();
+        let waiting = broken.journaled(number);
+        tokio::pin!(waiting);
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        broken.broken();
+        assert!(matches!(
+            futures::poll!(waiting.as_mut()),
+            Poll::Ready(Err(_))
+        ));
+
+        let closed = Inbox::default();
+        let number = closed.send(msg(1)).map_err(|_| "closed").unwrap();
+        let waiting = closed.journaled(number);
+        tokio::pin!(waiting);
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        closed.close();
+        assert!(matches!(
+            futures::poll!(waiting.as_mut()),
+            Poll::Ready(Err(_))
+        ));
     }
 
     #[test]

@@ -26,6 +26,11 @@ where
     /// one batch, then publishes them.
     pub(super) async fn flush(&mut self) {
         if self.pending.is_empty() {
+            // The messages taken may have made no event: they are as
+            // journaled as they will be.
+            if !self.journal_broken {
+                self.inbox.written();
+            }
             return;
         }
         self.shared.apply(&self.pending);
@@ -46,13 +51,11 @@ where
             }
         }
         // Calls whose end this batch holds go on; when it could not be
-        // written, dropping their senders tells them so.
+        // written, they learn that it never will be.
         if self.journal_broken {
-            self.acks.clear();
-        }
-        for ack in self.acks.drain(..) {
-            // A caller that went away needs no answer.
-            let _ = ack.send(());
+            self.inbox.broken();
+        } else {
+            self.inbox.written();
         }
         let bus = &self.shared.bus;
         if bus.has_subscribers(&self.shared.topic) {
@@ -94,14 +97,10 @@ where
                     self.record(kind);
                 }
             }
-            TaskMsg::Call(kind, ack) => {
-                self.record(kind);
-                self.acks.extend(ack);
-            }
-            TaskMsg::Refused(start, failed, ack) => {
+            TaskMsg::Call(kind) => self.record(kind),
+            TaskMsg::Refused(start, failed) => {
                 self.record(EventKind::CallStarted(start));
                 self.record(failed);
-                self.acks.push(ack);
             }
         }
     }

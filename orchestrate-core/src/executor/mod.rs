@@ -35,7 +35,6 @@ use orchestrate_graph::template::Scope;
 use orchestrate_graph::OnError;
 use orchestrate_resilience::PolicyEvent;
 use serde_json::Value;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -66,16 +65,11 @@ pub(crate) enum TaskMsg {
         step: usize,
         event: Box<PolicyEvent>,
     },
-    /// A call's start or end, with, for its end, whom to tell once the
-    /// journal holds it.
-    Call(EventKind, Option<oneshot::Sender<()>>),
+    /// A call's start or end, a side effect or a budget's change.
+    Call(EventKind),
     /// A call refused before it ran: its start and its end, journaled in
     /// one batch.
-    Refused(
-        Box<crate::journal::CallStart>,
-        EventKind,
-        oneshot::Sender<()>,
-    ),
+    Refused(Arc<crate::journal::CallStart>, EventKind),
 }
 
 /// How a step's task ended.
@@ -195,7 +189,6 @@ pub(crate) struct Driver<F> {
     inbox_buf: Vec<TaskMsg>,
     /// Calls whose end is in the batch being made: told once it is
     /// appended.
-    acks: Vec<oneshot::Sender<()>>,
     /// The host of the execution's contexts (its calls and budgets).
     host: Arc<calls::ExecutionHost>,
     /// The budget a new execution starts with.
@@ -288,7 +281,6 @@ where
             make_step,
             inbox,
             inbox_buf: Vec::new(),
-            acks: Vec::new(),
             host,
             budget: None,
             seq: 0,

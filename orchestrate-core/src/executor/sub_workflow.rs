@@ -24,11 +24,10 @@ use crate::error::{AgentError, Error};
 /// timeout (its steps' calls have their agents' policies).
 pub(super) fn target(def: &WorkflowDef) -> Result<CallTarget, Error> {
     let plan = Plan::new(def)?;
+    let name = format!("workflow:{}", def.name);
     Ok(CallTarget {
-        agent: Arc::new(SubWorkflow {
-            name: format!("workflow:{}", def.name),
-            plan,
-        }),
+        name: name.as_str().into(),
+        agent: Arc::new(SubWorkflow { name, plan }),
         policy: Policy::builder().retry(RetryConfig::attempts(1)).build(),
         limit: 0,
     })

@@ -344,7 +344,7 @@ mod tests {
             execution_id: "e".into(),
             seq,
             at_us: seq * 10,
-            kind: EventKind::CallStarted(Box::new(CallStart {
+            kind: EventKind::CallStarted(std::sync::Arc::new(CallStart {
                 call: call.into(),
                 parent: parent.into(),
                 agent: "a".into(),

@@ -176,7 +176,7 @@ pub enum EventKind {
     },
     /// An agent called another: a child of its attempt began (see
     /// [`call`](crate::call)).
-    CallStarted(Box<CallStart>),
+    CallStarted(Arc<CallStart>),
     /// A call produced its output.
     CallCompleted {
         /// The call's id.

@@ -78,6 +78,7 @@ impl Inner {
             .iter()
             .map(|(name, agent)| {
                 let target = CallTarget {
+                    name: name.as_str().into(),
                     agent: agent.clone(),
                     policy: policies.for_agent(name),
                     limit: limits.agent_concurrency.get(name).copied().unwrap_or(0),
