@@ -123,17 +123,23 @@ impl CallTree {
         let at = event.at_us;
         match &event.kind {
             EventKind::CallStarted(start) => {
-                if self.index.contains_key(&start.call) {
-                    // A call in flight when the process stopped, run again.
-                    if let Some(node) = self.node_mut(&start.call) {
-                        node.status = CallStatus::Running;
+                let next = self.nodes.len();
+                match self.index.entry(start.call.clone()) {
+                    std::collections::hash_map::Entry::Occupied(known) => {
+                        // A call in flight when the process stopped, run
+                        // again.
+                        if let Some(node) = self.nodes.get_mut(*known.get()) {
+                            node.status = CallStatus::Running;
+                        }
+                        return;
                     }
-                    return;
+                    std::collections::hash_map::Entry::Vacant(new) => {
+                        new.insert(next);
+                    }
                 }
                 if let Some(&parent) = self.index.get(&start.parent) {
                     self.nodes[parent].children.push(start.call.clone());
                 }
-                self.index.insert(start.call.clone(), self.nodes.len());
                 self.nodes.push(CallNode {
                     id: start.call.clone(),
                     parent: start.parent.clone(),
