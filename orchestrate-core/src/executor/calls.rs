@@ -488,7 +488,12 @@ async fn attempts(
 /// The future of a prepared call.
 fn started(prepared: Result<Prepared, Error>) -> CallFuture {
     match prepared {
-        Ok(Prepared::Run(run)) => Box::pin(run.run()),
+        Ok(Prepared::Run(run)) => {
+            let future = run.run();
+            #[cfg(test)]
+            tests::LARGEST_CALL_FUTURE.fetch_max(std::mem::size_of_val(&future), Ordering::Relaxed);
+            Box::pin(future)
+        }
         Ok(Prepared::Replayed(result)) => Box::pin(std::future::ready(result)),
         Err(error) => Box::pin(std::future::ready(Err(error))),
     }
@@ -639,5 +644,55 @@ impl Host for ExecutionHost {
         };
         let options = CallOptions::new().label(format!("workflow {}", def.name));
         started(self.prepare_target(caller, call, &target, input, options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use orchestrate_graph::{StepDef, WorkflowDef};
+    use serde_json::{json, Value};
+
+    use crate::{agent_fn, Orchestrator};
+
+    /// The largest call future made by this crate's tests.
+    pub(super) static LARGEST_CALL_FUTURE: AtomicUsize = AtomicUsize::new(0);
+
+    /// glibc serves allocations up to this size from a thread's cache;
+    /// past it, every call's future went through the slower bins, and
+    /// `map` took half as long again per child (BENCHMARKS.md).
+    const THREAD_CACHE_LIMIT: usize = 1032;
+
+    #[tokio::test]
+    async fn a_call_future_fits_the_allocator_thread_cache() {
+        let orchestrator = Orchestrator::builder()
+            .agent(agent_fn("caller", |_, ctx| async move {
+                Ok(ctx.call("noop", Value::Null).await?)
+            }))
+            .agent(agent_fn("noop", |_, _| async move { Ok(json!(1)) }))
+            .build()
+            .unwrap();
+        let wf = orchestrator
+            .bind(
+                &WorkflowDef::builder("w")
+                    .step(StepDef::new("s", "caller"))
+                    .build(),
+            )
+            .unwrap();
+        let done = orchestrator
+            .run(&wf, Value::Null)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(done.output("s"), Some(&json!(1)));
+        let largest = LARGEST_CALL_FUTURE.load(Ordering::Relaxed);
+        assert!(largest > 0, "no call future was made");
+        assert!(
+            largest <= THREAD_CACHE_LIMIT,
+            "a call's future is {largest} bytes, past {THREAD_CACHE_LIMIT}: \
+             box what it carries (see `Run`)"
+        );
     }
 }
