@@ -30,7 +30,9 @@ pub struct Limits {
     /// Replay only (default off): a resumed execution's call or side effect
     /// that its journal does not hold fails as
     /// [`NonDeterministic`](crate::Error::NonDeterministic) instead of
-    /// running. For replay checkers (`orchestrate_testing::replay`), which
+    /// running, and an attempt that ends having made fewer calls and side
+    /// effects than its record fails alike, naming the first one it did
+    /// not make. For replay checkers (`orchestrate_testing::replay`), which
     /// run an execution again against its own journal.
     pub strict_replay: bool,
     /// Thresholds of an allocation, in percent, each journaled once per

@@ -11,7 +11,13 @@
 //! only after a crash. [`check_replay`] shows it now: every step runs
 //! again with its journal as it was just before the step ended, in replay
 //! only mode (a call the journal does not hold fails instead of running),
-//! and must make the recorded calls and produce the recorded output.
+//! and must make the recorded calls, no more and no fewer, and produce the
+//! recorded output.
+//!
+//! What runs again is what a resume would run again: the steps' attempts,
+//! and the calls that had not ended when the steps did. A call that ended
+//! is replayed from its record, as on resume, so the agents below it are
+//! not run and not checked.
 //!
 //! # Examples
 //!
@@ -54,7 +60,8 @@ use serde_json::Value;
 pub struct ReplayCheck {
     /// Steps run again.
     pub steps: usize,
-    /// Calls and side effects the steps made again, all as recorded.
+    /// Calls and side effects the journal holds: every one made again as
+    /// recorded, or below a call replayed from its record.
     pub calls: usize,
 }
 

@@ -191,6 +191,55 @@ async fn a_call_the_journal_does_not_hold_and_another_output_are_divergences() {
 }
 
 #[tokio::test]
+async fn an_attempt_that_makes_fewer_calls_with_the_same_output_is_a_divergence() {
+    // `calls` calls of `echo`, whose outputs are dropped: the output is
+    // the same however many were made.
+    let build = |calls: Arc<AtomicU64>| {
+        Orchestrator::builder()
+            .agent(agent_fn("caller", move |_, ctx| {
+                let calls = calls.load(Ordering::SeqCst);
+                async move {
+                    for n in 0..calls {
+                        ctx.call("echo", json!(n)).await?;
+                    }
+                    Ok(json!("done"))
+                }
+            }))
+            .agent(agent_fn("echo", |n, _| async move { Ok(n) }))
+            .workflow(
+                WorkflowDef::builder("w")
+                    .step(StepDef::new("s", "caller"))
+                    .build(),
+            )
+    };
+    let calls = Arc::new(AtomicU64::new(3));
+    let orch = build(calls.clone()).build().unwrap();
+    let exec = orch
+        .run(&orch.workflow("w").unwrap(), json!(null))
+        .await
+        .unwrap();
+    exec.clone().await.unwrap();
+    let checked = check_replay(&**orch.store(), exec.id(), build(calls.clone()))
+        .await
+        .unwrap();
+    assert_eq!(checked.calls, 3);
+    calls.store(2, Ordering::SeqCst);
+    match check_replay(&**orch.store(), exec.id(), build(calls.clone())).await {
+        Err(Divergence::Call {
+            call,
+            recorded,
+            now,
+            ..
+        }) => {
+            assert_eq!(call, "s/2");
+            assert!(recorded.starts_with("agent `echo`"), "{recorded}");
+            assert!(now.contains("ended first"), "{now}");
+        }
+        other => panic!("expected a divergence at s/2, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_terminated_call_replays_as_terminated() {
     let builder = || {
         Orchestrator::builder()

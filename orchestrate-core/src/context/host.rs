@@ -57,6 +57,13 @@ pub(crate) trait Host: Send + Sync {
         name: &str,
     ) -> Result<Option<Value>, Error>;
 
+    /// In strict replay, the divergence of an attempt that ended having
+    /// made fewer calls and side effects than its record: the id of the
+    /// first one it did not make is in the journal.
+    fn missed_call(&self, _ctx: &Context) -> Option<Error> {
+        None
+    }
+
     /// Journals side effect `call` and completes once the journal holds it.
     fn record_effect(&self, call: std::sync::Arc<str>, name: Box<str>, value: Value) -> CallFuture;
 

@@ -186,14 +186,24 @@ impl Context {
         }
     }
 
-    /// The error of an attempt found not deterministic.
+    /// The error of an attempt, just ended, found not deterministic.
     pub(crate) fn divergence(&self) -> Option<Error> {
-        let calls = self.attempt_calls(false)?;
-        let first = calls
-            .diverged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        first.clone()
+        if let Some(calls) = self.attempt_calls(false) {
+            let first = calls
+                .diverged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if first.is_some() {
+                return first.clone();
+            }
+        }
+        self.host()?.missed_call(self)
+    }
+
+    /// How many calls and side effects the attempt made (ids taken).
+    pub(crate) fn calls_made(&self) -> u64 {
+        self.attempt_calls(false)
+            .map_or(0, |c| c.next.load(Ordering::Relaxed))
     }
 
     /// A context outside any execution, for calling an agent directly (tests,

@@ -602,6 +602,22 @@ impl Host for ExecutionHost {
         }
     }
 
+    fn missed_call(&self, ctx: &Context) -> Option<Error> {
+        if !self.strict {
+            return None;
+        }
+        // An attempt's calls are numbered from 0 without gaps: if the
+        // record holds the next number, the recorded attempt went on.
+        let next = ctx.child_call_id(ctx.calls_made());
+        let recorded = self.replay.describe(&next)?;
+        Some(diverged(
+            ctx,
+            next,
+            recorded,
+            "no such call: the attempt ended first".into(),
+        ))
+    }
+
     fn record_effect(&self, call: Arc<str>, name: Box<str>, value: Value) -> CallFuture {
         let event = EventKind::SideEffect {
             call: call.clone(),
