@@ -9,6 +9,7 @@
 //! started, so a step's output is journaled before its successors run.
 
 mod attempt;
+mod call_run;
 mod calls;
 mod dispatch;
 mod ending;
