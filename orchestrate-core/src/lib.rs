@@ -95,7 +95,7 @@ mod workflow;
 pub use agent::{agent_fn, typed_agent, Agent, BoxAgent, Typed, TypedAgent};
 pub use call::{Call, CallOptions};
 pub use context::Context;
-pub use error::{AgentError, BoxError, Error, ErrorInfo, Retry, SharedError};
+pub use error::{AgentError, BoxError, CallLookup, Error, ErrorInfo, Retry, SharedError};
 pub use execution::Execution;
 pub use ids::ExecutionId;
 pub use journal::{ExecutionStatus, ExecutionView, StepStatus};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use orchestrate_core::journal::{Event, EventKind};
 use orchestrate_core::resilience::{Backoff, Jitter, RetryConfig};
 use orchestrate_core::{
-    agent_fn, default_policy, AgentError, Call, CallOptions, Error, Orchestrator,
+    agent_fn, default_policy, AgentError, Call, CallLookup, CallOptions, Error, Orchestrator,
 };
 use orchestrate_graph::{StepDef, WorkflowDef};
 use serde_json::{json, Value};
@@ -452,14 +452,31 @@ async fn terminating_a_middle_call_stops_its_subtree_while_its_siblings_finish()
     }
     assert!(matches!(
         orch.terminate(exec.id(), "s/9"),
-        Err(Error::CallNotRunning { .. })
+        Err(Error::CallNotRunning {
+            found: CallLookup::NoSuchCall,
+            ..
+        })
     ));
     orch.terminate(exec.id(), "s/0/0").unwrap();
     while exec.view().calls().get("s/0").map(|c| c.status) != Some(CallStatus::Completed) {
         tokio::task::yield_now().await;
     }
+    assert!(matches!(
+        orch.terminate(exec.id(), "s/0"),
+        Err(Error::CallNotRunning {
+            found: CallLookup::Status(CallStatus::Completed),
+            ..
+        })
+    ));
     gate.notify_one();
     let done = exec.clone().await.unwrap();
+    assert!(matches!(
+        orch.terminate(exec.id(), "s/1"),
+        Err(Error::CallNotRunning {
+            found: CallLookup::ExecutionNotHere,
+            ..
+        })
+    ));
     assert_eq!(
         done.output("s"),
         Some(&json!(["s/0/0 was stopped", "leaf done"]))

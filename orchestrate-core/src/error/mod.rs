@@ -1,6 +1,7 @@
 //! The error taxonomy: one enum for everything the orchestrator reports, and
 //! [`AgentError`] for what agents return.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,31 @@ pub use crate::error_info::ErrorInfo;
 mod agent;
 
 pub use agent::{AgentError, Retry};
+
+/// What [`Error::CallNotRunning`] found instead of a running call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallLookup {
+    /// The execution does not run in this process: it has ended, is
+    /// parked, runs in another process, or does not exist.
+    ExecutionNotHere,
+    /// The execution runs here, and its call tree holds no such call.
+    NoSuchCall,
+    /// The call tree shows the call with this status: ended, or not
+    /// running yet (a call that is ending as it is looked up may still
+    /// show as running).
+    Status(crate::journal::CallStatus),
+}
+
+impl fmt::Display for CallLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallLookup::ExecutionNotHere => f.write_str("the execution does not run here"),
+            CallLookup::NoSuchCall => f.write_str("the execution has no such call"),
+            CallLookup::Status(status) => write!(f, "the call is {status:?}"),
+        }
+    }
+}
 
 /// Everything the orchestrator can report.
 ///
@@ -183,12 +209,14 @@ pub enum Error {
         call: Arc<str>,
     },
     /// No call with this id is running in this process.
-    #[error("execution `{execution}`: no call `{call}` is running here")]
+    #[error("execution `{execution}`: no call `{call}` is running here: {found}")]
     CallNotRunning {
         /// The execution.
         execution: ExecutionId,
         /// The call.
         call: String,
+        /// What was found instead.
+        found: CallLookup,
     },
     /// A side effect's value could not be written to or read from JSON.
     #[error("side effect `{name}` ({call}): {reason}")]

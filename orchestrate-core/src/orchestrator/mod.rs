@@ -447,7 +447,7 @@ impl Orchestrator {
     /// # Errors
     ///
     /// [`Error::CallNotRunning`] when the execution does not run here or the
-    /// call is not running.
+    /// call is not running, saying which ([`CallLookup`](crate::CallLookup)).
     pub fn terminate(&self, id: &ExecutionId, call: &str) -> Result<(), Error> {
         let shared = self.registry().get(id).cloned();
         let terminated = shared
@@ -455,13 +455,20 @@ impl Orchestrator {
             .and_then(|s| s.calls.get())
             .is_some_and(|calls| calls.terminate(call));
         if terminated {
-            Ok(())
-        } else {
-            Err(Error::CallNotRunning {
-                execution: id.clone(),
-                call: call.to_owned(),
-            })
+            return Ok(());
         }
+        let found = match shared {
+            None => crate::CallLookup::ExecutionNotHere,
+            Some(shared) => match shared.view_arc().calls().get(call) {
+                Some(node) => crate::CallLookup::Status(node.status),
+                None => crate::CallLookup::NoSuchCall,
+            },
+        };
+        Err(Error::CallNotRunning {
+            execution: id.clone(),
+            call: call.to_owned(),
+            found,
+        })
     }
 
     /// Approves interrupted step `step` of a parked execution: `value`
