@@ -357,3 +357,61 @@ async fn a_step_that_consumes_its_budget_replays_without_paying_twice() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_sub_workflow_whose_steps_are_named_like_numbers_replays_strictly() {
+    use orchestrate_core::journal::EventKind;
+    use orchestrate_core::store::{MemoryStore, Store};
+
+    // Step "0" of the sub-workflow is call `s/0/0`, the id a numbered
+    // call would have: strict replay must not take it for one.
+    let inner = WorkflowDef::builder("inner")
+        .step(StepDef::new("0", "echo").input(json!("${input}")))
+        .build();
+    let builder = move || {
+        let inner = inner.clone();
+        Orchestrator::builder()
+            .agent(agent_fn("parent", move |input, ctx| {
+                let inner = inner.clone();
+                async move { Ok(ctx.run_workflow(&inner, input).await?) }
+            }))
+            .agent(agent_fn("echo", |n, _| async move { Ok(n) }))
+            .workflow(
+                WorkflowDef::builder("w")
+                    .step(StepDef::new("s", "parent").input(json!("${input}")))
+                    .build(),
+            )
+    };
+    let orch = builder().build().unwrap();
+    let exec = orch
+        .run(&orch.workflow("w").unwrap(), json!(7))
+        .await
+        .unwrap();
+    let done = exec.clone().await.unwrap();
+    // As if the process had stopped while the sub-workflow ran: its end,
+    // the step's and the execution's are not in the journal, so the
+    // sub-workflow runs again, its step replayed from the record.
+    let events = orch.store().load(exec.id(), 0).await.unwrap();
+    let kept: Vec<_> = events
+        .into_iter()
+        .filter(|e| {
+            !matches!(&e.kind,
+                EventKind::CallCompleted { call, .. } if &**call == "s/0")
+                && !matches!(
+                    e.kind,
+                    EventKind::StepSucceeded { .. } | EventKind::ExecutionFinished { .. }
+                )
+        })
+        .enumerate()
+        .map(|(seq, mut e)| {
+            e.seq = seq as u64;
+            e
+        })
+        .collect();
+    let store = Arc::new(MemoryStore::new());
+    store.append(exec.id(), &kept).await.unwrap();
+    let again = builder().store(store).strict_replay(true).build().unwrap();
+    let resumed = again.resume(exec.id()).await.unwrap().await.unwrap();
+    assert_eq!(resumed.output("s"), done.output("s"));
+    assert_eq!(resumed.output("s"), Some(&json!({"0": 7})));
+}

@@ -169,6 +169,7 @@ impl Context {
         input: Value,
         options: CallOptions,
     ) -> CallFuture {
+        self.mark_named_calls();
         let call = self.child_call_id_named(name);
         match self.host() {
             Some(host) => host.call(self, call, agent, input, options),

@@ -6,7 +6,7 @@ mod effects;
 mod host;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
@@ -73,6 +73,9 @@ pub(crate) struct AttemptCalls {
     next: AtomicU64,
     /// The next consumption's number (see [`Context::consume`]).
     consumes: AtomicU32,
+    /// Whether the attempt made calls named rather than numbered (a
+    /// sub-workflow's steps): their names may look like numbers.
+    named: AtomicBool,
     diverged: Mutex<Option<Error>>,
 }
 
@@ -81,6 +84,7 @@ impl AttemptCalls {
     fn restart(&self) {
         self.next.store(0, Ordering::Relaxed);
         self.consumes.store(0, Ordering::Relaxed);
+        self.named.store(false, Ordering::Relaxed);
         *self.diverged.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
@@ -200,10 +204,21 @@ impl Context {
         self.host()?.missed_call(self)
     }
 
-    /// How many calls and side effects the attempt made (ids taken).
-    pub(crate) fn calls_made(&self) -> u64 {
-        self.attempt_calls(false)
-            .map_or(0, |c| c.next.load(Ordering::Relaxed))
+    /// How many calls and side effects the attempt made (ids taken), or
+    /// `None` when it made named calls, which are not numbered.
+    pub(crate) fn calls_made(&self) -> Option<u64> {
+        match self.attempt_calls(false) {
+            Some(c) if c.named.load(Ordering::Relaxed) => None,
+            Some(c) => Some(c.next.load(Ordering::Relaxed)),
+            None => Some(0),
+        }
+    }
+
+    /// Records that the attempt makes calls named rather than numbered.
+    pub(crate) fn mark_named_calls(&self) {
+        if let Some(calls) = self.attempt_calls(true) {
+            calls.named.store(true, Ordering::Relaxed);
+        }
     }
 
     /// A context outside any execution, for calling an agent directly (tests,

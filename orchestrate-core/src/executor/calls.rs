@@ -328,9 +328,12 @@ impl Host for ExecutionHost {
         if !self.strict {
             return None;
         }
-        // An attempt's calls are numbered from 0 without gaps: if the
-        // record holds the next number, the recorded attempt went on.
-        let next = ctx.child_call_id(ctx.calls_made());
+        // An attempt's calls are numbered from 0: if the record holds the
+        // next number, the recorded attempt went on. (A number taken by a
+        // call that was never journaled leaves a gap, past which this
+        // sees nothing.) Named calls (a sub-workflow's steps, whose names
+        // may be digits) are not numbered, and not checked here.
+        let next = ctx.child_call_id(ctx.calls_made()?);
         let recorded = self.replay.describe(&next)?;
         Some(diverged(
             ctx,

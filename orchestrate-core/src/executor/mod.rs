@@ -188,8 +188,6 @@ pub(crate) struct Driver<F> {
     inbox: Arc<Inbox>,
     /// Messages taken from the inbox, kept between turns.
     inbox_buf: Vec<TaskMsg>,
-    /// Calls whose end is in the batch being made: told once it is
-    /// appended.
     /// The host of the execution's contexts (its calls and budgets).
     host: Arc<calls::ExecutionHost>,
     /// The budget a new execution starts with.

@@ -92,7 +92,23 @@ async fn round_trip(store: &dyn Store, n: u64, value: &Value) -> Result<(), Test
         .await
         .map_err(|e| failed("load", e))?;
     if loaded != events {
-        return Err(TestCaseError::fail("the journal read back differs"));
+        let first = loaded
+            .iter()
+            .zip(&events)
+            .position(|(read, written)| read != written)
+            .unwrap_or(loaded.len().min(events.len()));
+        let show = |e: Option<&Event>| {
+            let text = format!("{e:?}");
+            text.chars().take(400).collect::<String>()
+        };
+        return Err(TestCaseError::fail(format!(
+            "the journal read back differs ({} events written, {} read) at event {first}: \
+             wrote {}, read {}",
+            events.len(),
+            loaded.len(),
+            show(events.get(first)),
+            show(loaded.get(first)),
+        )));
     }
     let key = format!("value-{n}");
     store
