@@ -461,13 +461,18 @@ async fn terminating_a_middle_call_stops_its_subtree_while_its_siblings_finish()
     while exec.view().calls().get("s/0").map(|c| c.status) != Some(CallStatus::Completed) {
         tokio::task::yield_now().await;
     }
+    let ended = orch.terminate(exec.id(), "s/0").unwrap_err();
     assert!(matches!(
-        orch.terminate(exec.id(), "s/0"),
-        Err(Error::CallNotRunning {
+        ended,
+        Error::CallNotRunning {
             found: CallLookup::Status(CallStatus::Completed),
             ..
-        })
+        }
     ));
+    assert!(
+        ended.to_string().ends_with("the call is completed"),
+        "{ended}"
+    );
     gate.notify_one();
     let done = exec.clone().await.unwrap();
     assert!(matches!(

@@ -40,7 +40,7 @@ impl fmt::Display for CallLookup {
         match self {
             CallLookup::ExecutionNotHere => f.write_str("the execution does not run here"),
             CallLookup::NoSuchCall => f.write_str("the execution has no such call"),
-            CallLookup::Status(status) => write!(f, "the call is {status:?}"),
+            CallLookup::Status(status) => write!(f, "the call is {}", status.as_str()),
         }
     }
 }

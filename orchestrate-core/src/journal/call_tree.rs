@@ -35,7 +35,8 @@ impl CallStatus {
         !matches!(self, CallStatus::Pending | CallStatus::Running)
     }
 
-    fn as_str(self) -> &'static str {
+    /// The status as the tree's text rendering writes it (`completed`).
+    pub fn as_str(self) -> &'static str {
         match self {
             CallStatus::Pending => "pending",
             CallStatus::Running => "running",
