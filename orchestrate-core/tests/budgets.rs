@@ -11,7 +11,7 @@ use std::sync::Arc;
 use orchestrate_core::budget::{Balance, Budget, ROOT};
 use orchestrate_core::journal::{CallStatus, EventKind};
 use orchestrate_core::store::{MemoryStore, Store};
-use orchestrate_core::{agent_fn, Call, CallOptions, Error, Orchestrator, RunOptions};
+use orchestrate_core::{agent_fn, Call, CallOptions, Error, Execution, Orchestrator, RunOptions};
 use orchestrate_graph::{StepDef, WorkflowDef};
 use serde_json::json;
 
@@ -180,18 +180,7 @@ async fn thresholds_are_configurable() {
         .store(store.clone())
         .build()
         .unwrap();
-    let wf = orch
-        .bind(
-            &WorkflowDef::builder("w")
-                .step(StepDef::new("s", "spend"))
-                .build(),
-        )
-        .unwrap();
-    let options = RunOptions {
-        budget: Some(Budget::new(100, "cents")),
-        ..RunOptions::default()
-    };
-    let exec = orch.run_with(&wf, json!(null), options).await.unwrap();
+    let exec = run_step_with_100(&orch, "spend", "cents").await;
     exec.clone().await.unwrap();
     let percents: Vec<u8> = store
         .load(exec.id(), 0)
@@ -231,18 +220,7 @@ async fn a_call_its_caller_gives_up_on_returns_its_budget_and_is_journaled_cance
         }))
         .build()
         .unwrap();
-    let wf = orch
-        .bind(
-            &WorkflowDef::builder("w")
-                .step(StepDef::new("s", "impatient"))
-                .build(),
-        )
-        .unwrap();
-    let options = RunOptions {
-        budget: Some(Budget::new(100, "tokens")),
-        ..RunOptions::default()
-    };
-    let exec = orch.run_with(&wf, json!(null), options).await.unwrap();
+    let exec = run_step_with_100(&orch, "impatient", "tokens").await;
     let done = exec.clone().await.unwrap();
     assert_eq!(
         done.output("s"),
@@ -259,4 +237,21 @@ async fn a_call_its_caller_gives_up_on_returns_its_budget_and_is_journaled_cance
             available: Some(90)
         }
     );
+}
+
+/// Starts workflow `w`, one step `s` of agent `agent`, with a root budget
+/// of 100 `unit`.
+async fn run_step_with_100(orch: &Orchestrator, agent: &str, unit: &str) -> Execution {
+    let wf = orch
+        .bind(
+            &WorkflowDef::builder("w")
+                .step(StepDef::new("s", agent))
+                .build(),
+        )
+        .unwrap();
+    let options = RunOptions {
+        budget: Some(Budget::new(100, unit)),
+        ..RunOptions::default()
+    };
+    orch.run_with(&wf, json!(null), options).await.unwrap()
 }

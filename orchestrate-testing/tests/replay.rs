@@ -280,8 +280,7 @@ async fn a_terminated_call_replays_as_terminated() {
 
 #[tokio::test]
 async fn a_call_refused_for_its_budget_replays_refused() {
-    use orchestrate_core::budget::Budget;
-    use orchestrate_core::{CallOptions, RunOptions};
+    use orchestrate_core::CallOptions;
     let builder = || {
         Orchestrator::builder()
             .agent(agent_fn("boss", |_, ctx| async move {
@@ -305,26 +304,12 @@ async fn a_call_refused_for_its_budget_replays_refused() {
                     .build(),
             )
     };
-    let orch = builder().build().unwrap();
-    let options = RunOptions {
-        budget: Some(Budget::new(100, "tokens")),
-        ..RunOptions::default()
-    };
-    let exec = orch
-        .run_with(&orch.workflow("b").unwrap(), json!(null), options)
-        .await
-        .unwrap();
-    let done = exec.clone().await.unwrap();
-    assert_eq!(done.output("s"), Some(&json!([40, "budget_exceeded"])));
-    check_replay(&**orch.store(), exec.id(), builder())
-        .await
-        .unwrap();
+    let output = run_with_100_tokens_then_replay(builder, "b").await;
+    assert_eq!(output, json!([40, "budget_exceeded"]));
 }
 
 #[tokio::test]
 async fn a_step_that_consumes_its_budget_replays_without_paying_twice() {
-    use orchestrate_core::budget::Budget;
-    use orchestrate_core::RunOptions;
     let builder = || {
         Orchestrator::builder()
             .agent(agent_fn("spender", |_, ctx| async move {
@@ -342,20 +327,8 @@ async fn a_step_that_consumes_its_budget_replays_without_paying_twice() {
                     .build(),
             )
     };
-    let orch = builder().build().unwrap();
-    let options = RunOptions {
-        budget: Some(Budget::new(100, "tokens")),
-        ..RunOptions::default()
-    };
-    let exec = orch
-        .run_with(&orch.workflow("p").unwrap(), json!(null), options)
-        .await
-        .unwrap();
-    let done = exec.clone().await.unwrap();
-    assert_eq!(done.output("s"), Some(&json!(["child", 10])));
-    check_replay(&**orch.store(), exec.id(), builder())
-        .await
-        .unwrap();
+    let output = run_with_100_tokens_then_replay(builder, "p").await;
+    assert_eq!(output, json!(["child", 10]));
 }
 
 #[tokio::test]
@@ -414,4 +387,28 @@ async fn a_sub_workflow_whose_steps_are_named_like_numbers_replays_strictly() {
     let resumed = again.resume(exec.id()).await.unwrap().await.unwrap();
     assert_eq!(resumed.output("s"), done.output("s"));
     assert_eq!(resumed.output("s"), Some(&json!({"0": 7})));
+}
+
+/// Runs `workflow` (whose step `s` is checked) with a root budget of 100
+/// tokens, checks that it replays, and returns step `s`'s output.
+async fn run_with_100_tokens_then_replay(
+    builder: impl Fn() -> OrchestratorBuilder,
+    workflow: &str,
+) -> serde_json::Value {
+    use orchestrate_core::budget::Budget;
+    use orchestrate_core::RunOptions;
+    let orch = builder().build().unwrap();
+    let options = RunOptions {
+        budget: Some(Budget::new(100, "tokens")),
+        ..RunOptions::default()
+    };
+    let exec = orch
+        .run_with(&orch.workflow(workflow).unwrap(), json!(null), options)
+        .await
+        .unwrap();
+    let done = exec.clone().await.unwrap();
+    check_replay(&**orch.store(), exec.id(), builder())
+        .await
+        .unwrap();
+    done.output("s").cloned().unwrap_or_default()
 }

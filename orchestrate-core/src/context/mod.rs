@@ -154,8 +154,7 @@ impl Context {
 
     /// The index of the attempt's next call.
     pub(crate) fn next_call_index(&self) -> u64 {
-        self.attempt_calls(true)
-            .map_or(0, |c| c.next.fetch_add(1, Ordering::Relaxed))
+        self.reserve_call_indices(1)
     }
 
     /// Takes the indices of the attempt's next `n` calls at once and
