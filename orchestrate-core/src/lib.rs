@@ -87,6 +87,7 @@ mod ids;
 pub mod journal;
 mod limits;
 mod orchestrator;
+pub mod pattern;
 mod policies;
 mod spans;
 pub mod store;

@@ -65,6 +65,20 @@ impl Policies {
             .build()
     }
 
+    /// The policy of a step running pattern `name`: its agent's, when
+    /// one was set for that name; otherwise one attempt and no timeout
+    /// (the pattern's calls have their agents' policies).
+    pub(crate) fn for_pattern(&self, name: &str) -> Policy {
+        match self.per_agent.get(name) {
+            Some(_) => self.for_agent(name),
+            None => Policy::builder()
+                .retry(RetryConfig::attempts(1))
+                .registry(&self.registry)
+                .key(name)
+                .build(),
+        }
+    }
+
     /// `base` with a step's own `timeout_ms` and `retries`, sharing its state.
     pub(crate) fn for_step(base: &Policy, step: &StepPolicy) -> Policy {
         let mut policy = base.clone();

@@ -9,6 +9,7 @@ use orchestrate_resilience::Policy;
 
 use crate::agent::BoxAgent;
 use crate::error::Error;
+use crate::pattern::{PatternEnv, Patterns};
 use crate::policies::Policies;
 
 /// A validated workflow whose every step is bound to a registered agent.
@@ -38,50 +39,89 @@ impl Bound {
     }
 }
 
+/// What a workflow is bound to: the orchestrator's agents, their limits
+/// and policies, and its patterns.
+pub(crate) struct Binder<'a> {
+    pub(crate) agents: &'a HashMap<String, BoxAgent>,
+    pub(crate) agent_limits: &'a HashMap<String, usize>,
+    pub(crate) policies: &'a Policies,
+    pub(crate) patterns: &'a Patterns,
+}
+
+impl Binder<'_> {
+    /// The agent that runs step `i`: its registered agent, or the agent
+    /// its pattern makes from its parameters.
+    fn agent(&self, plan: &Plan, i: usize) -> Result<BoxAgent, Error> {
+        let name = plan.agent_of(i);
+        let Some(params) = plan.steps()[i].pattern_params() else {
+            return self
+                .agents
+                .get(&**name)
+                .cloned()
+                .ok_or_else(|| Error::UnknownAgent {
+                    workflow: plan.name().clone(),
+                    step: plan.id(i).clone(),
+                    agent: name.clone(),
+                });
+        };
+        let pattern = self
+            .patterns
+            .get(name)
+            .ok_or_else(|| Error::UnknownPattern {
+                workflow: plan.name().clone(),
+                step: plan.id(i).clone(),
+                pattern: name.clone(),
+            })?;
+        let env = PatternEnv {
+            step: plan.id(i),
+            agents: self.agents,
+            factories: &self.patterns.factories,
+        };
+        pattern
+            .build(params, &env)
+            .map_err(|error| Error::PatternParams {
+                workflow: plan.name().clone(),
+                step: plan.id(i).clone(),
+                pattern: name.clone(),
+                error,
+            })
+    }
+}
+
 impl Workflow {
-    pub(crate) fn bind(
-        def: &WorkflowDef,
-        agents: &HashMap<String, BoxAgent>,
-        agent_limits: &HashMap<String, usize>,
-        policies: &Policies,
-    ) -> Result<Self, Error> {
+    pub(crate) fn bind(def: &WorkflowDef, binder: &Binder<'_>) -> Result<Self, Error> {
         let plan = Plan::new(def)?;
-        Self::bind_plan(plan, agents, agent_limits, policies)
+        Self::bind_plan(plan, binder)
     }
 
-    pub(crate) fn bind_plan(
-        plan: Plan,
-        agents: &HashMap<String, BoxAgent>,
-        agent_limits: &HashMap<String, usize>,
-        policies: &Policies,
-    ) -> Result<Self, Error> {
+    pub(crate) fn bind_plan(plan: Plan, binder: &Binder<'_>) -> Result<Self, Error> {
         // One slot per agent the plan names: its concurrency limit and
-        // its policy (breaker, bulkhead) are the agent's.
+        // its policy (breaker, bulkhead) are the agent's. A pattern's
+        // agent runs others, under their own policies: unless the
+        // pattern's name has a policy, it gets one attempt and no timeout.
         let slot_limits: Vec<usize> = plan
             .agents()
             .iter()
-            .map(|a| agent_limits.get(&**a).copied().unwrap_or(0))
+            .map(|a| binder.agent_limits.get(&**a).copied().unwrap_or(0))
             .collect();
-        let slot_policies: Vec<Policy> = plan
-            .agents()
-            .iter()
-            .map(|a| policies.for_agent(a))
-            .collect();
+        let mut slot_policies: Vec<Option<Policy>> = vec![None; plan.agents().len()];
         let mut bound = Vec::with_capacity(plan.len());
         let mut step_policies = Vec::with_capacity(plan.len());
         for (i, step) in plan.steps().iter().enumerate() {
+            bound.push(binder.agent(&plan, i)?);
+            let slot = step.agent_index();
             let name = plan.agent_of(i);
-            let agent = agents.get(&**name).ok_or_else(|| Error::UnknownAgent {
-                workflow: plan.name().clone(),
-                step: plan.id(i).clone(),
-                agent: name.clone(),
-            })?;
-            bound.push(agent.clone());
+            let base = slot_policies[slot].get_or_insert_with(|| {
+                if step.pattern_params().is_some() {
+                    binder.policies.for_pattern(name)
+                } else {
+                    binder.policies.for_agent(name)
+                }
+            });
             if let OnError::Fallback(value) = &step.policy().on_error {
                 crate::error::refuse_too_deep(Some(plan.id(i)), "fallback value", value)?;
             }
-            let slot = step.agent_index();
-            step_policies.push(Policies::for_step(&slot_policies[slot], step.policy()));
+            step_policies.push(Policies::for_step(base, step.policy()));
         }
         Ok(Self {
             inner: Arc::new(Bound {

@@ -92,8 +92,19 @@ pub struct StepDef {
     /// Shared: a plan of this definition, and the events of its
     /// executions, hold this very string.
     pub id: Arc<str>,
-    /// Name of the agent that runs this step.
+    /// Name of the agent that runs this step; empty for a step that
+    /// runs a [`pattern`](Self::pattern) instead.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub agent: String,
+    /// Name of the pattern (registered with the orchestrator) whose agent
+    /// runs this step, made from [`params`](Self::params), instead of an
+    /// `agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// The pattern's parameters, which the pattern checks when the
+    /// workflow is bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
     /// Input template: any JSON value whose strings may interpolate
     /// `${input.<path>}` and `${steps.<id>.output.<path>}`, with an optional
     /// `?? <json>` default. `null` when omitted.
@@ -121,11 +132,34 @@ impl StepDef {
         Self {
             id: id.into(),
             agent: agent.into(),
+            pattern: None,
+            params: None,
             input: Value::Null,
             depends_on: Vec::new(),
             condition: None,
             policy: StepPolicy::default(),
             cost: None,
+        }
+    }
+
+    /// A step `id` run by the agent that pattern `pattern` makes from
+    /// `params`, with a `null` input and no dependencies.
+    ///
+    /// ```
+    /// use orchestrate_graph::StepDef;
+    /// use serde_json::json;
+    ///
+    /// let step = StepDef::pattern("pool", "supervisor", json!({"workers": ["a", "b"]}));
+    /// let json = serde_json::to_value(&step).unwrap();
+    /// assert_eq!(json, json!({"id": "pool", "pattern": "supervisor",
+    ///                         "params": {"workers": ["a", "b"]}, "input": null}));
+    /// ```
+    pub fn pattern(id: impl Into<Arc<str>>, pattern: impl Into<String>, params: Value) -> Self {
+        Self {
+            pattern: Some(pattern.into()),
+            // As JSON reads it: `"params": null` is no parameters.
+            params: (!params.is_null()).then_some(params),
+            ..Self::new(id, "")
         }
     }
 

@@ -17,9 +17,21 @@ pub enum Problem {
         /// The id as written.
         step: String,
     },
-    /// A step names no agent.
+    /// A step names neither an agent nor a pattern.
     #[error("step `{step}`: no agent named")]
     MissingAgent {
+        /// The step.
+        step: String,
+    },
+    /// A step names both an agent and a pattern.
+    #[error("step `{step}`: names both an agent and a pattern; a step runs one")]
+    AgentAndPattern {
+        /// The step.
+        step: String,
+    },
+    /// A step has `params` but no pattern to give them to.
+    #[error("step `{step}`: `params` without a `pattern`")]
+    ParamsWithoutPattern {
         /// The step.
         step: String,
     },
@@ -103,6 +115,8 @@ impl Problem {
             Problem::Empty | Problem::NoEntry | Problem::Cycle { .. } => None,
             Problem::InvalidId { step }
             | Problem::MissingAgent { step }
+            | Problem::AgentAndPattern { step }
+            | Problem::ParamsWithoutPattern { step }
             | Problem::DuplicateId { step }
             | Problem::UnknownDependency { step, .. }
             | Problem::Unreachable { step }

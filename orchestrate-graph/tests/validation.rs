@@ -203,3 +203,52 @@ fn graph_problems_come_first_then_each_steps_template_problems_in_document_order
         "{found:#?}"
     );
 }
+
+#[test]
+fn a_step_runs_an_agent_or_a_pattern_and_params_go_with_a_pattern() {
+    let def = WorkflowDef::from_json(
+        r#"{"name": "w", "steps": [
+            {"id": "pool", "pattern": "supervisor", "params": {"workers": ["a"]}},
+            {"id": "both", "agent": "x", "pattern": "supervisor"},
+            {"id": "stray", "agent": "x", "params": {"limit": 1}},
+            {"id": "none"},
+            {"id": "bare", "pattern": "supervisor"}
+        ]}"#,
+    )
+    .unwrap();
+    let found = Plan::new(&def).unwrap_err().problems().to_vec();
+    assert_eq!(
+        found,
+        [
+            Problem::AgentAndPattern {
+                step: "both".into()
+            },
+            Problem::ParamsWithoutPattern {
+                step: "stray".into()
+            },
+            Problem::MissingAgent {
+                step: "none".into()
+            },
+        ]
+    );
+    let ok = WorkflowDef::builder("w")
+        .step(StepDef::pattern(
+            "pool",
+            "supervisor",
+            serde_json::json!({"workers": ["a"]}),
+        ))
+        .step(StepDef::pattern("bare", "supervisor", serde_json::Value::Null).depends_on(["pool"]))
+        .build();
+    let plan = Plan::new(&ok).unwrap();
+    assert_eq!(&**plan.agent_of(0), "supervisor");
+    assert_eq!(
+        plan.steps()[0].pattern_params(),
+        Some(&serde_json::json!({"workers": ["a"]}))
+    );
+    assert_eq!(
+        plan.steps()[1].pattern_params(),
+        Some(&serde_json::Value::Null)
+    );
+    // A definition round-trips through JSON with its pattern.
+    assert_eq!(WorkflowDef::from_json(&ok.to_json()).unwrap(), ok);
+}

@@ -237,6 +237,12 @@ impl<S: Store> EncryptedStore<S> {
                 name: name.clone(),
                 value: arc(value, "value")?,
             },
+            EventKind::Decision(decision) => {
+                EventKind::Decision(Arc::new(orchestrate_core::journal::Decision {
+                    value: f(self, &decision.value, &place("value"))?,
+                    ..orchestrate_core::journal::Decision::clone(decision)
+                }))
+            }
             EventKind::StepInterrupted { step, payload } => EventKind::StepInterrupted {
                 step: step.clone(),
                 payload: arc(payload, "payload")?,

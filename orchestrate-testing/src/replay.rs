@@ -60,8 +60,8 @@ use serde_json::Value;
 pub struct ReplayCheck {
     /// Steps run again.
     pub steps: usize,
-    /// Calls and side effects the journal holds: every one made again as
-    /// recorded, or below a call replayed from its record.
+    /// Calls, side effects and decisions the journal holds: every one
+    /// made again as recorded, or below a call replayed from its record.
     pub calls: usize,
 }
 
@@ -120,7 +120,7 @@ pub async fn check_replay(
         .filter(|e| {
             matches!(
                 e.kind,
-                EventKind::CallStarted(_) | EventKind::SideEffect { .. }
+                EventKind::CallStarted(_) | EventKind::SideEffect { .. } | EventKind::Decision(_)
             )
         })
         .count();

@@ -236,6 +236,12 @@ pub fn every_kind(id: &str) -> Vec<Event> {
             name: "now".into(),
             value: Arc::new(json!(1_733_390_000_123_456u64)),
         },
+        EventKind::Decision(Arc::new(orchestrate_core::journal::Decision {
+            id: "b/assign:t0.0".into(),
+            by: "b".into(),
+            kind: "assign".into(),
+            value: json!({"worker": "w1", "at_ms": 1_733_390_000_123u64}),
+        })),
         EventKind::CancelRequested,
         EventKind::ExecutionResumed {
             rerun: vec!["b".into()],

@@ -1,6 +1,7 @@
 //! The [`Agent`] trait and its adapters.
 
 mod func;
+mod instance;
 mod typed;
 
 use std::sync::Arc;

@@ -67,6 +67,9 @@ pub struct CallOptions {
     /// An amount given to the call out of its caller's budget (see
     /// [`budget`](crate::budget)); `None`: it draws on its caller's.
     pub budget: Option<u64>,
+    /// The key that names the call instead of its index (see
+    /// [`key`](Self::key)).
+    pub key: Option<String>,
 }
 
 impl CallOptions {
@@ -96,6 +99,23 @@ impl CallOptions {
         self.policy = Some(policy);
         self
     }
+
+    /// Names the call by `key` instead of its index among the attempt's
+    /// calls: its id is the caller's id, `/`, then `key` (`pool/task-7.0`).
+    ///
+    /// Numbered ids are right when the calls are made in an order the
+    /// caller's input decides. A caller whose calls are made in an order
+    /// timing decides (a work queue that hands out the next task when any
+    /// running one ends) keys them instead, so that a resumed execution
+    /// matches each call with its record whatever order they are made in.
+    ///
+    /// A key is not empty, holds no `/`, `:`, `@` or `#`, is not digits
+    /// only, and is taken once per attempt; otherwise the call fails with
+    /// [`Error::CallKey`](crate::Error::CallKey) before anything runs.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
 }
 
 impl fmt::Debug for CallOptions {
@@ -104,6 +124,7 @@ impl fmt::Debug for CallOptions {
             .field("label", &self.label)
             .field("policy", &self.policy.is_some())
             .field("budget", &self.budget)
+            .field("key", &self.key)
             .finish()
     }
 }

@@ -87,6 +87,15 @@ impl Context {
         self.start_call(agent, input, options)
     }
 
+    /// A snapshot of the circuit breaker of agent `agent`'s policy (`None`
+    /// outside an execution, or when the policy has none): what a router
+    /// or a supervisor reads to keep work away from a failing agent.
+    /// Breakers change with timing; a choice made from one should go
+    /// through [`decide`](Self::decide).
+    pub fn circuit_breaker(&self, agent: &str) -> Option<orchestrate_resilience::BreakerSnapshot> {
+        self.host()?.circuit_breaker(agent)
+    }
+
     /// Makes every call at once (ids in the order given) and returns their
     /// results in that order, one `Result` each.
     ///
@@ -178,12 +187,30 @@ impl Context {
     }
 
     fn start_call(&self, agent: &str, input: Value, options: CallOptions) -> CallFuture {
-        self.start_call_as(
-            self.child_call_id(self.next_call_index()),
-            agent,
-            input,
-            options,
-        )
+        match self.next_call_id(&options) {
+            Ok(call) => self.start_call_as(call, agent, input, options),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    /// The id of the attempt's next call: keyed by `options.key`, or
+    /// numbered.
+    pub(crate) fn next_call_id(&self, options: &CallOptions) -> Result<std::sync::Arc<str>, Error> {
+        match &options.key {
+            None => Ok(self.child_call_id(self.next_call_index())),
+            Some(key) => self.call_key(key),
+        }
+    }
+
+    /// The id of the attempt's call keyed `key`.
+    fn call_key(&self, key: &str) -> Result<std::sync::Arc<str>, Error> {
+        match super::keys::check_key(key, true) {
+            Ok(()) => self.keyed_id(key),
+            Err(reason) => Err(Error::CallKey {
+                call: self.child_call_id_named(key),
+                reason,
+            }),
+        }
     }
 
     fn start_call_as(
@@ -202,7 +229,7 @@ impl Context {
 
 /// Outside an execution there is no agent to call, and no journal to keep
 /// the call in.
-fn detached(call: std::sync::Arc<str>, agent: &str) -> CallFuture {
+pub(crate) fn detached(call: std::sync::Arc<str>, agent: &str) -> CallFuture {
     let error = Error::UnknownAgent {
         workflow: "(no execution)".into(),
         step: call,

@@ -67,6 +67,50 @@ pub(crate) trait Host: Send + Sync {
     /// Journals side effect `call` and completes once the journal holds it.
     fn record_effect(&self, call: std::sync::Arc<str>, name: Box<str>, value: Value) -> CallFuture;
 
+    /// The choice recorded for decision `id` of kind `kind`, when the
+    /// execution replays it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NonDeterministic`] when the journal holds something else
+    /// under that id, or nothing in strict replay.
+    fn replayed_decision(
+        &self,
+        caller: &Context,
+        id: &str,
+        kind: &str,
+    ) -> Result<Option<Value>, Error>;
+
+    /// Journals decision `id` of `caller`'s, after every event the caller
+    /// sent before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] when the execution has ended.
+    fn record_decision(
+        &self,
+        caller: &Context,
+        id: std::sync::Arc<str>,
+        kind: Box<str>,
+        value: Value,
+    ) -> Result<(), Error>;
+
+    /// [`call`](Self::call) of an agent instance (a `BoxAgent`) rather
+    /// than a registered name, under the policy and limit of its name.
+    /// Typed `Any`: the context never names the agent module, which names
+    /// the context.
+    fn call_instance(
+        &self,
+        caller: &Context,
+        call: std::sync::Arc<str>,
+        agent: &(dyn std::any::Any + Send + Sync),
+        input: Value,
+        options: CallOptions,
+    ) -> CallFuture;
+
+    /// A snapshot of the circuit breaker of agent `agent`'s policy.
+    fn circuit_breaker(&self, agent: &str) -> Option<orchestrate_resilience::BreakerSnapshot>;
+
     /// Makes call `call` of `caller`'s (its id, taken by the caller in the
     /// order calls are made); the call runs when the future is polled.
     fn call(

@@ -2,8 +2,10 @@
 //! call other agents.
 
 mod calls;
+mod decisions;
 mod effects;
 mod host;
+mod keys;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -16,6 +18,7 @@ use crate::depth::{exceeds_max_depth, MAX_VALUE_DEPTH};
 use crate::error::Error;
 use crate::ids::ExecutionId;
 
+pub(crate) use calls::detached as detached_call;
 pub(crate) use host::{CallFuture, Host};
 
 /// What every step of one execution shares, made once per execution: a
@@ -77,6 +80,9 @@ pub(crate) struct AttemptCalls {
     /// sub-workflow's steps): their names may look like numbers.
     named: AtomicBool,
     diverged: Mutex<Option<Error>>,
+    /// The keys the attempt's keyed calls and decisions took (see
+    /// [`CallOptions::key`](crate::CallOptions::key)), made at the first.
+    keys: Mutex<Option<crate::fast_map::FastSet<Box<str>>>>,
 }
 
 impl AttemptCalls {
@@ -86,6 +92,7 @@ impl AttemptCalls {
         self.consumes.store(0, Ordering::Relaxed);
         self.named.store(false, Ordering::Relaxed);
         *self.diverged.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self.keys.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 

@@ -17,8 +17,10 @@ pub use crate::boxed::{BoxError, SharedError};
 pub use crate::error_info::ErrorInfo;
 
 mod agent;
+mod param;
 
 pub use agent::{AgentError, Retry};
+pub use param::ParamError;
 
 /// What [`Error::CallNotRunning`] found instead of a running call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,7 +220,8 @@ pub enum Error {
         /// What was found instead.
         found: CallLookup,
     },
-    /// A side effect's value could not be written to or read from JSON.
+    /// A side effect's value, or a decision's choice, could not be written
+    /// to or read from JSON.
     #[error("side effect `{name}` ({call}): {reason}")]
     SideEffect {
         /// The id it took among its caller's calls.
@@ -236,6 +239,44 @@ pub enum Error {
         call: Arc<str>,
         /// The limit.
         limit: u32,
+    },
+    /// A key given to a call or a decision cannot name it (see
+    /// [`CallOptions::key`](crate::CallOptions::key) and
+    /// [`Context::decide`](crate::Context::decide)).
+    #[error("call `{call}`: the key {reason}")]
+    CallKey {
+        /// The id the call or decision would have taken.
+        call: Arc<str>,
+        /// What is wrong with the key.
+        reason: &'static str,
+    },
+    /// A step names a pattern that was never registered.
+    #[error("workflow `{workflow}`, step `{step}`: unknown pattern `{pattern}`")]
+    UnknownPattern {
+        /// The workflow.
+        workflow: Arc<str>,
+        /// The step.
+        step: Arc<str>,
+        /// The pattern's name.
+        pattern: Arc<str>,
+    },
+    /// A pattern refused a step's parameters.
+    #[error("workflow `{workflow}`, step `{step}`: pattern `{pattern}`, parameter `{}`: {}", .error.param, .error.reason)]
+    PatternParams {
+        /// The workflow.
+        workflow: Arc<str>,
+        /// The step.
+        step: Arc<str>,
+        /// The pattern's name.
+        pattern: Arc<str>,
+        /// The parameter and what is wrong with it.
+        error: ParamError,
+    },
+    /// Two patterns were registered under one name.
+    #[error("two patterns are registered as `{pattern}`")]
+    DuplicatePattern {
+        /// The name.
+        pattern: Arc<str>,
     },
     /// The store failed.
     #[error(transparent)]
@@ -301,6 +342,10 @@ impl Error {
             Error::CallFailed { .. } => "call_failed",
             Error::NonDeterministic { .. } => "non_deterministic",
             Error::CallTooDeep { .. } => "call_too_deep",
+            Error::CallKey { .. } => "call_key",
+            Error::UnknownPattern { .. } => "unknown_pattern",
+            Error::PatternParams { .. } => "pattern_params",
+            Error::DuplicatePattern { .. } => "duplicate_pattern",
             Error::SideEffect { .. } => "side_effect",
             Error::Terminated { .. } => "terminated",
             Error::CallNotRunning { .. } => "call_not_running",

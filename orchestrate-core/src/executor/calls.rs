@@ -5,34 +5,20 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use orchestrate_resilience::{Policy, PolicyEvent};
+use orchestrate_resilience::PolicyEvent;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::call_run::{overrun, started, Prepared, Run};
 use super::live::{CallState, LiveCalls};
 use super::replay::{diverged, ReplayLog};
+use super::targets::{CallTarget, CallTargets};
 use super::{Inbox, TaskMsg};
-use crate::agent::BoxAgent;
 use crate::budget::BudgetLedger;
 use crate::call::{digest, CallOptions};
 use crate::context::{AttemptCalls, CallFrame, CallFuture, Context, Host};
 use crate::error::Error;
-use crate::fast_map::FastMap;
-use crate::journal::{CallStart, EventKind};
-
-/// What a call may run: a registered agent with its policy and its
-/// per-execution concurrency limit (0: none). Made once per orchestrator.
-pub(crate) struct CallTarget {
-    /// The agent's name, shared by every call's events.
-    pub(crate) name: Arc<str>,
-    pub(crate) agent: BoxAgent,
-    pub(crate) policy: Policy,
-    pub(crate) limit: usize,
-}
-
-/// Every registered agent, by name, as calls find them.
-pub(crate) type CallTargets = FastMap<String, CallTarget>;
+use crate::journal::{CallStart, Decision, EventKind};
 
 /// The [`Host`] of one execution.
 pub(crate) struct ExecutionHost {
@@ -142,7 +128,7 @@ impl ExecutionHost {
         let agent = target.name.clone();
         let mut started = true;
         let now = || format!("agent `{agent}`, input digest {digest:016x}");
-        if self.replay.effects.contains_key(&call) {
+        if self.replay.effects.contains_key(&call) || self.replay.decisions.contains_key(&call) {
             let recorded = self.replay.describe(&call).unwrap_or_default();
             return Err(diverged(caller, call, recorded, now()));
         }
@@ -359,6 +345,78 @@ impl Host for ExecutionHost {
             inbox.journaled(number).await.map_err(|_| cancelled())?;
             Ok(Value::Null)
         })
+    }
+
+    fn replayed_decision(
+        &self,
+        caller: &Context,
+        id: &str,
+        kind: &str,
+    ) -> Result<Option<Value>, Error> {
+        if let Some((recorded, value)) = self.replay.decisions.get(id) {
+            if &**recorded == kind {
+                return Ok(Some(value.clone()));
+            }
+        }
+        match self.replay.describe(id) {
+            Some(recorded) => Err(diverged(
+                caller,
+                id.into(),
+                recorded,
+                format!("decision `{kind}`"),
+            )),
+            None if self.strict => Err(diverged(
+                caller,
+                id.into(),
+                "no such decision".into(),
+                format!("decision `{kind}`"),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn record_decision(
+        &self,
+        caller: &Context,
+        id: Arc<str>,
+        kind: Box<str>,
+        value: Value,
+    ) -> Result<(), Error> {
+        let event = EventKind::Decision(Arc::new(Decision {
+            id: id.clone(),
+            by: caller.call_id_arc(),
+            kind,
+            value,
+        }));
+        self.inbox
+            .send(TaskMsg::Call(event))
+            .map(drop)
+            .map_err(|_| Error::Cancelled { step: Some(id) })
+    }
+
+    fn call_instance(
+        &self,
+        caller: &Context,
+        call: Arc<str>,
+        agent: &(dyn std::any::Any + Send + Sync),
+        input: Value,
+        options: CallOptions,
+    ) -> CallFuture {
+        let Some(agent) = agent.downcast_ref::<crate::agent::BoxAgent>() else {
+            // Only `Context::call_agent` calls this, with a `BoxAgent`.
+            let error = Error::UnknownAgent {
+                workflow: self.workflow.clone(),
+                step: call,
+                agent: "(not an agent)".into(),
+            };
+            return Box::pin(std::future::ready(Err(error)));
+        };
+        let target = self.targets.instance(agent);
+        started(self.prepare_target(caller, call, &target, input, options))
+    }
+
+    fn circuit_breaker(&self, agent: &str) -> Option<orchestrate_resilience::BreakerSnapshot> {
+        self.targets.breaker(agent)
     }
 
     fn call(

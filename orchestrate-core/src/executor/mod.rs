@@ -21,11 +21,12 @@ mod outcomes;
 mod replay;
 mod resume;
 mod sub_workflow;
+mod targets;
 mod tasks;
 
-pub(crate) use calls::{CallTarget, CallTargets};
 pub(crate) use replay::ReplayLog;
 pub(crate) use resume::Decision;
+pub(crate) use targets::CallTargets;
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -25,6 +25,8 @@ pub(crate) struct CallRecord {
 pub(crate) struct ReplayLog {
     pub(super) calls: FastMap<Arc<str>, CallRecord>,
     pub(super) effects: FastMap<Arc<str>, (Box<str>, Arc<Value>)>,
+    /// Decisions by id: their kind and choice.
+    pub(super) decisions: FastMap<Arc<str>, (Box<str>, Value)>,
     /// The consumptions the journal holds, by id: a resumed attempt's are
     /// not counted again.
     pub(crate) consumed: std::collections::HashSet<Arc<str>>,
@@ -37,6 +39,7 @@ impl ReplayLog {
     pub(crate) fn from_events(events: &[Event], thresholds: &[u8]) -> Self {
         let mut calls = FastMap::default();
         let mut effects = FastMap::default();
+        let mut decisions = FastMap::default();
         let mut budgets: Option<BudgetLedger> = None;
         let mut consumed = std::collections::HashSet::new();
         for e in events {
@@ -76,12 +79,19 @@ impl ReplayLog {
                 EventKind::SideEffect { call, name, value } => {
                     effects.insert(call.clone(), (name.clone(), value.clone()));
                 }
+                EventKind::Decision(decision) => {
+                    decisions.insert(
+                        decision.id.clone(),
+                        (decision.kind.clone(), decision.value.clone()),
+                    );
+                }
                 _ => {}
             }
         }
         Self {
             calls,
             effects,
+            decisions,
             consumed,
             budgets,
         }
@@ -94,6 +104,9 @@ impl ReplayLog {
                 "agent `{}`, input digest {:016x}",
                 record.agent, record.digest
             ));
+        }
+        if let Some((kind, _)) = self.decisions.get(call) {
+            return Some(format!("decision `{kind}`"));
         }
         self.effects
             .get(call)

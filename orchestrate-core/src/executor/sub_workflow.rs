@@ -14,7 +14,7 @@ use orchestrate_graph::{OnError, Plan, WorkflowDef};
 use orchestrate_resilience::{Policy, RetryConfig};
 use serde_json::{Map, Value};
 
-use super::calls::CallTarget;
+use super::targets::CallTarget;
 use crate::agent::Agent;
 use crate::call::CallOptions;
 use crate::context::Context;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Event, EventKind};
+use super::{Decision, Event, EventKind};
 use crate::budget::{Balance, BudgetLedger};
 use crate::error_info::ErrorInfo;
 use crate::fast_map::FastMap;
@@ -106,6 +106,8 @@ pub struct CallTree {
     nodes: Vec<CallNode>,
     index: FastMap<Arc<str>, usize>,
     budgets: BudgetLedger,
+    /// Every decision, in journal order (shared with the events).
+    decisions: Vec<Arc<Decision>>,
 }
 
 impl CallTree {
@@ -178,6 +180,7 @@ impl CallTree {
                     node.finished_us = Some(at);
                 }
             }
+            EventKind::Decision(decision) => self.decisions.push(decision.clone()),
             EventKind::ExecutionFinished { .. } => {
                 for node in &mut self.nodes {
                     if !node.status.is_terminal() {
@@ -204,6 +207,21 @@ impl CallTree {
     /// Every account of the execution's budgets.
     pub fn budgets(&self) -> &BudgetLedger {
         &self.budgets
+    }
+
+    /// Every decision made through
+    /// [`Context::decide`](crate::Context::decide), in the order they were
+    /// journaled.
+    pub fn decisions(&self) -> &[Arc<Decision>] {
+        &self.decisions
+    }
+
+    /// The decisions `id` (a step's or a call's id) made, in order.
+    pub fn decisions_by<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Decision> + 'a {
+        self.decisions
+            .iter()
+            .filter(move |d| &*d.by == id)
+            .map(|d| &**d)
     }
 
     /// Whether no call was made.
@@ -268,10 +286,19 @@ impl CallTree {
     }
 
     /// The tree as indented text, one call a line: id, agent, status,
-    /// attempts and duration.
+    /// attempts and duration; below each call (and before a step's first
+    /// call), one line per decision it made: `◆ kind key = choice`.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
+        let mut by: FastMap<&str, Vec<&Decision>> = FastMap::default();
+        for d in &self.decisions {
+            by.entry(&*d.by).or_default().push(d);
+        }
+        let mut steps_done = std::collections::HashSet::new();
         for root in self.roots() {
+            if steps_done.insert(&*root.parent) {
+                write_decisions(&mut out, "", by.get(&*root.parent));
+            }
             for node in std::iter::once(root).chain(self.descendants(&root.id)) {
                 let indent = "  ".repeat(node.depth.saturating_sub(1) as usize);
                 let _ = write!(
@@ -295,6 +322,13 @@ impl CallTree {
                     let _ = write!(out, " {label}");
                 }
                 out.push('\n');
+                write_decisions(&mut out, &format!("{indent}  "), by.get(&*node.id));
+            }
+        }
+        // Steps that decided without calling.
+        for d in &self.decisions {
+            if !self.index.contains_key(&d.by) && steps_done.insert(&*d.by) {
+                write_decisions(&mut out, "", by.get(&*d.by));
             }
         }
         out
@@ -333,6 +367,27 @@ impl CallTree {
             );
         }
         out
+    }
+}
+
+/// One line per decision: `◆ kind key = choice` (the choice cut at 80
+/// characters).
+fn write_decisions(out: &mut String, indent: &str, decisions: Option<&Vec<&Decision>>) {
+    for d in decisions.into_iter().flatten() {
+        let key =
+            d.id.rsplit_once('/')
+                .and_then(|(_, last)| last.split_once(':'))
+                .map_or(&*d.id, |(_, key)| key);
+        let mut choice = d.value.to_string();
+        if choice.len() > 80 {
+            let cut = (0..=77)
+                .rev()
+                .find(|&i| choice.is_char_boundary(i))
+                .unwrap_or(0);
+            choice.truncate(cut);
+            choice.push_str("...");
+        }
+        let _ = writeln!(out, "{indent}◆ {} {key} = {choice}", d.kind);
     }
 }
 

@@ -207,6 +207,11 @@ pub enum EventKind {
         /// The value.
         value: Arc<Value>,
     },
+    /// A choice an agent made that its later calls depend on (a
+    /// pattern's assignment, restart, delegation, hop, route...), made
+    /// once through [`Context::decide`](crate::Context::decide) and
+    /// replayed from here when the execution resumes.
+    Decision(Arc<Decision>),
     /// The execution's budget (see [`budget`](crate::budget)).
     BudgetSet {
         /// The amount.
@@ -286,6 +291,7 @@ impl EventKind {
             EventKind::Custom { payload, .. } => Some(payload),
             EventKind::CallCompleted { output, .. } => Some(output),
             EventKind::SideEffect { value, .. } => Some(value),
+            EventKind::Decision(decision) => Some(&decision.value),
             _ => None,
         }
     }
@@ -315,6 +321,7 @@ impl EventKind {
             EventKind::CallCompleted { .. } => "call_completed",
             EventKind::CallFailed { .. } => "call_failed",
             EventKind::SideEffect { .. } => "side_effect",
+            EventKind::Decision(_) => "decision",
             EventKind::BudgetSet { .. } => "budget_set",
             EventKind::BudgetConsumed { .. } => "budget_consumed",
             EventKind::BudgetThreshold { .. } => "budget_threshold",
@@ -322,6 +329,20 @@ impl EventKind {
             EventKind::ExecutionFinished { .. } => "execution_finished",
         }
     }
+}
+
+/// What [`EventKind::Decision`] records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The decision's id: its maker's id, then `kind:key`
+    /// (`pool/assign:7.0`).
+    pub id: Arc<str>,
+    /// Who decided: a step's or a call's id.
+    pub by: Arc<str>,
+    /// What was decided (`assign`, `restart`, `hop`, `route`...).
+    pub kind: Box<str>,
+    /// The choice.
+    pub value: Value,
 }
 
 /// What [`EventKind::ExecutionStarted`] records.

@@ -8,8 +8,8 @@ mod projection;
 pub(crate) use call_tree::apply_to_budgets;
 pub use call_tree::{CallNode, CallStatus, CallTree};
 pub use event::{
-    BreakerState, CallStart, Event, EventKind, ExecutionStart, ExecutionStatus, SkipReason,
-    StepStatus,
+    BreakerState, CallStart, Decision, Event, EventKind, ExecutionStart, ExecutionStatus,
+    SkipReason, StepStatus,
 };
 pub use export::{export_json, ExportOptions, REDACTED, TRUNCATED};
 pub use projection::{ExecutionView, StepView};

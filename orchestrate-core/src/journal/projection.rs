@@ -258,7 +258,9 @@ impl ExecutionView {
             EventKind::BudgetSet { .. } | EventKind::BudgetConsumed { .. } => {
                 self.calls.get_or_insert_with(Box::default).apply(event)
             }
-            EventKind::SideEffect { .. } | EventKind::BudgetThreshold { .. } => {}
+            EventKind::SideEffect { .. }
+            | EventKind::Decision(_)
+            | EventKind::BudgetThreshold { .. } => {}
             EventKind::Custom { .. } => self.custom_events += 1,
             EventKind::CancelRequested => self.cancel_requested = true,
             EventKind::ExecutionFinished { status, error } => {

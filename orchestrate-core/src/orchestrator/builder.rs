@@ -12,9 +12,10 @@ use crate::agent::{Agent, BoxAgent};
 use crate::bus::{EventBus, MemoryBus};
 use crate::error::Error;
 use crate::limits::{Limits, StepTasks};
+use crate::pattern::{AgentFactory, Pattern, Patterns};
 use crate::policies::Policies;
 use crate::store::{MemoryStore, Store};
-use crate::workflow::Workflow;
+use crate::workflow::{Binder, Workflow};
 
 /// Configures an [`Orchestrator`]; made by [`Orchestrator::builder`].
 ///
@@ -28,6 +29,7 @@ pub struct OrchestratorBuilder {
     workflows: Vec<WorkflowDef>,
     limits: Limits,
     policies: Policies,
+    patterns: Patterns,
 }
 
 impl std::fmt::Debug for OrchestratorBuilder {
@@ -50,6 +52,7 @@ impl OrchestratorBuilder {
             workflows: Vec::new(),
             limits: Limits::default(),
             policies: Policies::default(),
+            patterns: Patterns::default(),
         }
     }
 
@@ -64,6 +67,30 @@ impl OrchestratorBuilder {
         if self.agents.insert(name.clone(), agent).is_some() {
             self.duplicate_agents.push(name);
         }
+        self
+    }
+
+    /// Registers the agent `factory` makes, under its
+    /// [`Agent::name`], and keeps the factory: a pattern that restarts
+    /// the agent (a [`Supervisor`](crate::pattern::Supervisor) worker that
+    /// keeps failing) makes a fresh instance with it.
+    pub fn agent_factory<A, F>(mut self, factory: F) -> Self
+    where
+        A: Agent,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let agent: BoxAgent = Arc::new(factory());
+        let name = agent.name().to_owned();
+        let factory: AgentFactory = Arc::new(move || Arc::new(factory()) as BoxAgent);
+        self.patterns.factories.insert(name, factory);
+        self.agent_arc(agent)
+    }
+
+    /// Registers `pattern` under its [`Pattern::name`], for workflow
+    /// steps that name it (`"pattern": "<name>"`). The built-in patterns
+    /// (`"supervisor"`) are registered already.
+    pub fn pattern(mut self, pattern: impl Pattern) -> Self {
+        self.patterns.add(Arc::new(pattern));
         self
     }
 
@@ -166,20 +193,29 @@ impl OrchestratorBuilder {
     /// [`Error::Validation`] for an invalid workflow, [`Error::UnknownAgent`]
     /// for a step naming an agent that was not registered,
     /// [`Error::ValueTooDeep`] for a fallback value nested too deeply, and
-    /// [`Error::DuplicateAgent`] when two agents share a name.
-    pub fn build(self) -> Result<Orchestrator, Error> {
+    /// [`Error::DuplicateAgent`] when two agents share a name,
+    /// [`Error::UnknownPattern`] for a step naming a pattern that was not
+    /// registered, [`Error::PatternParams`] for a step's parameters its
+    /// pattern refuses, and [`Error::DuplicatePattern`] when two patterns
+    /// share a name.
+    pub fn build(mut self) -> Result<Orchestrator, Error> {
         if let Some(name) = self.duplicate_agents.into_iter().next() {
             return Err(Error::DuplicateAgent { agent: name.into() });
         }
+        if let Some(name) = self.patterns.duplicate.take() {
+            return Err(Error::DuplicatePattern {
+                pattern: name.into(),
+            });
+        }
         let mut workflows = HashMap::new();
+        let binder = Binder {
+            agents: &self.agents,
+            agent_limits: &self.limits.agent_concurrency,
+            policies: &self.policies,
+            patterns: &self.patterns,
+        };
         for def in &self.workflows {
-            let wf = Workflow::bind(
-                def,
-                &self.agents,
-                &self.limits.agent_concurrency,
-                &self.policies,
-            )?;
-            workflows.insert(def.name.clone(), wf);
+            workflows.insert(def.name.clone(), Workflow::bind(def, &binder)?);
         }
         let limits = Limits {
             max_concurrency: self.limits.max_concurrency.max(1),
@@ -193,6 +229,7 @@ impl OrchestratorBuilder {
                 workflows,
                 limits,
                 self.policies,
+                self.patterns,
             )),
         })
     }

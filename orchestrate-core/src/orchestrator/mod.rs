@@ -15,14 +15,15 @@ use tracing::Instrument;
 pub use builder::OrchestratorBuilder;
 
 use crate::limits::Limits;
+use crate::pattern::Patterns;
 use crate::policies::Policies;
-use crate::workflow::Workflow;
+use crate::workflow::{Binder, Workflow};
 
 use crate::agent::BoxAgent;
 use crate::bus::EventBus;
 use crate::error::Error;
 use crate::execution::{Execution, Registry, Shared};
-use crate::executor::{step_future, CallTarget, CallTargets, Decision, Driver, ReplayLog};
+use crate::executor::{step_future, CallTargets, Decision, Driver, ReplayLog};
 use crate::fast_map::FastMap;
 use crate::ids::ExecutionId;
 use crate::journal::ExecutionView;
@@ -60,6 +61,7 @@ pub(crate) struct Inner {
     pub(crate) workflows: HashMap<String, Workflow>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) policies: Policies,
+    pub(crate) patterns: Patterns,
     pub(crate) running: Registry,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -73,19 +75,9 @@ impl Inner {
         workflows: HashMap<String, Workflow>,
         limits: Limits,
         policies: Policies,
+        patterns: Patterns,
     ) -> Self {
-        let targets = agents
-            .iter()
-            .map(|(name, agent)| {
-                let target = CallTarget {
-                    name: name.as_str().into(),
-                    agent: agent.clone(),
-                    policy: policies.for_agent(name),
-                    limit: limits.agent_concurrency.get(name).copied().unwrap_or(0),
-                };
-                (name.clone(), target)
-            })
-            .collect();
+        let targets = CallTargets::new(&agents, &policies, &limits);
         Self {
             targets: Arc::new(targets),
             agents,
@@ -94,6 +86,7 @@ impl Inner {
             workflows,
             limits: Arc::new(limits),
             policies,
+            patterns,
             running: Arc::default(),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -164,9 +157,12 @@ impl Orchestrator {
     pub fn bind(&self, def: &WorkflowDef) -> Result<Workflow, Error> {
         Workflow::bind(
             def,
-            &self.inner.agents,
-            &self.inner.limits.agent_concurrency,
-            &self.inner.policies,
+            &Binder {
+                agents: &self.inner.agents,
+                agent_limits: &self.inner.limits.agent_concurrency,
+                policies: &self.inner.policies,
+                patterns: &self.inner.patterns,
+            },
         )
     }
 

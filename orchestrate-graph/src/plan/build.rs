@@ -34,15 +34,35 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
     for (i, step) in def.steps.iter().enumerate() {
         ids.push(step.id.clone());
         declared_deps += step.depends_on.len();
-        agent_of.push(agents.index(&step.agent));
+        // A pattern step's agent is made from the pattern: it counts
+        // under the pattern's name.
+        let runner = match &step.pattern {
+            Some(pattern) if step.agent.is_empty() => pattern,
+            _ => &step.agent,
+        };
+        agent_of.push(agents.index(runner));
         policies.push((step.policy != default_policy).then(|| Arc::new(step.policy.clone())));
         if step.id.is_empty() || !step.id.chars().all(is_ident_char) {
             problems.push(Problem::InvalidId {
                 step: step.id.to_string(),
             });
         }
-        if step.agent.trim().is_empty() {
-            problems.push(Problem::MissingAgent {
+        match (&step.pattern, step.agent.trim().is_empty()) {
+            (Some(pattern), true) if pattern.trim().is_empty() => {
+                problems.push(Problem::MissingAgent {
+                    step: step.id.to_string(),
+                })
+            }
+            (Some(_), false) => problems.push(Problem::AgentAndPattern {
+                step: step.id.to_string(),
+            }),
+            (None, true) => problems.push(Problem::MissingAgent {
+                step: step.id.to_string(),
+            }),
+            _ => {}
+        }
+        if step.params.is_some() && step.pattern.is_none() {
+            problems.push(Problem::ParamsWithoutPattern {
                 step: step.id.to_string(),
             });
         }
@@ -145,6 +165,10 @@ pub(super) fn build(def: &WorkflowDef) -> Result<Plan, ValidationErrors> {
             input_refs: Box::default(),
             policy,
             cost: step.cost.unwrap_or(1.0),
+            pattern: step
+                .pattern
+                .as_ref()
+                .map(|_| Arc::new(step.params.clone().unwrap_or(serde_json::Value::Null))),
         })
         .collect();
 

@@ -50,6 +50,9 @@ pub struct PlannedStep {
     /// count to take per step.
     pub(crate) policy: Option<Arc<StepPolicy>>,
     pub(crate) cost: f64,
+    /// For a step that runs a pattern (named by its agent), the
+    /// pattern's parameters.
+    pub(crate) pattern: Option<Arc<serde_json::Value>>,
 }
 
 impl PlannedStep {
@@ -83,6 +86,12 @@ impl PlannedStep {
     /// The cost estimate (1.0 when none was given).
     pub fn cost(&self) -> f64 {
         self.cost
+    }
+    /// For a step that runs a pattern, its parameters (`null` when none
+    /// were given); the pattern's name is the step's agent
+    /// ([`Plan::agent_of`]). `None` for a step that runs an agent.
+    pub fn pattern_params(&self) -> Option<&serde_json::Value> {
+        self.pattern.as_deref()
     }
 }
 
