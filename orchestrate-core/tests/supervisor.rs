@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrate_core::journal::{CallTree, EventKind};
+use orchestrate_core::pattern::router::CapabilityRouter;
 use orchestrate_core::pattern::supervisor::{
     RestartPolicy, Strategy, Supervisor, SupervisorError, Worker, WorkerState,
 };
@@ -344,6 +345,21 @@ async fn a_json_step_runs_the_supervisor_pattern_with_checked_params() {
             "workers[1]",
             "two workers are named `a`",
         ),
+        (
+            json!({"workers": ["a"], "strategy": "capability"}),
+            "capabilities",
+            "needs what each",
+        ),
+        (
+            json!({"workers": ["a"], "strategy": "capability", "capabilities": {"z": ["x"]}}),
+            "capabilities.z",
+            "not one of the workers",
+        ),
+        (
+            json!({"workers": ["a"], "capabilities": {"a": ["x"]}}),
+            "capabilities",
+            "only the capability",
+        ),
     ];
     for (params, param, reason) in cases {
         match with(params.clone()) {
@@ -488,4 +504,58 @@ fn a_resumed_supervisor_replays_finished_tasks_and_runs_the_rest_once() {
         assert_eq!(now.len(), 1, "{id}");
         assert_eq!(now[0].value, value, "{id}");
     }
+}
+
+#[tokio::test]
+async fn the_capability_strategy_routes_each_task_to_a_worker_that_can_do_it() {
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let worker = |name: &'static str| {
+        let seen = seen.clone();
+        agent_fn(name, move |task: Value, _| {
+            let seen = seen.clone();
+            async move {
+                let need = task["capability"].as_str().unwrap_or("").to_owned();
+                seen.lock().unwrap().push((name.to_owned(), need));
+                Ok(json!(name))
+            }
+        })
+    };
+    let router = CapabilityRouter::new()
+        .agent("reader", ["ocr"])
+        .agent("linguist", ["translate"])
+        .agent("polyglot", ["translate", "ocr"]);
+    let pool = Supervisor::builder("pool")
+        .workers(["reader", "linguist", "polyglot"].map(|n| Worker::new(worker(n))))
+        .router(router.clone())
+        .limit(1)
+        .build()
+        .unwrap();
+    let orch = Orchestrator::builder().agent(pool).build().unwrap();
+    let tasks: Vec<Value> = ["ocr", "translate", "ocr", "translate", "sing"]
+        .iter()
+        .map(|c| json!({"capability": c}))
+        .collect();
+    let exec = run(&orch, json!(tasks[..4])).await;
+    let id = exec.id().clone();
+    exec.wait().await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 4);
+        for (worker, need) in seen.iter() {
+            let can = router.capabilities_of(worker).unwrap();
+            assert!(can.contains(need), "{worker} got a {need} task");
+        }
+    }
+    assert!(router.stats().hits >= 2, "{:?}", router.stats());
+    let events = orch.store().load(&id, 0).await.unwrap();
+    assert_eq!(CallTree::from_events(&events).decisions().len(), 4);
+
+    // Nobody sings: the supervisor fails, naming the task.
+    let error = run(&orch, json!(tasks[4..])).await.await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no active worker can take task 0"),
+        "{error}"
+    );
 }

@@ -104,6 +104,7 @@
 //! ```
 
 mod registry;
+pub mod router;
 pub mod supervisor;
 
 use std::collections::HashMap;

@@ -64,6 +64,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::router::Router;
 use super::{AgentFactory, ParamError};
 use crate::agent::{Agent, BoxAgent};
 use crate::context::Context;
@@ -227,10 +228,9 @@ pub enum SupervisorError {
         /// The period.
         period: Duration,
     },
-    /// Every worker is quarantined, and a task is left.
-    #[error(
-        "supervisor `{supervisor}`: every worker is quarantined; task {task} has none to run on"
-    )]
+    /// No active worker can take a task: every worker is quarantined, or
+    /// the router found none fit.
+    #[error("supervisor `{supervisor}`: no active worker can take task {task}")]
     NoWorkers {
         /// The supervisor.
         supervisor: Arc<str>,
@@ -271,6 +271,8 @@ struct Config {
     limit: usize,
     max_reassign: u32,
     restart: RestartPolicy,
+    /// What [`Strategy::Capability`] asks.
+    router: Option<Arc<dyn Router>>,
     /// The pool of the run started last, for [`Supervisor::health`].
     last: Mutex<Option<Arc<Mutex<Pool>>>>,
 }
@@ -285,6 +287,7 @@ impl Supervisor {
             limit: 16,
             max_reassign: 2,
             restart: RestartPolicy::default(),
+            router: None,
         }
     }
 
@@ -330,7 +333,6 @@ impl Agent for Supervisor {
 }
 
 /// Configures a [`Supervisor`]; made by [`Supervisor::builder`].
-#[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct SupervisorBuilder {
     name: String,
@@ -339,6 +341,18 @@ pub struct SupervisorBuilder {
     limit: usize,
     max_reassign: u32,
     restart: RestartPolicy,
+    router: Option<Arc<dyn Router>>,
+}
+
+impl fmt::Debug for SupervisorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorBuilder")
+            .field("name", &self.name)
+            .field("workers", &self.workers)
+            .field("strategy", &self.strategy)
+            .field("router", &self.router.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SupervisorBuilder {
@@ -379,13 +393,29 @@ impl SupervisorBuilder {
         self
     }
 
+    /// Picks workers with `router` ([`Strategy::Capability`]): each task
+    /// goes to the worker it scores best among the active ones, given
+    /// their loads and breakers.
+    pub fn router(mut self, router: impl Router) -> Self {
+        self.router = Some(Arc::new(router));
+        self.strategy = Strategy::Capability;
+        self
+    }
+
     /// Builds the supervisor.
     ///
     /// # Errors
     ///
     /// A [`ParamError`] on `workers` when there is none, or two share a
-    /// name (their calls, journal records and health would be one).
+    /// name (their calls, journal records and health would be one); on
+    /// `strategy` for [`Strategy::Capability`] without a router.
     pub fn build(self) -> Result<Supervisor, ParamError> {
+        if self.strategy == Strategy::Capability && self.router.is_none() {
+            return Err(ParamError::new(
+                "strategy",
+                "the capability strategy needs a router",
+            ));
+        }
         if self.workers.is_empty() {
             return Err(ParamError::new("workers", "a supervisor needs a worker"));
         }
@@ -408,6 +438,7 @@ impl SupervisorBuilder {
                     after_failures: self.restart.after_failures.max(1),
                     ..self.restart
                 },
+                router: self.router,
                 last: Mutex::new(None),
             }),
         })

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{RestartPolicy, Strategy, Supervisor, Worker};
 use crate::agent::BoxAgent;
+use crate::pattern::router::CapabilityRouter;
 use crate::pattern::{params, ParamError, Pattern, PatternEnv};
 
 /// `"pattern": "supervisor"`: its parameters name registered agents as
@@ -14,8 +15,9 @@ use crate::pattern::{params, ParamError, Pattern, PatternEnv};
 /// [`agent_factory`](crate::OrchestratorBuilder::agent_factory)).
 ///
 /// ```json
-/// {"workers": ["ocr-1", "ocr-2"], "strategy": "least_loaded", "limit": 8,
-///  "max_reassign": 2,
+/// {"workers": ["ocr-1", "ocr-2"], "strategy": "capability", "limit": 8,
+///  "max_reassign": 2, "capabilities": {"ocr-1": ["ocr"], "ocr-2": ["ocr", "pdf"]},
+///  "cache_ttl_ms": 60000,
 ///  "restart": {"after_failures": 3, "restarts_per_worker": 1,
 ///              "max_restarts": 5, "period_ms": 60000}}
 /// ```
@@ -30,6 +32,10 @@ struct Params {
     limit: Option<usize>,
     max_reassign: Option<u32>,
     restart: Option<RestartParams>,
+    /// For `"strategy": "capability"`: what each worker can do.
+    capabilities: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// For `"strategy": "capability"`: how long a routing stays cached.
+    cache_ttl_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +66,37 @@ impl Pattern for SupervisorPattern {
         let mut builder = Supervisor::builder(format!("supervisor:{}", env.step()))
             .workers(workers)
             .strategy(p.strategy);
+        match (p.strategy, p.capabilities) {
+            (Strategy::Capability, Some(capabilities)) => {
+                let mut router = CapabilityRouter::new();
+                for (name, can) in capabilities {
+                    if !p.workers.contains(&name) {
+                        return Err(ParamError::new(
+                            format!("capabilities.{name}"),
+                            "not one of the workers",
+                        ));
+                    }
+                    router = router.agent(name, can);
+                }
+                if let Some(ttl) = p.cache_ttl_ms {
+                    router = router.ttl(Duration::from_millis(ttl));
+                }
+                builder = builder.router(router);
+            }
+            (Strategy::Capability, None) => {
+                return Err(ParamError::new(
+                    "capabilities",
+                    "the capability strategy needs what each worker can do",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(ParamError::new(
+                    "capabilities",
+                    "only the capability strategy routes by capabilities",
+                ))
+            }
+            (_, None) => {}
+        }
         if let Some(limit) = p.limit {
             if limit == 0 {
                 return Err(ParamError::new("limit", "at least 1 task must run at once"));

@@ -104,7 +104,7 @@ pub(super) async fn supervise(
                 break;
             };
             let key = format!("t{}.{}", next.task, next.attempt);
-            let (worker, instance) = assign(config, ctx, &pool, next, &key)?;
+            let (worker, instance) = assign(config, ctx, &pool, &tasks, next, &key)?;
             let call = ctx.call_agent(
                 &instance,
                 tasks[next.task].clone(),
@@ -182,6 +182,7 @@ fn assign(
     config: &Config,
     ctx: &Context,
     pool: &Mutex<Pool>,
+    tasks: &[Value],
     next: Pending,
     key: &str,
 ) -> Result<(usize, crate::agent::BoxAgent), AgentError> {
@@ -192,7 +193,12 @@ fn assign(
     };
     let name: Option<String> = ctx.decide(kind, key, || {
         let mut pool = lock(pool);
-        let picked = config.strategy.pick(&mut pool, next.avoid)?;
+        let picked = config.strategy.pick(
+            &mut pool,
+            next.avoid,
+            config.router.as_deref(),
+            &tasks[next.task],
+        )?;
         Some(pool.slots[picked].name.to_string())
     })?;
     let Some(name) = name else {

@@ -1,8 +1,10 @@
 //! How a supervisor picks a task's worker.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::health::{Pool, WorkerState};
+use crate::pattern::router::{Candidate, Router};
 
 /// How a [`Supervisor`](super::Supervisor) picks the worker of a task,
 /// among its active workers (a reassigned task avoids the worker that
@@ -21,11 +23,21 @@ pub enum Strategy {
     /// Two workers drawn at random; the less loaded of the two. Nearly as
     /// even as least loaded, without reading every worker.
     PowerOfTwo,
+    /// The supervisor's [`Router`] picks, from the task, the workers'
+    /// loads and their breakers (see
+    /// [`SupervisorBuilder::router`](super::SupervisorBuilder::router)).
+    Capability,
 }
 
 impl Strategy {
-    /// The worker for a task, or `None` when every worker is quarantined.
-    pub(super) fn pick(self, pool: &mut Pool, avoid: Option<usize>) -> Option<usize> {
+    /// The worker for `task`, or `None` when no active worker fits it.
+    pub(super) fn pick(
+        self,
+        pool: &mut Pool,
+        avoid: Option<usize>,
+        router: Option<&dyn Router>,
+        task: &Value,
+    ) -> Option<usize> {
         let n = pool.slots.len();
         let eligible = |pool: &Pool, i: usize, strict: bool| {
             pool.slots[i].state == WorkerState::Active && !(strict && Some(i) == avoid)
@@ -53,6 +65,23 @@ impl Strategy {
                     (a, _) => a,
                 }
             }
+            Strategy::Capability => {
+                let eligible: Vec<usize> = (0..n).filter(|&i| eligible(pool, i, strict)).collect();
+                let candidates: Vec<Candidate<'_>> = eligible
+                    .iter()
+                    .map(|&i| {
+                        let slot = &pool.slots[i];
+                        Candidate {
+                            breaker: slot.breaker,
+                            ..Candidate::new(&slot.name).load(slot.in_flight)
+                        }
+                    })
+                    .collect();
+                let routed = router?.route(task, &candidates)?;
+                eligible
+                    .into_iter()
+                    .find(|&i| *pool.slots[i].name == *routed.agent)
+            }
         }?;
         pool.cursor = (picked + 1) % n;
         Some(picked)
@@ -78,7 +107,6 @@ mod tests {
     use super::*;
     use crate::agent_fn;
     use crate::pattern::supervisor::Worker;
-    use serde_json::Value;
 
     fn pool(n: usize) -> Pool {
         let workers: Vec<Worker> = (0..n)
@@ -95,7 +123,7 @@ mod tests {
         let mut p = pool(3);
         p.slots[1].state = WorkerState::Quarantined;
         let picks: Vec<_> = (0..4)
-            .map(|_| Strategy::RoundRobin.pick(&mut p, None))
+            .map(|_| Strategy::RoundRobin.pick(&mut p, None, None, &Value::Null))
             .collect();
         assert_eq!(picks, [Some(0), Some(2), Some(0), Some(2)]);
     }
@@ -103,12 +131,24 @@ mod tests {
     #[test]
     fn a_reassigned_task_avoids_its_worker_unless_it_is_the_only_one() {
         let mut p = pool(2);
-        assert_eq!(Strategy::RoundRobin.pick(&mut p, Some(0)), Some(1));
-        assert_eq!(Strategy::LeastLoaded.pick(&mut p, Some(1)), Some(0));
+        assert_eq!(
+            Strategy::RoundRobin.pick(&mut p, Some(0), None, &Value::Null),
+            Some(1)
+        );
+        assert_eq!(
+            Strategy::LeastLoaded.pick(&mut p, Some(1), None, &Value::Null),
+            Some(0)
+        );
         p.slots[1].state = WorkerState::Quarantined;
-        assert_eq!(Strategy::PowerOfTwo.pick(&mut p, Some(0)), Some(0));
+        assert_eq!(
+            Strategy::PowerOfTwo.pick(&mut p, Some(0), None, &Value::Null),
+            Some(0)
+        );
         p.slots[0].state = WorkerState::Quarantined;
-        assert_eq!(Strategy::RoundRobin.pick(&mut p, None), None);
+        assert_eq!(
+            Strategy::RoundRobin.pick(&mut p, None, None, &Value::Null),
+            None
+        );
     }
 
     #[test]
@@ -117,11 +157,43 @@ mod tests {
         for (i, load) in [5, 0, 3, 7].into_iter().enumerate() {
             p.slots[i].in_flight = load;
         }
-        assert_eq!(Strategy::LeastLoaded.pick(&mut p, None), Some(1));
+        assert_eq!(
+            Strategy::LeastLoaded.pick(&mut p, None, None, &Value::Null),
+            Some(1)
+        );
         // Of two draws, never the busiest of all when both differ.
         for _ in 0..100 {
-            let picked = Strategy::PowerOfTwo.pick(&mut p, None).unwrap();
+            let picked = Strategy::PowerOfTwo
+                .pick(&mut p, None, None, &Value::Null)
+                .unwrap();
             assert_ne!(picked, 3, "worker 3 is never less loaded than another");
         }
+    }
+}
+
+#[cfg(test)]
+mod capability_tests {
+    use super::*;
+    use crate::agent_fn;
+    use crate::pattern::router::CapabilityRouter;
+    use crate::pattern::supervisor::Worker;
+    use serde_json::json;
+
+    #[test]
+    fn capability_asks_the_router_among_the_active_workers() {
+        let workers: Vec<Worker> = ["ocr", "tr"]
+            .into_iter()
+            .map(|n| Worker::new(agent_fn(n, |_, _| async move { Ok(Value::Null) })))
+            .collect();
+        let mut p = Pool::new(&workers, 1);
+        let router = CapabilityRouter::new()
+            .agent("ocr", ["ocr"])
+            .agent("tr", ["translate"]);
+        let task = json!({"capability": "translate"});
+        let pick = |p: &mut Pool| Strategy::Capability.pick(p, None, Some(&router), &task);
+        assert_eq!(pick(&mut p), Some(1));
+        p.slots[1].state = WorkerState::Quarantined;
+        assert_eq!(pick(&mut p), None, "no active worker translates");
+        assert_eq!(Strategy::Capability.pick(&mut p, None, None, &task), None);
     }
 }
