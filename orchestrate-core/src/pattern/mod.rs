@@ -103,6 +103,7 @@
 //! # }
 //! ```
 
+pub mod handoff;
 mod registry;
 pub mod router;
 pub mod supervisor;
@@ -117,6 +118,7 @@ use serde_json::Value;
 use crate::agent::BoxAgent;
 pub use crate::error::ParamError;
 
+pub use handoff::Handoff;
 pub(crate) use registry::Patterns;
 pub use supervisor::Supervisor;
 

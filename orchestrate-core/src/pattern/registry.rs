@@ -24,6 +24,7 @@ impl Default for Patterns {
             duplicate: None,
         };
         patterns.add(Arc::new(super::supervisor::SupervisorPattern));
+        patterns.add(Arc::new(super::handoff::HandoffPattern));
         patterns
     }
 }
