@@ -42,6 +42,26 @@ pub struct RunOptions {
     pub budget: Option<crate::budget::Budget>,
 }
 
+impl RunOptions {
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the correlation id.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Gives the execution a budget of `amount` `unit`s.
+    pub fn budget(mut self, amount: u64, unit: impl Into<String>) -> Self {
+        self.budget = Some(crate::budget::Budget::new(amount, unit));
+        self
+    }
+}
+
 /// What a driver restored from a journal does first.
 enum Restart {
     /// Goes on where the journal stopped.

@@ -104,6 +104,7 @@
 //! ```
 
 pub mod handoff;
+pub mod hierarchy;
 mod registry;
 pub mod router;
 pub mod supervisor;
@@ -119,6 +120,7 @@ use crate::agent::BoxAgent;
 pub use crate::error::ParamError;
 
 pub use handoff::Handoff;
+pub use hierarchy::Hierarchy;
 pub(crate) use registry::Patterns;
 pub use supervisor::Supervisor;
 

@@ -25,6 +25,7 @@ impl Default for Patterns {
         };
         patterns.add(Arc::new(super::supervisor::SupervisorPattern));
         patterns.add(Arc::new(super::handoff::HandoffPattern));
+        patterns.add(Arc::new(super::hierarchy::HierarchyPattern));
         patterns
     }
 }
