@@ -255,12 +255,10 @@ impl ExecutionView {
                     calls.apply(event);
                 }
             }
-            EventKind::BudgetSet { .. } | EventKind::BudgetConsumed { .. } => {
-                self.calls.get_or_insert_with(Box::default).apply(event)
-            }
-            EventKind::SideEffect { .. }
-            | EventKind::Decision(_)
-            | EventKind::BudgetThreshold { .. } => {}
+            EventKind::BudgetSet { .. }
+            | EventKind::BudgetConsumed { .. }
+            | EventKind::Decision(_) => self.calls.get_or_insert_with(Box::default).apply(event),
+            EventKind::SideEffect { .. } | EventKind::BudgetThreshold { .. } => {}
             EventKind::Custom { .. } => self.custom_events += 1,
             EventKind::CancelRequested => self.cancel_requested = true,
             EventKind::ExecutionFinished { status, error } => {
