@@ -5,6 +5,7 @@ mod calls;
 mod durable;
 mod events;
 mod execution;
+mod patterns;
 mod plan;
 mod resilience;
 
@@ -236,6 +237,7 @@ pub const WORKLOADS: &[(&str, usize)] = &[
     ("calls", 1_000),
     ("map", 10_000),
     ("calls_sqlite", 200),
+    ("supervisor", 100_000),
     ("redis_bus", 100_000),
 ];
 
@@ -263,6 +265,7 @@ pub async fn run(name: &str, n: usize, reps: usize) -> Result<Vec<Report>, Strin
         "calls" => vec![calls::calls(n, reps).await],
         "map" => vec![calls::map(n, reps).await],
         "calls_sqlite" => vec![calls::calls_sqlite(n, reps).await?],
+        "supervisor" => vec![patterns::supervisor(n, reps).await],
         other => return Err(format!("unknown workload `{other}`")),
     })
 }
@@ -301,6 +304,7 @@ mod tests {
             ("calls", 20),
             ("map", 50),
             ("calls_sqlite", 5),
+            ("supervisor", 50),
         ] {
             let reports = run(name, n, 1).await.unwrap();
             for r in reports {

@@ -37,9 +37,8 @@ impl Context {
         };
         calls.named.store(true, Ordering::Relaxed);
         let mut keys = calls.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = keys
-            .get_or_insert_with(Default::default)
-            .insert(key.to_string().into_boxed_str());
+        // The id stands for its key: one attempt's ids differ only there.
+        let fresh = keys.get_or_insert_with(Default::default).insert(id.clone());
         if fresh {
             Ok(id)
         } else {

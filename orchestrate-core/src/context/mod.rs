@@ -82,7 +82,7 @@ pub(crate) struct AttemptCalls {
     diverged: Mutex<Option<Error>>,
     /// The keys the attempt's keyed calls and decisions took (see
     /// [`CallOptions::key`](crate::CallOptions::key)), made at the first.
-    keys: Mutex<Option<crate::fast_map::FastSet<Box<str>>>>,
+    keys: Mutex<Option<crate::fast_map::FastSet<Arc<str>>>>,
 }
 
 impl AttemptCalls {

@@ -70,26 +70,34 @@ pub(super) struct Pool {
     /// When recent restarts happened, in ms since the Unix epoch, oldest
     /// first.
     pub(super) restarts: VecDeque<u64>,
+    /// Each worker's index by name, for replayed assignments.
+    by_name: crate::fast_map::FastMap<Arc<str>, usize>,
 }
 
 impl Pool {
     pub(super) fn new(workers: &[Worker], seed: u64) -> Self {
+        let slots: Vec<Slot> = workers
+            .iter()
+            .map(|w| Slot {
+                name: w.name().into(),
+                instance: w.first.clone(),
+                state: WorkerState::Active,
+                in_flight: 0,
+                successes: 0,
+                failures: 0,
+                consecutive: 0,
+                restarts: 0,
+                latency: Duration::ZERO,
+                breaker: None,
+            })
+            .collect();
         Self {
-            slots: workers
+            by_name: slots
                 .iter()
-                .map(|w| Slot {
-                    name: w.name().into(),
-                    instance: w.first.clone(),
-                    state: WorkerState::Active,
-                    in_flight: 0,
-                    successes: 0,
-                    failures: 0,
-                    consecutive: 0,
-                    restarts: 0,
-                    latency: Duration::ZERO,
-                    breaker: None,
-                })
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i))
                 .collect(),
+            slots,
             cursor: 0,
             rng: seed | 1,
             restarts: VecDeque::new(),
@@ -119,6 +127,6 @@ impl Pool {
 
     /// The worker named `name`.
     pub(super) fn index_of(&self, name: &str) -> Option<usize> {
-        self.slots.iter().position(|s| &*s.name == name)
+        self.by_name.get(name).copied()
     }
 }

@@ -419,8 +419,9 @@ impl SupervisorBuilder {
         if self.workers.is_empty() {
             return Err(ParamError::new("workers", "a supervisor needs a worker"));
         }
+        let mut names = std::collections::HashSet::with_capacity(self.workers.len());
         for (i, worker) in self.workers.iter().enumerate() {
-            if self.workers[..i].iter().any(|w| w.name() == worker.name()) {
+            if !names.insert(worker.name()) {
                 return Err(ParamError::new(
                     format!("workers[{i}]"),
                     format!("two workers are named `{}`", worker.name()),

@@ -191,6 +191,9 @@ fn assign(
     } else {
         "reassign"
     };
+    // The pick's index, when it is made here rather than replayed: no
+    // lookup of the name among the workers.
+    let mut picked_here = None;
     let name: Option<String> = ctx.decide(kind, key, || {
         let mut pool = lock(pool);
         let picked = config.strategy.pick(
@@ -199,6 +202,7 @@ fn assign(
             config.router.as_deref(),
             &tasks[next.task],
         )?;
+        picked_here = Some(picked);
         Some(pool.slots[picked].name.to_string())
     })?;
     let Some(name) = name else {
@@ -208,7 +212,8 @@ fn assign(
         }));
     };
     let mut pool = lock(pool);
-    let Some(worker) = pool.index_of(&name) else {
+    let hinted = picked_here.filter(|&i| *pool.slots[i].name == *name);
+    let Some(worker) = hinted.or_else(|| pool.index_of(&name)) else {
         return Err(fail(SupervisorError::UnknownWorker {
             supervisor: config.name.clone(),
             worker: name,
