@@ -141,3 +141,88 @@ async fn deep_research_maps_under_a_budget_and_stops_the_branch_that_overruns() 
         "{tree}"
     );
 }
+
+#[path = "../support_desk.rs"]
+#[allow(dead_code)]
+mod support_desk;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_desk_hands_off_and_its_gate_sends_one_answer_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, tree) = support_desk::run(&dir.path().join("desk.db"), "Where is my refund?")
+        .await
+        .unwrap();
+    assert_eq!(
+        output["answer"],
+        json!("your refund was issued; it reaches your account within 5 working days")
+    );
+    assert_eq!(output["hops"], json!(3));
+    assert_eq!(output["state"], json!({"ticket": "T-1042"}));
+    assert_eq!(
+        output["history"][1]["rejected"],
+        json!("tell the customer when to expect it")
+    );
+    assert!(
+        tree.contains(
+            "◆ hop h0 = {\"from\":\"triage\",\"reason\":\"mentions a refund\",\"to\":\"billing\"}"
+        ),
+        "{tree}"
+    );
+    assert!(tree.contains("desk/h1.g0 → reviewer [completed"), "{tree}");
+    assert!(
+        tree.contains("◆ gate h2.g0 = {\"gate\":\"reviewer\",\"pass\":true}"),
+        "{tree}"
+    );
+}
+
+#[path = "../research_team.rs"]
+#[allow(dead_code)]
+mod research_team;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn research_team_stops_the_branch_that_overruns_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, tree) = research_team::run(&dir.path().join("team.db"))
+        .await
+        .unwrap();
+    let topics = output["results"].as_array().unwrap();
+    assert_eq!(
+        topics[0]["results"][0],
+        json!({"question": "how tides work", "tokens": 120})
+    );
+    assert_eq!(topics[1]["results"][0]["$stopped"]["node"], json!("ana-3"));
+    assert_eq!(
+        topics[1]["results"][1],
+        json!({"question": "how deep wells go", "tokens": 160})
+    );
+    assert!(
+        tree.contains("team/s1.0/s0.0/0 → analyse [failed"),
+        "{tree}"
+    );
+    // 120 + 160 + 160: the stopped branch consumed nothing.
+    assert!(tree.contains("execution budget: 440/2000 used"), "{tree}");
+}
+
+#[path = "../worker_pool.rs"]
+#[allow(dead_code)]
+mod worker_pool;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_pool_restarts_then_quarantines_its_flaky_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = worker_pool::run(&dir.path().join("pool.db")).await.unwrap();
+    let expected: Vec<i64> = (1..=24).map(|n| n * 10).collect();
+    assert_eq!(report.output, json!(expected));
+    assert_eq!(
+        report.flaky_instances, 2,
+        "the first instance and one restart"
+    );
+    assert_eq!(report.recoveries, ["restart flaky", "quarantine flaky"]);
+    let flaky = &report.health[1];
+    assert_eq!((flaky.successes, flaky.failures, flaky.restarts), (0, 4, 1));
+    assert!(
+        report.tree.contains("◆ reassign t1.1 = \"steady-2\""),
+        "{}",
+        report.tree
+    );
+}
