@@ -412,3 +412,66 @@ async fn run_with_100_tokens_then_replay(
         .unwrap();
     done.output("s").cloned().unwrap_or_default()
 }
+
+/// A router that sends task after task to the next of two agents, from a
+/// counter shared by every run: `decided` takes the pick through the
+/// context's `decide`, otherwise it is read behind the journal's back.
+fn routing(counter: Arc<AtomicU64>, decided: bool) -> OrchestratorBuilder {
+    Orchestrator::builder()
+        .agent(agent_fn("route", move |task, ctx| {
+            let counter = counter.clone();
+            async move {
+                let pick = || {
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    if n % 2 == 0 { "left" } else { "right" }.to_owned()
+                };
+                let agent: String = if decided {
+                    ctx.decide("route", "task", pick)?
+                } else {
+                    pick()
+                };
+                Ok(ctx.call(&agent, task).await?)
+            }
+        }))
+        .agent(agent_fn("left", |_, _| async move { Ok(json!("left")) }))
+        .agent(agent_fn("right", |_, _| async move { Ok(json!("right")) }))
+        .workflow(
+            WorkflowDef::builder("route")
+                .step(StepDef::new("s", "route").input(json!("${input}")))
+                .build(),
+        )
+}
+
+#[tokio::test]
+async fn a_choice_taken_through_decide_replays_and_one_read_behind_the_journal_is_caught() {
+    for decided in [true, false] {
+        let counter = Arc::new(AtomicU64::new(0));
+        let orch = routing(counter.clone(), decided).build().unwrap();
+        let run = orch
+            .run(&orch.workflow("route").unwrap(), json!(1))
+            .await
+            .unwrap();
+        run.clone().await.unwrap();
+        // The counter moved on: a fresh pick would now go the other way.
+        let checked = check_replay(&**orch.store(), run.id(), routing(counter, decided)).await;
+        match (decided, checked) {
+            (true, Ok(check)) => assert_eq!(check.calls, 2, "the decision and the call"),
+            (
+                false,
+                Err(Divergence::Call {
+                    call,
+                    recorded,
+                    now,
+                    ..
+                }),
+            ) => {
+                assert_eq!(call, "s/0");
+                assert!(
+                    recorded.contains("`left`") && now.contains("`right`"),
+                    "{recorded} / {now}"
+                );
+            }
+            (decided, other) => panic!("decided {decided}: {other:?}"),
+        }
+    }
+}

@@ -25,8 +25,7 @@
 //! Best of n: call n agents on the same input, keep the output a scorer
 //! ranks highest. Its choice depends only on its children's outputs, so
 //! it needs no [`decide`](crate::Context::decide): a replay reaches the
-//! same choice, which
-//! [`orchestrate_testing::check_replay`](https://docs.rs/orchestrate-testing)
+//! same choice, which `orchestrate_testing::replay::check_replay`
 //! verifies by re-running the pattern against its own journal.
 //!
 //! ```
@@ -77,20 +76,32 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), orchestrate_core::Error> {
-//! let orchestrator = Orchestrator::builder()
+//! let def = WorkflowDef::from_json(r#"{"name": "answer", "steps": [
+//!     {"id": "best", "pattern": "best_of",
+//!      "params": {"candidates": ["short", "long"], "scorer": "length"}}
+//! ]}"#).unwrap();
+//! let builder = || Orchestrator::builder()
 //!     .agent(agent_fn("short", |_, _| async move { Ok(json!("hi")) }))
 //!     .agent(agent_fn("long", |_, _| async move { Ok(json!("hello there")) }))
 //!     .agent(agent_fn("length", |text: Value, _| async move {
 //!         Ok(json!(text.as_str().unwrap_or("").len()))
 //!     }))
 //!     .pattern(BestOf)
-//!     .build()?;
-//! let def = WorkflowDef::from_json(r#"{"name": "answer", "steps": [
-//!     {"id": "best", "pattern": "best_of",
-//!      "params": {"candidates": ["short", "long"], "scorer": "length"}}
-//! ]}"#).unwrap();
-//! let done = orchestrator.run(&orchestrator.bind(&def)?, json!("greet")).await?.await?;
+//!     .workflow(def.clone());
+//! let orchestrator = builder().build()?;
+//! let run = orchestrator.run(&orchestrator.workflow("answer").unwrap(), json!("greet")).await?;
+//! let done = run.clone().await?;
 //! assert_eq!(done.output("best"), Some(&json!("hello there")));
+//!
+//! // Deterministic: run again against its own journal, strictly, the
+//! // pattern makes the very calls it recorded (four: two candidates, two
+//! // scores) and the same output. A choice read from the clock, a global
+//! // or a random source not taken through `ctx` would be reported as the
+//! // first call that differs.
+//! let checked = orchestrate_testing::replay::check_replay(&**orchestrator.store(), run.id(), builder())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(checked.calls, 4);
 //!
 //! // A bad parameter is refused when the workflow is bound, by name.
 //! let bad = WorkflowDef::from_json(r#"{"name": "answer", "steps": [
