@@ -57,6 +57,9 @@
 //! - [`Orchestrator`], [`Workflow`], [`Execution`]: running workflows.
 //! - [`call`]: agents calling agents, durably ([`Context::call`],
 //!   [`Context::map`]).
+//! - [`pattern`]: agents that coordinate agents (supervisor, hierarchy,
+//!   handoff, routing), and the [`Pattern`](pattern::Pattern) trait for
+//!   your own.
 //! - [`journal`]: events, projections ([`ExecutionView`]) and JSON export.
 //! - [`store`] and [`bus`]: the persistence and pub/sub traits, with
 //!   in-memory implementations; durable ones live in `orchestrate-store`.
