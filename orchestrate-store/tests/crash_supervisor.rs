@@ -229,36 +229,10 @@ async fn crash_test(dir: &Path) -> Result<(), String> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    if args.get(1).map(String::as_str) == Some("--worker") {
-        rt.block_on(worker_process(&args[2], &args[3]));
-        return;
-    }
-    let name = "sqlite_supervisor_crash_resume";
-    let filters: Vec<&String> = args
-        .iter()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-        println!("\ncrash_supervisor: 0 passed, 0 failed");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    match rt.block_on(crash_test(dir.path())) {
-        Ok(()) => {
-            println!("test {name} ... ok");
-            println!("\ncrash_supervisor: 1 passed, 0 failed");
-        }
-        Err(e) => {
-            eprintln!("test {name} ... FAILED\n{e}");
-            println!("\ncrash_supervisor: 0 passed, 1 failed");
-            std::process::exit(1);
-        }
-    }
+    kill::crash_main(
+        "sqlite_supervisor_crash_resume",
+        "crash_supervisor",
+        |db, ledger| async move { worker_process(&db, &ledger).await },
+        |dir| async move { crash_test(&dir).await },
+    );
 }

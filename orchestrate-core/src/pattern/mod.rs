@@ -166,6 +166,26 @@ pub fn params<T: DeserializeOwned>(raw: &Value) -> Result<T, ParamError> {
     })
 }
 
+/// `error` as the permanent failure of a pattern's attempt, with `error`
+/// its source (typed, for a caller to downcast).
+pub(crate) fn fail(error: impl std::error::Error + Send + Sync + 'static) -> crate::AgentError {
+    crate::AgentError::permanent(error.to_string()).with_source(error)
+}
+
+/// Errors of a pattern's child that end the pattern's run as they are,
+/// rather than count as the child's failure: the execution is ending, the
+/// replay diverged, or the pattern misused its context.
+pub(crate) fn ends_the_run(error: &crate::Error) -> bool {
+    use crate::Error;
+    matches!(
+        error,
+        Error::Cancelled { .. }
+            | Error::NonDeterministic { .. }
+            | Error::CallKey { .. }
+            | Error::CallTooDeep { .. }
+    )
+}
+
 /// What a pattern sees when it builds a step's agent: the step, and the
 /// agents registered with the orchestrator.
 pub struct PatternEnv<'a> {

@@ -28,3 +28,52 @@ pub(crate) fn run_until_killed(mut command: Command, after: Duration) -> Result<
     child.wait().map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// The `main` of a crash test binary with one SQLite case: run with
+/// `--worker <db> <ledger>` it is the process that gets killed (`worker`);
+/// otherwise it runs `test` in a fresh directory as case `name` of suite
+/// `suite`, unless `cargo test`'s filter leaves it out, and reports as
+/// libtest does.
+#[allow(dead_code)]
+pub(crate) fn crash_main<W, T>(
+    name: &str,
+    suite: &str,
+    worker: impl FnOnce(String, String) -> W,
+    test: impl FnOnce(std::path::PathBuf) -> T,
+) where
+    W: std::future::Future<Output = ()>,
+    T: std::future::Future<Output = Result<(), String>>,
+{
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if args.get(1).map(String::as_str) == Some("--worker") {
+        rt.block_on(worker(args[2].clone(), args[3].clone()));
+        return;
+    }
+    // `cargo test` may pass a filter: run the case if its name contains it.
+    let filters: Vec<&String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+        println!("\n{suite}: 0 passed, 0 failed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    match rt.block_on(test(dir.path().to_owned())) {
+        Ok(()) => {
+            println!("test {name} ... ok");
+            println!("\n{suite}: 1 passed, 0 failed");
+        }
+        Err(e) => {
+            eprintln!("test {name} ... FAILED\n{e}");
+            println!("\n{suite}: 0 passed, 1 failed");
+            std::process::exit(1);
+        }
+    }
+}

@@ -279,12 +279,6 @@ impl HandoffBuilder {
     }
 }
 
-/// `error` as the failure of the handoff's attempt, with `error` its
-/// source.
-fn fail(error: HandoffError) -> AgentError {
-    AgentError::permanent(error.to_string()).with_source(error)
-}
-
 /// Errors of a call that end the handoff as they are.
 fn call_failed(error: Error) -> AgentError {
     error.into()

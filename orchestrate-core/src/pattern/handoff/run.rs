@@ -4,11 +4,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{
-    call_failed, fail, Config, Conversation, Entry, GateAction, HandoffError, HandoffInput, Turn,
+    call_failed, Config, Conversation, Entry, GateAction, HandoffError, HandoffInput, Turn,
 };
 use crate::call::CallOptions;
 use crate::context::Context;
 use crate::error::AgentError;
+use crate::pattern::fail;
 use crate::pattern::router::Candidate;
 
 /// A hop, as journaled (a `hop` decision): control passing from one agent

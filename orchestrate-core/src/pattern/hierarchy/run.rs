@@ -9,6 +9,7 @@ use super::{Config, HierarchyError, Resolve};
 use crate::call::CallOptions;
 use crate::context::Context;
 use crate::error::{AgentError, Error};
+use crate::pattern::fail;
 
 /// The key of a node's output that says it escalates.
 const ESCALATION: &str = "$escalation";
@@ -36,10 +37,6 @@ fn stopped(node: &str, reason: String) -> Value {
     json!({ STOPPED: {"node": node, "reason": reason} })
 }
 
-fn fail(error: HierarchyError) -> AgentError {
-    AgentError::permanent(error.to_string()).with_source(error)
-}
-
 /// A budget refused: the branch stops.
 fn overrun(error: &Error) -> bool {
     match error {
@@ -51,16 +48,10 @@ fn overrun(error: &Error) -> bool {
     }
 }
 
-/// Errors that end the run rather than escalate.
+/// Errors that end the run rather than escalate: a terminated child's
+/// too (someone stopped that subtree on purpose).
 fn ends_the_run(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Cancelled { .. }
-            | Error::NonDeterministic { .. }
-            | Error::CallKey { .. }
-            | Error::CallTooDeep { .. }
-            | Error::Terminated { .. }
-    )
+    crate::pattern::ends_the_run(error) || matches!(error, Error::Terminated { .. })
 }
 
 pub(super) async fn run_root(

@@ -13,7 +13,8 @@ use super::health::{Pool, WorkerState};
 use super::{Config, SupervisorError};
 use crate::call::CallOptions;
 use crate::context::Context;
-use crate::error::{AgentError, Error};
+use crate::error::AgentError;
+use crate::pattern::{ends_the_run, fail};
 
 /// A task waiting for a worker.
 #[derive(Clone, Copy)]
@@ -47,21 +48,6 @@ struct Recovery {
 
 fn lock(pool: &Mutex<Pool>) -> MutexGuard<'_, Pool> {
     pool.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn fail(error: SupervisorError) -> AgentError {
-    AgentError::permanent(error.to_string()).with_source(error)
-}
-
-/// Errors that end the run rather than count against a worker.
-fn ends_the_run(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Cancelled { .. }
-            | Error::NonDeterministic { .. }
-            | Error::CallKey { .. }
-            | Error::CallTooDeep { .. }
-    )
 }
 
 fn now_ms() -> u64 {
