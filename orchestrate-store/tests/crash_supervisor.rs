@@ -125,19 +125,7 @@ async fn crash_test(dir: &Path) -> Result<(), String> {
             .stdout(Stdio::null());
         c
     };
-    let journal = || async {
-        let store = SqliteStore::open(&db).await.unwrap();
-        let all = store.list_executions(&ExecutionQuery::all()).await.unwrap();
-        let found = match all.first() {
-            Some(summary) => Some((
-                summary.id.clone(),
-                store.load(&summary.id, 0).await.unwrap(),
-            )),
-            None => None,
-        };
-        store.close().await;
-        found
-    };
+    let journal = || kill::first_execution(&db);
 
     let mut rng = SEED;
     let mut kill_points = Vec::new();

@@ -77,3 +77,28 @@ pub(crate) fn crash_main<W, T>(
         }
     }
 }
+
+/// The first execution in the SQLite file `db` and its journal, read as
+/// another process would (the store closed after).
+#[allow(dead_code)]
+pub(crate) async fn first_execution(
+    db: &str,
+) -> Option<(
+    orchestrate_core::ExecutionId,
+    Vec<orchestrate_core::journal::Event>,
+)> {
+    use orchestrate_core::store::{ExecutionQuery, Store};
+    let store = orchestrate_store::sqlite::SqliteStore::open(db)
+        .await
+        .unwrap();
+    let all = store.list_executions(&ExecutionQuery::all()).await.unwrap();
+    let found = match all.first() {
+        Some(summary) => Some((
+            summary.id.clone(),
+            store.load(&summary.id, 0).await.unwrap(),
+        )),
+        None => None,
+    };
+    store.close().await;
+    found
+}
