@@ -84,7 +84,7 @@ pub async fn run(db: &std::path::Path) -> Result<Report, BoxError> {
         .calls()
         .decisions()
         .iter()
-        .filter(|d| &*d.kind == "recover")
+        .filter(|d| &*d.kind == "recover" && !d.value.is_null())
         .map(|d| {
             format!(
                 "{} {}",

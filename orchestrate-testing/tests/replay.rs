@@ -240,6 +240,50 @@ async fn an_attempt_that_makes_fewer_calls_with_the_same_output_is_a_divergence(
 }
 
 #[tokio::test]
+async fn an_attempt_that_takes_fewer_keys_with_the_same_output_is_a_divergence() {
+    // Keyed calls of `echo` and one decision, in no set order; `skip`
+    // leaves out key `k1` and decision `pick:k1`.
+    use orchestrate_core::CallOptions;
+    let build = |skip: bool| {
+        Orchestrator::builder()
+            .agent(agent_fn("caller", move |_, ctx| async move {
+                for key in ["k2", "k0", "k1"] {
+                    if skip && key == "k1" {
+                        continue;
+                    }
+                    ctx.call_with("echo", json!(key), CallOptions::new().key(key))
+                        .await?;
+                    ctx.decide("pick", key, || key.len())?;
+                }
+                Ok(json!("done"))
+            }))
+            .agent(agent_fn("echo", |n, _| async move { Ok(n) }))
+            .workflow(
+                WorkflowDef::builder("w")
+                    .step(StepDef::new("s", "caller"))
+                    .build(),
+            )
+    };
+    let orch = build(false).build().unwrap();
+    let exec = orch
+        .run(&orch.workflow("w").unwrap(), json!(null))
+        .await
+        .unwrap();
+    exec.clone().await.unwrap();
+    let checked = check_replay(&**orch.store(), exec.id(), build(false))
+        .await
+        .unwrap();
+    assert_eq!(checked.calls, 6);
+    match check_replay(&**orch.store(), exec.id(), build(true)).await {
+        Err(Divergence::Call { call, now, .. }) => {
+            assert_eq!(call, "s/k1");
+            assert!(now.contains("not taken"), "{now}");
+        }
+        other => panic!("expected a divergence at s/k1, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_terminated_call_replays_as_terminated() {
     let builder = || {
         Orchestrator::builder()

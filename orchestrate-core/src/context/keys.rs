@@ -3,7 +3,6 @@
 //! order timing decides.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::Context;
@@ -35,7 +34,6 @@ impl Context {
         let Some(calls) = self.attempt_calls(true) else {
             return Ok(id);
         };
-        calls.named.store(true, Ordering::Relaxed);
         let mut keys = calls.keys.lock().unwrap_or_else(PoisonError::into_inner);
         // The id stands for its key: one attempt's ids differ only there.
         let fresh = keys.get_or_insert_with(Default::default).insert(id.clone());

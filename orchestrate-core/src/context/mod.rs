@@ -196,8 +196,9 @@ impl Context {
         }
     }
 
-    /// The error of an attempt, just ended, found not deterministic.
-    pub(crate) fn divergence(&self) -> Option<Error> {
+    /// The error of an attempt, just ended (`succeeded` or not), found not
+    /// deterministic.
+    pub(crate) fn divergence(&self, succeeded: bool) -> Option<Error> {
         if let Some(calls) = self.attempt_calls(false) {
             let first = calls
                 .diverged
@@ -207,7 +208,19 @@ impl Context {
                 return first.clone();
             }
         }
-        self.host()?.missed_call(self)
+        self.host()?.missed_call(self, succeeded)
+    }
+
+    /// Whether the attempt took keyed id `id` (see [`Self::keyed_id`]).
+    pub(crate) fn took_key(&self, id: &str) -> bool {
+        self.attempt_calls(false).is_some_and(|calls| {
+            calls
+                .keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|keys| keys.contains(id))
+        })
     }
 
     /// How many calls and side effects the attempt made (ids taken), or

@@ -133,7 +133,7 @@ pub(crate) fn run_step(
                     let result = AssertUnwindSafe(agent.call(this_input, ctx))
                         .catch_unwind()
                         .await;
-                    if let Some(diverged) = ctx.divergence() {
+                    if let Some(diverged) = ctx.divergence(matches!(result, Ok(Ok(_)))) {
                         return Err(AttemptError::Diverged(diverged));
                     }
                     match result {

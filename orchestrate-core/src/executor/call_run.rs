@@ -259,7 +259,7 @@ async fn attempts(
             };
             async move {
                 let result = AssertUnwindSafe(agent.call(input, ctx)).catch_unwind().await;
-                if let Some(diverged) = ctx.divergence() {
+                if let Some(diverged) = ctx.divergence(matches!(result, Ok(Ok(_)))) {
                     return Err(AttemptError::Diverged(diverged));
                 }
                 match result {

@@ -310,7 +310,7 @@ impl Host for ExecutionHost {
         }
     }
 
-    fn missed_call(&self, ctx: &Context) -> Option<Error> {
+    fn missed_call(&self, ctx: &Context, succeeded: bool) -> Option<Error> {
         if !self.strict {
             return None;
         }
@@ -319,13 +319,35 @@ impl Host for ExecutionHost {
         // call that was never journaled leaves a gap, past which this
         // sees nothing.) Named calls (a sub-workflow's steps, whose names
         // may be digits) are not numbered, and not checked here.
-        let next = ctx.child_call_id(ctx.calls_made()?);
-        let recorded = self.replay.describe(&next)?;
+        let made = ctx.calls_made()?;
+        let next = ctx.child_call_id(made);
+        if let Some(recorded) = self.replay.describe(&next) {
+            return Some(diverged(
+                ctx,
+                next,
+                recorded,
+                "no such call: the attempt ended first".into(),
+            ));
+        }
+        if !succeeded {
+            return None;
+        }
+        // Keyed calls and decisions are taken in no set order: the record
+        // names each one the attempt must have taken.
+        let children = ctx.child_call_id_named("");
+        let prefix = children.strip_suffix('/')?;
+        let missed = self
+            .replay
+            .keyed
+            .get(prefix)?
+            .iter()
+            .find(|id| !ctx.took_key(id))?;
+        let recorded = self.replay.describe(missed)?;
         Some(diverged(
             ctx,
-            next,
+            missed.clone(),
             recorded,
-            "no such call: the attempt ended first".into(),
+            "not taken: the attempt ended without it".into(),
         ))
     }
 

@@ -27,6 +27,10 @@ pub(crate) struct ReplayLog {
     pub(super) effects: FastMap<Arc<str>, (Box<str>, Arc<Value>)>,
     /// Decisions by id: their kind and choice.
     pub(super) decisions: FastMap<Arc<str>, (Box<str>, Value)>,
+    /// The ids of keyed calls and decisions, in journal order, by the
+    /// prefix their caller's attempt gives its children's ids (`pool`
+    /// for `pool/t7.0`): what strict replay expects an attempt to take.
+    pub(super) keyed: FastMap<Arc<str>, Vec<Arc<str>>>,
     /// The consumptions the journal holds, by id: a resumed attempt's are
     /// not counted again.
     pub(crate) consumed: std::collections::HashSet<Arc<str>>,
@@ -40,6 +44,7 @@ impl ReplayLog {
         let mut calls = FastMap::default();
         let mut effects = FastMap::default();
         let mut decisions = FastMap::default();
+        let mut keyed: FastMap<Arc<str>, Vec<Arc<str>>> = FastMap::default();
         let mut budgets: Option<BudgetLedger> = None;
         let mut consumed = std::collections::HashSet::new();
         for e in events {
@@ -57,6 +62,7 @@ impl ReplayLog {
             }
             match &e.kind {
                 EventKind::CallStarted(start) => {
+                    index_keyed(&mut keyed, &start.call);
                     calls.insert(
                         start.call.clone(),
                         CallRecord {
@@ -80,6 +86,7 @@ impl ReplayLog {
                     effects.insert(call.clone(), (name.clone(), value.clone()));
                 }
                 EventKind::Decision(decision) => {
+                    index_keyed(&mut keyed, &decision.id);
                     decisions.insert(
                         decision.id.clone(),
                         (decision.kind.clone(), decision.value.clone()),
@@ -92,6 +99,7 @@ impl ReplayLog {
             calls,
             effects,
             decisions,
+            keyed,
             consumed,
             budgets,
         }
@@ -111,6 +119,30 @@ impl ReplayLog {
         self.effects
             .get(call)
             .map(|(name, _)| format!("side effect `{name}`"))
+    }
+}
+
+/// The prefix of keyed id `id` (`pool` for `pool/t7.0` or
+/// `pool/assign:t7.0`); `None` for a numbered one (`pool/7`).
+///
+/// A sub-workflow's steps are named, not keyed, and index here too: the
+/// attempts that make them ([`Context::call_named`]) are not checked.
+pub(super) fn keyed_prefix(id: &str) -> Option<&str> {
+    let (prefix, last) = id.rsplit_once('/')?;
+    (!last.bytes().all(|b| b.is_ascii_digit())).then_some(prefix)
+}
+
+/// Adds `id` to `keyed` when it is keyed.
+fn index_keyed(keyed: &mut FastMap<Arc<str>, Vec<Arc<str>>>, id: &Arc<str>) {
+    let Some(prefix) = keyed_prefix(id) else {
+        return;
+    };
+    // One prefix per caller, not per id: looked up before it is copied.
+    match keyed.get_mut(prefix) {
+        Some(ids) => ids.push(id.clone()),
+        None => {
+            keyed.insert(Arc::from(prefix), vec![id.clone()]);
+        }
     }
 }
 

@@ -335,11 +335,13 @@ impl EventKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// The decision's id: its maker's id, then `kind:key`
-    /// (`pool/assign:7.0`).
+    /// (`pool/assign:t7.0`).
     pub id: Arc<str>,
     /// Who decided: a step's or a call's id.
     pub by: Arc<str>,
-    /// What was decided (`assign`, `restart`, `hop`, `route`...).
+    /// What was decided, as its maker names it: the built-in patterns
+    /// take `assign`, `reassign` and `recover` (the supervisor), `hop`
+    /// and `gate` (handoff), `delegate` and `escalation` (hierarchy).
     pub kind: Box<str>,
     /// The choice.
     pub value: Value,

@@ -11,9 +11,12 @@
 //! choice is a journal [`Decision`](crate::journal::Decision) of the
 //! supervisor's: `assign` (`t7.0` → the worker), `reassign` (a failed
 //! task's next attempt, on another worker when there is one), `recover`
-//! (a worker failed [`after_failures`](RestartPolicy::after_failures)
-//! times in a row: `restart`, `quarantine`, or `give_up` past the restart
-//! intensity).
+//! (taken at every failed call and keyed by it, `t7.0`: `null` while the
+//! worker is healthy, else, once it failed
+//! [`after_failures`](RestartPolicy::after_failures) times in a row,
+//! `restart`, `quarantine`, or `give_up` past the restart intensity).
+//! Keyed by calls, not by counts, the decisions a resumed run replays do
+//! not depend on the order its calls end in.
 //!
 //! # Examples
 //!

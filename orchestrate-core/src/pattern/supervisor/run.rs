@@ -134,9 +134,12 @@ pub(super) async fn supervise(
                     slot.state == WorkerState::Active
                         && slot.consecutive >= config.restart.after_failures
                 };
-                if unhealthy {
-                    recover(config, ctx, &pool, worker)?;
-                }
+                // Decided at every failure, keyed by the failed call: the
+                // failures in a row depend on the order calls end, which a
+                // replay need not repeat, but the set of failed calls it
+                // meets is the journal's.
+                let key = format!("t{}.{}", done.task, done.attempt);
+                recover(config, ctx, &pool, worker, &key, unhealthy)?;
                 if done.attempt >= config.max_reassign {
                     return Err(fail(SupervisorError::TaskFailed {
                         supervisor: config.name.clone(),
@@ -210,13 +213,16 @@ fn assign(
     Ok((worker, slot.instance.clone()))
 }
 
-/// Restarts or quarantines worker `worker`, which failed too often in a
-/// row, one for one; fails past the restart intensity.
+/// Decides (or replays) what is done about worker `worker` after its call
+/// `key` failed: nothing while it is `unhealthy` = false, else restart or
+/// quarantine it, one for one, or fail past the restart intensity.
 fn recover(
     config: &Config,
     ctx: &Context,
     pool: &Mutex<Pool>,
     worker: usize,
+    key: &str,
+    unhealthy: bool,
 ) -> Result<(), AgentError> {
     let period_ms = u64::try_from(config.restart.period.as_millis()).unwrap_or(u64::MAX);
     let recent = |pool: &Pool, at_ms: u64| {
@@ -225,8 +231,10 @@ fn recover(
             .filter(|&&t| t.saturating_add(period_ms) > at_ms)
             .count()
     };
-    let key = format!("w{worker}.{}", lock(pool).slots[worker].failures);
-    let decision: Recovery = ctx.decide("recover", &key, || {
+    let decision: Option<Recovery> = ctx.decide("recover", key, || {
+        if !unhealthy {
+            return None;
+        }
         let pool = lock(pool);
         let slot = &pool.slots[worker];
         let at_ms = now_ms();
@@ -237,13 +245,22 @@ fn recover(
         } else {
             Action::Restart
         };
-        Recovery {
+        Some(Recovery {
             worker: slot.name.to_string(),
             action,
             at_ms,
-        }
+        })
     })?;
+    let Some(decision) = decision else {
+        return Ok(());
+    };
     let mut pool = lock(pool);
+    let Some(worker) = pool.index_of(&decision.worker) else {
+        return Err(fail(SupervisorError::UnknownWorker {
+            supervisor: config.name.clone(),
+            worker: decision.worker,
+        }));
+    };
     match decision.action {
         Action::Restart => {
             let slot = &mut pool.slots[worker];
