@@ -17,6 +17,14 @@ pub struct ErrorInfo {
     /// [`Error::attempts`](crate::Error::attempts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// Where an agent's failure came from, when the agent passed on an
+    /// orchestrate error with `?`: that error's code, at the bottom of a
+    /// chain of them (`budget_exceeded` for a leaf whose consumption was
+    /// refused, under the `agent` failure of its call and the
+    /// `call_failed` of its caller's). Lets a caller tell a refused
+    /// budget from a failure, in the run and in a replay alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl fmt::Display for ErrorInfo {

@@ -65,6 +65,16 @@ impl Policies {
             .build()
     }
 
+    /// The policy of agent `name`, which `orchestrates` others or not
+    /// (see [`Agent::orchestrates`](crate::Agent::orchestrates)).
+    pub(crate) fn for_kind(&self, name: &str, orchestrates: bool) -> Policy {
+        if orchestrates {
+            self.for_pattern(name)
+        } else {
+            self.for_agent(name)
+        }
+    }
+
     /// The policy of a step running pattern `name`: its agent's, when
     /// one was set for that name; otherwise one attempt and no timeout
     /// (the pattern's calls have their agents' policies).

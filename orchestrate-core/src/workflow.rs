@@ -97,8 +97,9 @@ impl Workflow {
     pub(crate) fn bind_plan(plan: Plan, binder: &Binder<'_>) -> Result<Self, Error> {
         // One slot per agent the plan names: its concurrency limit and
         // its policy (breaker, bulkhead) are the agent's. A pattern's
-        // agent runs others, under their own policies: unless the
-        // pattern's name has a policy, it gets one attempt and no timeout.
+        // agent (or one that says it orchestrates) runs others, under
+        // their own policies: unless its name has a policy, it gets one
+        // attempt and no timeout.
         let slot_limits: Vec<usize> = plan
             .agents()
             .iter()
@@ -111,13 +112,9 @@ impl Workflow {
             bound.push(binder.agent(&plan, i)?);
             let slot = step.agent_index();
             let name = plan.agent_of(i);
-            let base = slot_policies[slot].get_or_insert_with(|| {
-                if step.pattern_params().is_some() {
-                    binder.policies.for_pattern(name)
-                } else {
-                    binder.policies.for_agent(name)
-                }
-            });
+            let orchestrates = step.pattern_params().is_some() || bound[i].orchestrates();
+            let base = slot_policies[slot]
+                .get_or_insert_with(|| binder.policies.for_kind(name, orchestrates));
             if let OnError::Fallback(value) = &step.policy().on_error {
                 crate::error::refuse_too_deep(Some(plan.id(i)), "fallback value", value)?;
             }

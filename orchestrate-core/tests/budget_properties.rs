@@ -231,6 +231,7 @@ proptest! {
                                     message: "terminated".into(),
                                     retryable: false,
                                     attempts: None,
+                                    origin: None,
                                 }),
                                 attempts: 0,
                             }

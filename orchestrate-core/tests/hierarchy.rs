@@ -139,10 +139,10 @@ async fn an_escalation_from_a_level_5_leaf_is_resolved_at_level_2() {
     assert_eq!(
         summary,
         [
-            ("l4-a", "l5-a", "retry"),
-            ("l4-a", "l5-a", "escalate"),
-            ("l3-a", "l4-a", "escalate"),
-            ("l2", "l3-a", "reassign"),
+            ("team::l4-a", "l5-a", "retry"),
+            ("team::l4-a", "l5-a", "escalate"),
+            ("team::l3-a", "l4-a", "escalate"),
+            ("team::l2", "l3-a", "reassign"),
         ]
     );
     let l2_resolution = &escalations[3].1;
@@ -159,7 +159,14 @@ async fn an_escalation_from_a_level_5_leaf_is_resolved_at_level_2() {
             .map(|c| c.depth)
     };
     assert_eq!(
-        ["l2", "l3-a", "l4-b", "l5-b", "lucky"].map(depth),
+        [
+            "team::l2",
+            "team::l3-a",
+            "team::l4-b",
+            "team::l5-b",
+            "lucky"
+        ]
+        .map(depth),
         [Some(1), Some(2), Some(3), Some(4), Some(5)]
     );
 }
@@ -363,4 +370,161 @@ async fn a_leaf_below_the_confidence_threshold_escalates() {
         view.output("team"),
         Some(&json!({"results": [{"answer": 2, "confidence": 0.9}]}))
     );
+}
+
+/// The nodes each `delegate` decision of `events` chose, by subtask.
+fn delegations(events: &[orchestrate_core::journal::Event]) -> Vec<(String, Value)> {
+    CallTree::from_events(events)
+        .decisions()
+        .iter()
+        .filter(|d| &*d.kind == "delegate")
+        .map(|d| (d.id.rsplit(':').next().unwrap().to_owned(), d.value.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn children_of_a_role_take_that_roles_subtasks_in_turn() {
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("mixed", |_, _| async move {
+            Ok(json!([
+                {"role": "y", "task": 0},
+                {"role": "x", "task": 1},
+                {"role": "y", "task": 2},
+                {"role": "x", "task": 3},
+            ]))
+        }))
+        .agent(agent_fn("work", |task: Value, _| async move { Ok(task) }))
+        .agent(
+            Hierarchy::builder("team", "lead")
+                .node(Node::manager("lead", "lead", "mixed").children(["x1", "x2", "y1"]))
+                .node(Node::leaf("x1", "x", "work"))
+                .node(Node::leaf("x2", "x", "work"))
+                .node(Node::leaf("y1", "y", "work"))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let exec = orch
+        .run(&orch.bind(&workflow()).unwrap(), json!(null))
+        .await
+        .unwrap();
+    let id = exec.id().clone();
+    let view = exec.wait().await.unwrap();
+    assert_eq!(view.output("team"), Some(&json!({"results": [0, 1, 2, 3]})));
+    let events = orch.store().load(&id, 0).await.unwrap();
+    let mut chosen = delegations(&events);
+    chosen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        chosen,
+        [
+            ("s0".to_owned(), json!("y1")),
+            ("s1".to_owned(), json!("x1")),
+            ("s2".to_owned(), json!("y1")),
+            ("s3".to_owned(), json!("x2")),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_named_like_its_agent_does_not_take_that_agents_concurrency() {
+    // Node `work` runs agent `work`, allowed one call at a time: were the
+    // node's call counted as the agent's, it would wait for itself.
+    let orch = Orchestrator::builder()
+        .agent(to_role("split", "doer"))
+        .agent(agent_fn("work", |task: Value, _| async move { Ok(task) }))
+        .agent_concurrency("work", 1)
+        .agent(
+            Hierarchy::builder("team", "lead")
+                .node(Node::manager("lead", "lead", "split").children(["work"]))
+                .node(Node::leaf("work", "doer", "work"))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let run = async {
+        orch.run(&orch.bind(&workflow()).unwrap(), json!([1, 2]))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap()
+    };
+    let view = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the hierarchy waited for itself");
+    assert_eq!(view.output("team"), Some(&json!({"results": [1, 2]})));
+}
+
+#[tokio::test]
+async fn a_recorded_delegation_to_a_node_that_is_gone_is_a_typed_error_on_resume() {
+    use orchestrate_core::journal::EventKind;
+    use orchestrate_core::store::{MemoryStore, Store};
+    let team = |leaf: &'static str| {
+        Hierarchy::builder("team", "lead")
+            .node(Node::manager("lead", "lead", "split").children([leaf]))
+            .node(Node::leaf(leaf, "doer", "work"))
+            .build()
+            .unwrap()
+    };
+    let orchestrator = |leaf: &'static str, store: Option<Arc<MemoryStore>>| {
+        let mut builder = Orchestrator::builder()
+            .agent(to_role("split", "doer"))
+            .agent(agent_fn("work", |task: Value, _| async move { Ok(task) }))
+            .agent(team(leaf))
+            .workflow(workflow());
+        if let Some(store) = store {
+            builder = builder.store(store);
+        }
+        builder.build().unwrap()
+    };
+    let first = orchestrator("old", None);
+    let exec = first
+        .run(&first.workflow("team").unwrap(), json!("job"))
+        .await
+        .unwrap();
+    let id = exec.id().clone();
+    exec.wait().await.unwrap();
+    // The journal as a crash would leave it just before the step ended.
+    let events = first.store().load(&id, 0).await.unwrap();
+    assert_eq!(delegations(&events), [("s0".to_owned(), json!("old"))]);
+    let unfinished: Vec<_> = events
+        .into_iter()
+        .filter(|e| {
+            !matches!(
+                e.kind,
+                EventKind::StepSucceeded { .. } | EventKind::ExecutionFinished { .. }
+            )
+        })
+        .enumerate()
+        .map(|(seq, mut e)| {
+            e.seq = seq as u64;
+            e
+        })
+        .collect();
+    let store = Arc::new(MemoryStore::new());
+    store.append(&id, &unfinished).await.unwrap();
+
+    // The leaf is renamed: the recorded delegation names no node now.
+    let error = orchestrator("new", Some(store))
+        .resume(&id)
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    match source_of(&error) {
+        Some(HierarchyError::UnknownNode {
+            manager,
+            decision,
+            node,
+            role,
+        }) => {
+            assert_eq!(
+                (manager.as_str(), *decision, node.as_str(), role.as_str()),
+                ("lead", "delegate", "old", "doer")
+            );
+        }
+        other => panic!("{other:?} from {error}"),
+    }
 }

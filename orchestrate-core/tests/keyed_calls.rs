@@ -94,8 +94,12 @@ async fn decisions_are_journaled_with_their_maker_and_shown_in_the_tree() {
         .agent(agent_fn("top", |input, ctx| async move {
             let picked: u32 = ctx.decide("pick", "first", || 7)?;
             let bad_kind = ctx.decide("a:b", "k", || 1).unwrap_err();
+            // JSON has no map keyed by pairs: the choice is not journaled.
+            let unwritable = ctx
+                .decide("pairs", "k", || std::collections::HashMap::from([((1, 2), 3)]))
+                .unwrap_err();
             let routed = ctx.call("router", input).await?;
-            Ok(json!({"picked": picked, "routed": routed, "bad": bad_kind.code()}))
+            Ok(json!({"picked": picked, "routed": routed, "bad": bad_kind.code(), "unwritable": unwritable.code()}))
         }))
         .build()
         .unwrap();
@@ -107,7 +111,9 @@ async fn decisions_are_journaled_with_their_maker_and_shown_in_the_tree() {
     let view = exec.wait().await.unwrap();
     assert_eq!(
         view.output("s"),
-        Some(&json!({"picked": 7, "routed": {"via": "echo", "child": "hi"}, "bad": "call_key"}))
+        Some(
+            &json!({"picked": 7, "routed": {"via": "echo", "child": "hi"}, "bad": "call_key", "unwritable": "decision"})
+        )
     );
     let events = orch.store().load(&id, 0).await.unwrap();
     let decisions: Vec<(String, String, String, Value)> = events

@@ -559,3 +559,68 @@ async fn the_capability_strategy_routes_each_task_to_a_worker_that_can_do_it() {
         "{error}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_capability_strategy_spreads_tasks_over_the_workers_that_can_do_them() {
+    // Two readers, each task 10 ms long, four at a time: a pick that made
+    // its worker busier is not reused from the router's cache.
+    let worker = |name: &'static str| {
+        agent_fn(name, move |_, _| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(json!(name))
+        })
+    };
+    let router = CapabilityRouter::new()
+        .agent("reader-1", ["ocr"])
+        .agent("reader-2", ["ocr"]);
+    let pool = Supervisor::builder("pool")
+        .workers(["reader-1", "reader-2"].map(|n| Worker::new(worker(n))))
+        .router(router)
+        .limit(4)
+        .build()
+        .unwrap();
+    let orch = Orchestrator::builder().agent(pool).build().unwrap();
+    let tasks = vec![json!({"capability": "ocr"}); 8];
+    let view = run(&orch, json!(tasks)).await.wait().await.unwrap();
+    let by: Vec<&str> = view
+        .output("pool")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    let first = by.iter().filter(|&&w| w == "reader-1").count();
+    assert_eq!((first, by.len() - first), (4, 4), "{by:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervisor_registered_from_rust_runs_one_attempt_without_a_timeout() {
+    // Two tasks of 20 s each, one at a time: under the default policy
+    // (30 s timeout, 3 attempts) the supervisor would time out and start
+    // every task again under new ids; a pattern agent gets one attempt
+    // and no timeout unless a policy is set for its name.
+    let done = Done::default();
+    let slow = {
+        let done = done.clone();
+        agent_fn("slow", move |task: Value, _| {
+            let done = done.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                let n = task.as_i64().unwrap_or(-1);
+                *done.lock().unwrap().entry(n).or_default() += 1;
+                Ok(json!(n))
+            }
+        })
+    };
+    let pool = Supervisor::builder("pool")
+        .worker(Worker::new(slow))
+        .limit(1)
+        .build()
+        .unwrap();
+    let orch = Orchestrator::builder().agent(pool).build().unwrap();
+    let view = run(&orch, json!([0, 1])).await.wait().await.unwrap();
+    assert_eq!(view.output("pool"), Some(&json!([0, 1])));
+    let done = done.lock().unwrap();
+    assert_eq!((done[&0], done[&1]), (1, 1), "{done:?}");
+}

@@ -122,6 +122,7 @@ pub fn every_kind(id: &str) -> Vec<Event> {
         message: "boom \u{1F4A5} \"quoted\"".into(),
         retryable: true,
         attempts: Some(2),
+        origin: Some("budget_exceeded".into()),
     };
     let kinds = vec![
         EventKind::StepScheduled { step: "a".into() },

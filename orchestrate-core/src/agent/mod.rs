@@ -63,6 +63,18 @@ pub trait Agent: Send + Sync + 'static {
 
     /// Runs one attempt on `input`.
     async fn call(&self, input: Value, ctx: &Context) -> Result<Value, AgentError>;
+
+    /// Whether this agent only runs others through its context, as the
+    /// [patterns](crate::pattern) do. Unless a policy is set for its name
+    /// ([`OrchestratorBuilder::agent_policy`](crate::OrchestratorBuilder::agent_policy)),
+    /// such an agent runs under one attempt and no timeout rather than
+    /// the default policy: its calls have their own agents' policies, a
+    /// retry of it would start every call again under new ids, and a
+    /// timeout would cut a long run of them short. `false` unless
+    /// overridden.
+    fn orchestrates(&self) -> bool {
+        false
+    }
 }
 
 /// A shared, type-erased agent.
@@ -76,6 +88,10 @@ impl<A: Agent + ?Sized> Agent for Arc<A> {
 
     async fn call(&self, input: Value, ctx: &Context) -> Result<Value, AgentError> {
         (**self).call(input, ctx).await
+    }
+
+    fn orchestrates(&self) -> bool {
+        (**self).orchestrates()
     }
 }
 

@@ -30,7 +30,7 @@ impl Context {
     ///
     /// [`Error::CallKey`] for an empty `kind` or `key`, one holding `/`,
     /// `:`, `@` or `#`, or a `kind:key` taken already in this attempt;
-    /// [`Error::SideEffect`] when the choice does not convert to or from
+    /// [`Error::Decision`] when the choice does not convert to or from
     /// JSON; [`Error::ValueTooDeep`] past the depth limit;
     /// [`Error::NonDeterministic`] when the journal holds another kind of
     /// record under this id, or none in strict replay;
@@ -80,9 +80,9 @@ impl Context {
             });
         }
         let id = self.keyed_id(format_args!("{kind}:{key}"))?;
-        let failed = |reason: String| Error::SideEffect {
-            call: id.clone(),
-            name: kind.into(),
+        let failed = |reason: String| Error::Decision {
+            id: id.clone(),
+            kind: kind.into(),
             reason,
         };
         if let Some(value) = host.replayed_decision(self, &id, kind)? {

@@ -220,14 +220,24 @@ pub enum Error {
         /// What was found instead.
         found: CallLookup,
     },
-    /// A side effect's value, or a decision's choice, could not be written
-    /// to or read from JSON.
+    /// A side effect's value could not be written to or read from JSON.
     #[error("side effect `{name}` ({call}): {reason}")]
     SideEffect {
         /// The id it took among its caller's calls.
         call: Arc<str>,
         /// Its name.
         name: Arc<str>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A decision's choice could not be written to JSON, or its recorded
+    /// choice read back as the type asked for.
+    #[error("decision `{kind}` ({id}): {reason}")]
+    Decision {
+        /// The decision's id.
+        id: Arc<str>,
+        /// Its kind.
+        kind: Arc<str>,
         /// What went wrong.
         reason: String,
     },
@@ -347,6 +357,7 @@ impl Error {
             Error::PatternParams { .. } => "pattern_params",
             Error::DuplicatePattern { .. } => "duplicate_pattern",
             Error::SideEffect { .. } => "side_effect",
+            Error::Decision { .. } => "decision",
             Error::Terminated { .. } => "terminated",
             Error::CallNotRunning { .. } => "call_not_running",
             Error::Store(_) => "store",
@@ -391,6 +402,21 @@ impl Error {
             message: self.to_string(),
             retryable: self.is_retryable(),
             attempts: self.attempts(),
+            origin: self.origin().map(str::to_owned),
+        }
+    }
+
+    /// The code of the error this one passed on, at the bottom of a
+    /// chain (see [`ErrorInfo::origin`]): an agent's failure whose source
+    /// is an orchestrate error, or a failed call that recorded one.
+    pub fn origin(&self) -> Option<&str> {
+        match self {
+            Error::Agent { source, .. } => {
+                let passed = std::error::Error::source(source)?.downcast_ref::<Error>()?;
+                Some(passed.origin().unwrap_or(passed.code()))
+            }
+            Error::CallFailed { cause, .. } => cause.origin.as_deref(),
+            _ => None,
         }
     }
 }

@@ -431,6 +431,7 @@ fn policy_event(step: Arc<str>, agent: &Arc<str>, event: PolicyEvent) -> Option<
                 message: error,
                 retryable,
                 attempts: Some(attempt),
+                origin: None,
             }),
         },
         PolicyEvent::TimedOut { attempt, after } => EventKind::AttemptFailed {
@@ -441,6 +442,7 @@ fn policy_event(step: Arc<str>, agent: &Arc<str>, event: PolicyEvent) -> Option<
                 message: format!("attempt timed out after {after:?}"),
                 retryable: true,
                 attempts: Some(attempt),
+                origin: None,
             }),
         },
         PolicyEvent::RetryScheduled {

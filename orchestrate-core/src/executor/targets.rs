@@ -45,7 +45,7 @@ impl CallTargets {
                 let target = CallTarget {
                     name: name.as_str().into(),
                     agent: agent.clone(),
-                    policy: policies.for_agent(name),
+                    policy: policies.for_kind(name, agent.orchestrates()),
                     limit: limits.agent_concurrency.get(name).copied().unwrap_or(0),
                 };
                 (name.clone(), target)
@@ -84,7 +84,7 @@ impl CallTargets {
         let target = CallTarget {
             name: name.into(),
             agent: agent.clone(),
-            policy: self.policies.for_agent(name),
+            policy: self.policies.for_kind(name, agent.orchestrates()),
             limit: self.agent_limits.get(name).copied().unwrap_or(0),
         };
         instances.insert(target.name.clone(), target.clone());

@@ -244,6 +244,7 @@ impl ExecutionView {
                     message: reason.to_string(),
                     retryable: false,
                     attempts: None,
+                    origin: None,
                 })
             }),
             EventKind::RetryScheduled { .. }

@@ -106,7 +106,7 @@ pub struct CacheStats {
     /// Picks served from the cache.
     pub hits: u64,
     /// Picks computed (nothing cached for the signature, expired, or the
-    /// cached agent no longer fit).
+    /// cached agent no longer fit or got busier).
     pub misses: u64,
 }
 
@@ -133,6 +133,14 @@ fn required_by_default(task: &Value) -> Vec<String> {
 
 type Requires = Arc<dyn Fn(&Value) -> Vec<String> + Send + Sync>;
 
+/// A cached pick: the agent, when it was picked and its load then.
+#[derive(Clone, Debug)]
+struct CachedPick {
+    agent: String,
+    at: Instant,
+    load: u32,
+}
+
 /// Routes by declared capabilities: a candidate's score is
 /// `match + 0.5 / (1 + load)`, less `0.25` when its breaker is half open,
 /// where `match` is the share of the task's required capabilities it
@@ -141,14 +149,17 @@ type Requires = Arc<dyn Fn(&Value) -> Vec<String> + Send + Sync>;
 /// Ties go to the candidate listed first.
 ///
 /// Picks are cached by the task's signature (its required capabilities,
-/// sorted) for a TTL (default 60 s): a cached pick is used while the
-/// agent is still a candidate that fits.
+/// sorted) for a TTL (default 60 s): a cached pick is used while its
+/// agent is still a candidate that fits, no busier than when it was
+/// picked. A pick that made its agent busier (as a supervisor's does,
+/// giving it the task) is made afresh next time, so that tasks spread
+/// over the agents that fit rather than pile on the first one.
 #[derive(Clone)]
 pub struct CapabilityRouter {
     capabilities: HashMap<String, Vec<String>>,
     requires: Requires,
     ttl: Duration,
-    cache: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    cache: Arc<Mutex<HashMap<String, CachedPick>>>,
     hits: Arc<AtomicU64>,
     misses: Arc<AtomicU64>,
 }
@@ -249,16 +260,16 @@ impl Router for CapabilityRouter {
         let signature = required.join("\u{1f}");
         let now = Instant::now();
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((agent, at)) = cache.get(&signature) {
-            let fresh = now.duration_since(*at) < self.ttl;
+        if let Some(cached) = cache.get(&signature) {
+            let fresh = now.duration_since(cached.at) < self.ttl;
             let fits = candidates
                 .iter()
-                .find(|c| c.name == agent)
+                .find(|c| c.name == cached.agent && c.load <= cached.load)
                 .and_then(|c| self.score(&required, c));
             if let (true, Some(score)) = (fresh, fits) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Some(Routed {
-                    agent: agent.clone(),
+                    agent: cached.agent.clone(),
                     score,
                     cached: true,
                 });
@@ -275,7 +286,12 @@ impl Router for CapabilityRouter {
         }
         let (score, picked) = best?;
         if !self.ttl.is_zero() {
-            cache.insert(signature, (picked.name.to_owned(), now));
+            let pick = CachedPick {
+                agent: picked.name.to_owned(),
+                at: now,
+                load: picked.load,
+            };
+            cache.insert(signature, pick);
         }
         Some(Routed {
             agent: picked.name.to_owned(),
@@ -309,20 +325,23 @@ mod tests {
     #[test]
     fn picks_are_cached_by_signature_until_the_ttl_or_the_agent_stops_fitting() {
         let r = router();
-        let idle = [Candidate::new("a"), Candidate::new("b")];
         let task = json!({"capabilities": ["x"]});
-        assert_eq!(r.route(&task, &idle).unwrap().agent, "a");
-        // Now `a` is busier, but the cached pick stands within the TTL.
-        let busy = [Candidate::new("a").load(9), Candidate::new("b")];
-        let again = r.route(&task, &busy).unwrap();
+        let loads = |a: u32, b: u32| [Candidate::new("a").load(a), Candidate::new("b").load(b)];
+        assert_eq!(r.route(&task, &loads(1, 1)).unwrap().agent, "a");
+        // As busy as when picked, or less: the cached pick stands.
+        let again = r.route(&task, &loads(0, 0)).unwrap();
         assert_eq!((again.agent.as_str(), again.cached), ("a", true));
+        // Busier than when picked: computed afresh, and `b` wins.
+        let busier = r.route(&task, &loads(2, 1)).unwrap();
+        assert_eq!((busier.agent.as_str(), busier.cached), ("b", false));
         // Its breaker opens: the cache no longer fits; computed afresh.
         let open = [
-            Candidate::new("a").breaker(BreakerState::Open),
-            Candidate::new("b"),
+            Candidate::new("a"),
+            Candidate::new("b").load(1).breaker(BreakerState::Open),
         ];
-        assert_eq!(r.route(&task, &open).unwrap().agent, "b");
-        assert_eq!(r.stats(), CacheStats { hits: 1, misses: 2 });
+        assert_eq!(r.route(&task, &open).unwrap().agent, "a");
+        assert_eq!(r.stats(), CacheStats { hits: 1, misses: 3 });
+        let idle = loads(0, 0);
 
         let uncached = router().ttl(Duration::ZERO);
         uncached.route(&task, &idle);

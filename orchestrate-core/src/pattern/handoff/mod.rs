@@ -190,6 +190,10 @@ impl Agent for Handoff {
         &self.inner.name
     }
 
+    fn orchestrates(&self) -> bool {
+        true
+    }
+
     async fn call(&self, input: Value, ctx: &Context) -> Result<Value, AgentError> {
         run::hand_off(&self.inner, input, ctx).await
     }

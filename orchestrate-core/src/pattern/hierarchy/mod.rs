@@ -256,6 +256,20 @@ pub enum HierarchyError {
         /// What is wrong.
         reason: String,
     },
+    /// A journaled delegation or escalation names a node that is not a
+    /// child of the manager of the subtask's role: the hierarchy changed
+    /// since the run that recorded it, which a resumed run cannot follow.
+    #[error("node `{manager}`: its recorded {decision} names `{node}`, which is not its child of role `{role}`")]
+    UnknownNode {
+        /// The manager.
+        manager: String,
+        /// The decision's kind, `delegate` or `escalation`.
+        decision: &'static str,
+        /// The node it names.
+        node: String,
+        /// The subtask's role.
+        role: String,
+    },
     /// An escalation reached the root and nobody resolved it.
     #[error("hierarchy `{hierarchy}`: unresolved escalation from {}: {reason}", path.join(" -> "))]
     Unresolved {
@@ -327,6 +341,10 @@ impl Agent for Hierarchy {
         &self.inner.name
     }
 
+    fn orchestrates(&self) -> bool {
+        true
+    }
+
     async fn call(&self, input: Value, ctx: &Context) -> Result<Value, AgentError> {
         run::run_root(&self.inner, input, ctx).await
     }
@@ -343,6 +361,10 @@ struct NodeAgent {
 impl Agent for NodeAgent {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn orchestrates(&self) -> bool {
+        true
     }
 
     async fn call(&self, input: Value, ctx: &Context) -> Result<Value, AgentError> {
@@ -449,8 +471,8 @@ impl HierarchyBuilder {
             }
         }
         let nodes = self.nodes;
+        let name = self.name;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Config>| Config {
-            name: self.name.into(),
             agents: nodes
                 .iter()
                 .enumerate()
@@ -458,10 +480,14 @@ impl HierarchyBuilder {
                     Arc::new(NodeAgent {
                         config: weak.clone(),
                         node: i,
-                        name: n.name.clone(),
+                        // Not the node's own name: that may be an
+                        // agent's, whose concurrency limit a node's call
+                        // would then hold while it calls that agent.
+                        name: format!("{name}::{}", n.name),
                     }) as BoxAgent
                 })
                 .collect(),
+            name: name.into(),
             nodes,
             root,
             confidence: self.confidence,

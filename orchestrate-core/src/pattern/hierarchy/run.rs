@@ -42,7 +42,7 @@ fn overrun(error: &Error) -> bool {
     match error {
         Error::BudgetExceeded { .. } => true,
         Error::CallFailed { cause, .. } => {
-            cause.code == "budget_exceeded" || cause.message.contains("budget exceeded")
+            cause.code == "budget_exceeded" || cause.origin.as_deref() == Some("budget_exceeded")
         }
         _ => false,
     }
@@ -103,11 +103,23 @@ pub(super) async fn run_node(
         Err(error) => return Ok(escalation(here(), error.to_string())),
     };
     let subtasks = subtasks(config, index, planned)?;
+    // Each subtask's turn among those of its role: children of a role
+    // take that role's subtasks in turn.
+    let mut turns: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let turns: Vec<usize> = subtasks
+        .iter()
+        .map(|(role, _)| {
+            let turn = turns.entry(role.as_str()).or_default();
+            *turn += 1;
+            *turn - 1
+        })
+        .collect();
     let outcomes = join_all(
         subtasks
             .into_iter()
+            .zip(turns)
             .enumerate()
-            .map(|(k, (role, sub))| delegate(config, index, k, role, sub, ctx)),
+            .map(|(k, ((role, sub), turn))| delegate(config, index, k, turn, role, sub, ctx)),
     )
     .await;
     let mut results = Vec::with_capacity(outcomes.len());
@@ -187,13 +199,14 @@ struct Resolution {
     to: Option<String>,
 }
 
-/// Runs subtask `k` on a child of `role`, resolving its escalations as
-/// the manager's [`Resolve`] list allows; returns the output to keep, or
-/// the escalation to pass up.
+/// Runs subtask `k`, the `turn`-th of its `role`, on a child of that
+/// role, resolving its escalations as the manager's [`Resolve`] list
+/// allows; returns the output to keep, or the escalation to pass up.
 async fn delegate(
     config: &Config,
     parent: usize,
     k: usize,
+    turn: usize,
     role: String,
     task: Value,
     ctx: &Context,
@@ -205,12 +218,26 @@ async fn delegate(
         .filter_map(|c| config.index(c))
         .filter(|&i| config.nodes[i].role == role)
         .collect();
+    // A recorded choice must still name a child of the role.
+    let child_named = |decision: &'static str, name: &str| {
+        config
+            .index(name)
+            .filter(|i| of_role.contains(i))
+            .ok_or_else(|| {
+                fail(HierarchyError::UnknownNode {
+                    manager: node.name.clone(),
+                    decision,
+                    node: name.to_owned(),
+                    role: role.clone(),
+                })
+            })
+    };
     // `subtasks` checked there is one.
-    let first = of_role[k % of_role.len()];
+    let first = of_role[turn % of_role.len()];
     let to: String = ctx.decide("delegate", &format!("s{k}"), || {
         config.nodes[first].name.clone()
     })?;
-    let mut child = config.index(&to).unwrap_or(first);
+    let mut child = child_named("delegate", &to)?;
     let mut tried = vec![child];
     let mut retried = false;
     let mut attempt = 0u32;
@@ -257,7 +284,11 @@ async fn delegate(
                 action: next.map_or("escalate", |(action, _)| action).to_owned(),
                 to: next.map(|(_, to)| config.nodes[to].name.clone()),
             })?;
-        match decided.to.as_deref().and_then(|to| config.index(to)) {
+        let to = match decided.to.as_deref() {
+            Some(name) => Some(child_named("escalation", name)?),
+            None => None,
+        };
+        match to {
             Some(to) if decided.action == "retry" => {
                 retried = true;
                 child = to;

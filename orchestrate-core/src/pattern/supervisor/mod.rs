@@ -330,6 +330,10 @@ impl Agent for Supervisor {
         &self.inner.name
     }
 
+    fn orchestrates(&self) -> bool {
+        true
+    }
+
     async fn call(&self, input: Value, ctx: &Context) -> Result<Value, AgentError> {
         run::supervise(&self.inner, input, ctx).await
     }
