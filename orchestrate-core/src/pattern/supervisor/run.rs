@@ -183,7 +183,8 @@ fn assign(
     // The pick's index, when it is made here rather than replayed: no
     // lookup of the name among the workers.
     let mut picked_here = None;
-    let name: Option<String> = ctx.decide(kind, key, || {
+    // The name as an `Arc`: journaled, it is copied once, into the JSON.
+    let name: Option<Arc<str>> = ctx.decide(kind, key, || {
         let mut pool = lock(pool);
         let picked = config.strategy.pick(
             &mut pool,
@@ -192,7 +193,7 @@ fn assign(
             &tasks[next.task],
         )?;
         picked_here = Some(picked);
-        Some(pool.slots[picked].name.to_string())
+        Some(pool.slots[picked].name.clone())
     })?;
     let Some(name) = name else {
         return Err(fail(SupervisorError::NoWorkers {
@@ -205,7 +206,7 @@ fn assign(
     let Some(worker) = hinted.or_else(|| pool.index_of(&name)) else {
         return Err(fail(SupervisorError::UnknownWorker {
             supervisor: config.name.clone(),
-            worker: name,
+            worker: name.to_string(),
         }));
     };
     let slot = &mut pool.slots[worker];
