@@ -186,6 +186,14 @@ impl Orchestrator {
         )
     }
 
+    /// The names of the registered agents, sorted: what a tool checking a
+    /// workflow before binding it compares its steps' agents with.
+    pub fn agent_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.inner.agents.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// A snapshot of agent `agent`'s circuit breaker (health monitoring);
     /// `None` until a workflow using the agent is bound, or when its policy
     /// has no breaker.

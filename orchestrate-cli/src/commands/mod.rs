@@ -1,0 +1,6 @@
+//! One module per group of commands; each returns how the process exits.
+
+pub(crate) mod check;
+pub(crate) mod control;
+pub(crate) mod inspect;
+pub(crate) mod run;

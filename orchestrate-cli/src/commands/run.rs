@@ -1,0 +1,101 @@
+//! `run` and `resume`: an execution started or taken up, and followed to
+//! its end with its progress shown.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use futures::StreamExt;
+use orchestrate_core::store::Store;
+use orchestrate_core::{Execution, ExecutionId, ExecutionStatus, Orchestrator, RunOptions};
+use serde_json::Value;
+
+use crate::error::{CliError, Exit};
+use crate::progress;
+use crate::state::keep_definition;
+
+pub(crate) async fn run(
+    file: &Path,
+    input: Value,
+    key: Option<String>,
+    json: bool,
+    orchestrator: &Orchestrator,
+    store: &dyn Store,
+) -> Result<Exit, CliError> {
+    let def = super::check::load(file, orchestrator)?;
+    keep_definition(store, &def).await?;
+    let workflow = orchestrator.bind(&def)?;
+    let mut options = RunOptions::default();
+    if let Some(key) = key {
+        options = options.idempotency_key(key);
+    }
+    let execution = orchestrator.run_with(&workflow, input, options).await?;
+    follow(&execution, json).await
+}
+
+pub(crate) async fn resume(
+    id: &ExecutionId,
+    json: bool,
+    orchestrator: &Orchestrator,
+) -> Result<Exit, CliError> {
+    let execution = orchestrator.resume(id).await?;
+    follow(&execution, json).await
+}
+
+/// Prints `execution`'s events as they happen (lines, or JSON with
+/// `json`) until it ends; the first Ctrl-C cancels it (its attempts get
+/// the grace period), a second ends the process at once.
+pub(crate) async fn follow(execution: &Execution, json: bool) -> Result<Exit, CliError> {
+    let mut events = execution.events().await?;
+    let mut interrupted = false;
+    let mut lines = progress::Lines::default();
+    let mut stdout = std::io::stdout();
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else { break };
+                let line = if json {
+                    serde_json::to_string(&*event).ok()
+                } else {
+                    lines.line(&event)
+                };
+                if let Some(line) = line {
+                    // A closed pipe (`| head`) is not the workflow's failure.
+                    if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {
+                        break;
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                if interrupted {
+                    eprintln!("interrupted again: stopping now; `orchestrate resume {}` finishes it", execution.id());
+                    return Ok(Exit::Interrupted);
+                }
+                interrupted = true;
+                eprintln!("interrupted: cancelling (Ctrl-C again to stop at once)");
+                execution.cancel();
+            }
+        }
+    }
+    let view = execution.view();
+    let exit = match view.status() {
+        ExecutionStatus::Succeeded | ExecutionStatus::PartiallySucceeded => Exit::Success,
+        ExecutionStatus::Cancelled if interrupted => Exit::Interrupted,
+        ExecutionStatus::Parked => {
+            if !json {
+                eprintln!(
+                    "execution {} waits for a decision: `orchestrate approve {} STEP` or `reject`",
+                    execution.id(),
+                    execution.id()
+                );
+            }
+            Exit::Success
+        }
+        _ => Exit::Failed,
+    };
+    if !json && exit == Exit::Success {
+        if let Some(last) = view.steps().iter().rev().find_map(|s| s.output.as_deref()) {
+            println!("output: {last}");
+        }
+    }
+    Ok(exit)
+}

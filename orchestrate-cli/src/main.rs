@@ -1,0 +1,6 @@
+//! The stock `orchestrate` binary: the command line with the built-in
+//! agents (`shell`, `echo`, `sleep`).
+
+fn main() -> std::process::ExitCode {
+    orchestrate_cli::Cli::stock().run()
+}

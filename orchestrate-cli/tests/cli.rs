@@ -1,0 +1,275 @@
+//! The real `orchestrate` binary, run as a user would: a workflow of
+//! `shell` steps to its end, an invalid one refused with every problem, a
+//! run killed with SIGKILL finished by `resume` without running finished
+//! steps again, exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// A working directory of its own, with its default store in it.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrate"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ORCHESTRATE_STORE");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A step that appends `line` to file `marks` (a count of its runs).
+fn mark(id: &str, line: &str, marks: &Path, after: Option<&str>) -> String {
+    let depends = after.map_or(String::new(), |a| format!(r#", "depends_on": ["{a}"]"#));
+    format!(
+        r#"{{"id": "{id}", "agent": "shell", "input": {{"program": "sh", "args": ["-c", "echo {line} >> {}"]}}{depends}}}"#,
+        marks.display()
+    )
+}
+
+#[test]
+fn a_workflow_of_shell_steps_runs_to_its_end_in_the_default_sqlite_store() {
+    let project = Project::new();
+    let file = project.write(
+        "greet.json",
+        r#"{"name": "greet", "steps": [
+            {"id": "hello", "agent": "shell", "input": {"program": "echo", "args": ["hello ${input.who}"]}},
+            {"id": "shout", "agent": "shell", "depends_on": ["hello"],
+             "input": {"program": "tr", "args": ["a-z", "A-Z"], "stdin": "${steps.hello.output.stdout}"}}
+        ]}"#,
+    );
+    let out = project.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--input",
+        r#"{"who": "ada"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("step `hello` succeeded"), "{stdout}");
+    assert!(stdout.contains("execution finished: Succeeded"), "{stdout}");
+    assert!(
+        stdout.contains(r#"output: {"exit_code":0,"stderr":"","stdout":"HELLO ADA\n"}"#),
+        "{stdout}"
+    );
+    assert!(project.path(".orchestrate/state.db").exists());
+
+    let listed = text(&project.run(&["list"]).stdout);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("greet") && listed.contains("Succeeded"),
+        "{listed}"
+    );
+
+    // `--json`: one event per line, from the start to the end.
+    let out = project.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--json",
+        "--input",
+        r#"{"who": "bo"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let events: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["type"], "execution_started");
+    assert_eq!(events.last().unwrap()["type"], "execution_finished");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_invalid_workflow_exits_2_with_every_problem_and_its_json_path() {
+    let project = Project::new();
+    let file = project.write(
+        "bad.json",
+        r#"{"name": "bad", "steps": [
+            {"id": "a", "agent": "nope", "depends_on": ["ghost"]},
+            {"id": "a", "agent": "echo"}
+        ]}"#,
+    );
+    for command in ["validate", "run"] {
+        let out = project.run(&[command, file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = text(&out.stderr);
+        for expected in [
+            "bad.json: 3 problem(s)",
+            "$.steps[1].id: step `a`: duplicate id",
+            "$.steps[0].depends_on: step `a`: depends on unknown step `ghost`",
+            "$.steps[0].agent: step `a`: unknown agent `nope`",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "{command}: {expected} in {stderr}"
+            );
+        }
+    }
+    // Nothing was stored for the refused run.
+    assert_eq!(text(&project.run(&["list"]).stdout).lines().count(), 1);
+
+    let broken = project.write("broken.json", "{\"name\": \"x\", \"steps\": [");
+    let out = project.run(&["validate", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("line 1, column"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        project.run(&["run"]).status.code(),
+        Some(2),
+        "a missing argument"
+    );
+    assert_eq!(project.run(&["--version"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_failed_step_exits_1_and_inspect_names_its_error() {
+    let project = Project::new();
+    let file = project.write(
+        "fail.json",
+        r#"{"name": "fail", "steps": [
+            {"id": "boom", "agent": "shell", "input": {"program": "sh", "args": ["-c", "echo broken >&2; exit 3"]}}
+        ]}"#,
+    );
+    let out = project.run(&["run", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let first: Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    let id = first["execution_id"].as_str().unwrap();
+    let inspected = text(&project.run(&["inspect", id]).stdout);
+    assert!(inspected.contains("status    Failed"), "{inspected}");
+    assert!(inspected.contains("exited with 3: broken"), "{inspected}");
+    assert_eq!(
+        project.run(&["inspect", "no-such-id"]).status.code(),
+        Some(2)
+    );
+}
+
+/// Runs a workflow `first` → `wait` (1.5 s) → `last`, each shell step
+/// marking file `marks`, and kills its process with SIGKILL while `wait`
+/// runs; returns the execution's id.
+#[cfg(unix)]
+fn killed_while_waiting(project: &Project, marks: &Path) -> String {
+    let file = project.write(
+        "slow.json",
+        &format!(
+            r#"{{"name": "slow", "steps": [{}, {{"id": "wait", "agent": "sleep", "input": 1500, "depends_on": ["first"]}}, {}]}}"#,
+            mark("first", "first", marks, None),
+            mark("last", "last", marks, Some("wait")),
+        ),
+    );
+    let mut child = project
+        .command(&["run", file.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut id = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        id.get_or_insert_with(|| event["execution_id"].as_str().unwrap().to_owned());
+        if event["type"] == "step_started" && event["step"] == "wait" {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(std::fs::read_to_string(marks).unwrap(), "first\n");
+    id.unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_run_killed_with_sigkill_is_finished_by_resume_without_rerunning_finished_steps() {
+    let project = Project::new();
+    let marks = project.path("marks");
+    let id = killed_while_waiting(&project, &marks);
+    let listed = text(&project.run(&["list", "--status", "running"]).stdout);
+    assert!(listed.contains(&id), "{listed}");
+
+    // `wait` was in flight: it runs again; `first` does not.
+    let out = project.run(&["resume", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("resumed (1 step(s) to run again)"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "first\nlast\n");
+    let inspected = text(&project.run(&["inspect", &id]).stdout);
+    assert!(inspected.contains("status    Succeeded"), "{inspected}");
+    // Resuming a finished execution runs nothing.
+    assert_eq!(project.run(&["resume", &id]).status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "first\nlast\n");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_execution_whose_process_was_killed_is_cancelled_by_id() {
+    let project = Project::new();
+    let marks = project.path("marks");
+    let id = killed_while_waiting(&project, &marks);
+    let out = project.run(&["cancel", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
+    let inspected = text(&project.run(&["inspect", &id]).stdout);
+    assert!(inspected.contains("status    Cancelled"), "{inspected}");
+    // Nothing ran after the kill.
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "first\n");
+    assert_eq!(
+        project.run(&["cancel", "no-such-id"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn the_shipped_workflows_validate_and_run() {
+    let project = Project::new();
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/hello.json");
+    assert_eq!(project.run(&["validate", hello]).status.code(), Some(0));
+    let out = project.run(&["run", hello, "--input", r#"{"who": "Ada"}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(r#""stdout":"HELLO, ADA!\n""#),
+        "{}",
+        text(&out.stdout)
+    );
+    let plan = text(&project.run(&["plan", hello, "--format", "mermaid"]).stdout);
+    assert!(plan.contains("greet") && plan.contains("shout"), "{plan}");
+}
