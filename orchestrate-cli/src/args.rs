@@ -78,6 +78,19 @@ pub(crate) enum Command {
         #[arg(long)]
         gantt: bool,
     },
+    /// Prints an execution's events as progress lines; with `--follow`,
+    /// waits for more until it finishes (in whatever process runs it).
+    #[command(after_help = "Example:\n  orchestrate logs 0193c2d4-... --follow")]
+    Logs {
+        /// The execution's id.
+        id: String,
+        /// Keeps printing events as they are journaled, until it ends.
+        #[arg(long, short)]
+        follow: bool,
+        /// Prints one JSON event per line instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints an execution's journal as JSON, capped and with secrets
     /// redacted.
     #[command(after_help = "Example:\n  orchestrate export 0193c2d4-... > journal.json")]

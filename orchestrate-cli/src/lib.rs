@@ -158,6 +158,9 @@ impl Cli {
             Command::Inspect { id, tree, gantt } => {
                 commands::inspect::inspect(&id.into(), tree, gantt, &orchestrator).await
             }
+            Command::Logs { id, follow, json } => {
+                commands::logs::logs(&id.into(), follow, json, &*store).await
+            }
             Command::Export { id } => commands::inspect::export(&id.into(), &orchestrator).await,
             Command::Cancel { id } => commands::control::cancel(&id.into(), &orchestrator).await,
             Command::Resume { id, json } => {

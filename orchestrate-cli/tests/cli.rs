@@ -273,3 +273,94 @@ fn the_shipped_workflows_validate_and_run() {
     let plan = text(&project.run(&["plan", hello, "--format", "mermaid"]).stdout);
     assert!(plan.contains("greet") && plan.contains("shout"), "{plan}");
 }
+
+#[test]
+fn logs_follow_an_execution_running_in_another_process_to_its_end() {
+    let project = Project::new();
+    let file = project.write(
+        "nap.json",
+        r#"{"name": "nap", "steps": [
+            {"id": "nap", "agent": "sleep", "input": 700},
+            {"id": "after", "agent": "echo", "depends_on": ["nap"], "input": "done"}
+        ]}"#,
+    );
+    let mut runner = project
+        .command(&["run", file.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(runner.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let id = first["execution_id"].as_str().unwrap().to_owned();
+
+    let followed = project.run(&["logs", &id, "--follow"]);
+    assert_eq!(followed.status.code(), Some(0));
+    let followed = text(&followed.stdout);
+    let order: Vec<usize> = [
+        "workflow `nap`",
+        "step `nap` started",
+        "step `after` succeeded",
+        "execution finished: Succeeded",
+    ]
+    .iter()
+    .map(|s| {
+        followed
+            .find(s)
+            .unwrap_or_else(|| panic!("{s} in {followed}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{followed}");
+    assert!(runner.wait().unwrap().success());
+
+    // Finished: the same lines, at once; as JSON, every event.
+    let again = text(&project.run(&["logs", &id]).stdout);
+    assert_eq!(again, followed);
+    let events = text(&project.run(&["logs", &id, "--json"]).stdout);
+    assert!(events
+        .lines()
+        .all(|l| serde_json::from_str::<Value>(l).is_ok()));
+    assert_eq!(project.run(&["logs", "no-such-id"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_parked_execution_is_approved_or_rejected_from_the_command_line() {
+    let project = Project::new();
+    let file = project.write(
+        "ship.json",
+        r#"{"name": "ship", "steps": [
+            {"id": "ask", "agent": "approval", "input": {"question": "ship it?"}},
+            {"id": "ship", "agent": "echo", "depends_on": ["ask"], "input": "shipped ${steps.ask.output}"}
+        ]}"#,
+    );
+    let start = |project: &Project| {
+        let out = project.run(&["run", file.to_str().unwrap(), "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let events: Vec<Value> = text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.last().unwrap()["type"], "execution_parked");
+        events[0]["execution_id"].as_str().unwrap().to_owned()
+    };
+    let id = start(&project);
+    assert!(text(&project.run(&["list", "--status", "parked"]).stdout).contains(&id));
+    let out = project.run(&["approve", &id, "ask", "--value", r#""v1""#]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(r#"output: "shipped v1""#),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let id = start(&project);
+    let out = project.run(&["reject", &id, "ask", "--reason", "not today"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a rejected step fails the workflow"
+    );
+    let inspected = text(&project.run(&["inspect", &id]).stdout);
+    assert!(inspected.contains("not today"), "{inspected}");
+    // Not waiting any more.
+    assert_eq!(project.run(&["approve", &id, "ask"]).status.code(), Some(2));
+}

@@ -3,4 +3,5 @@
 pub(crate) mod check;
 pub(crate) mod control;
 pub(crate) mod inspect;
+pub(crate) mod logs;
 pub(crate) mod run;

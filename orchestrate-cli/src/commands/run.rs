@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use futures::StreamExt;
+use orchestrate_core::journal::EventKind;
 use orchestrate_core::store::Store;
 use orchestrate_core::{Execution, ExecutionId, ExecutionStatus, Orchestrator, RunOptions};
 use serde_json::Value;
@@ -53,6 +54,9 @@ pub(crate) async fn follow(execution: &Execution, json: bool) -> Result<Exit, Cl
         tokio::select! {
             event = events.next() => {
                 let Some(event) = event else { break };
+                // Parked, it waits for a decision that may take days: the
+                // stream stays open, but this command is done.
+                let parked = matches!(event.kind, EventKind::ExecutionParked { .. });
                 let line = if json {
                     serde_json::to_string(&*event).ok()
                 } else {
@@ -63,6 +67,9 @@ pub(crate) async fn follow(execution: &Execution, json: bool) -> Result<Exit, Cl
                     if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {
                         break;
                     }
+                }
+                if parked {
+                    break;
                 }
             }
             _ = tokio::signal::ctrl_c() => {
