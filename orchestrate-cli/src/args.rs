@@ -56,6 +56,9 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prints the JSON Schema of the workflow format.
+    #[command(after_help = "Example:\n  orchestrate schema > workflow.schema.json")]
+    Schema,
     /// Lists the executions in the store, newest last.
     #[command(after_help = "Example:\n  orchestrate list --status running")]
     List {

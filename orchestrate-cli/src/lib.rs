@@ -152,6 +152,14 @@ impl Cli {
                 let input = state::input(input.as_deref())?;
                 commands::run::run(&file, input, key, json, &orchestrator, &*store).await
             }
+            Command::Schema => {
+                let schema = orchestrate_graph::workflow_schema();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&schema).unwrap_or_default()
+                );
+                Ok(Exit::Success)
+            }
             Command::List { status, workflow } => {
                 commands::inspect::list(&*store, status, workflow).await
             }

@@ -30,6 +30,7 @@ use crate::builder::WorkflowBuilder;
 /// assert_eq!(def.steps.len(), 2);
 /// assert_eq!(def.version, "1");
 /// ```
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowDef {
@@ -85,12 +86,17 @@ impl WorkflowDef {
 }
 
 /// One step of a workflow: which agent runs, on what input, after what.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
     /// Identifier, unique in the workflow; letters, digits, `_` and `-`.
     /// Shared: a plan of this definition, and the events of its
     /// executions, hold this very string.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "String", regex(pattern = r"^[A-Za-z0-9_-]+$"))
+    )]
     pub id: Arc<str>,
     /// Name of the agent that runs this step; empty for a step that
     /// runs a [`pattern`](Self::pattern) instead.
@@ -211,6 +217,7 @@ impl StepDef {
 }
 
 /// Per-step policy, kept as data; the orchestrator applies it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepPolicy {
@@ -222,6 +229,7 @@ pub struct StepPolicy {
         with = "duration_ms",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>"))]
     pub timeout: Option<Duration>,
     /// Retries after the first attempt; the orchestrator's default when
     /// omitted.
@@ -241,6 +249,7 @@ impl StepPolicy {
 /// What a step's failure does to the rest of the execution.
 ///
 /// In JSON: `"fail"`, `"continue"` or `{"fallback": <value>}`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {

@@ -53,5 +53,18 @@ pub mod template;
 
 pub use builder::WorkflowBuilder;
 pub use def::{OnError, StepDef, StepPolicy, WorkflowDef};
+
+/// The JSON Schema of the workflow format, derived from [`WorkflowDef`]
+/// and the types it holds (feature `schema`).
+///
+/// ```
+/// let schema = orchestrate_graph::workflow_schema();
+/// assert_eq!(schema["title"], "WorkflowDef");
+/// assert!(schema["required"].as_array().unwrap().contains(&"steps".into()));
+/// ```
+#[cfg(feature = "schema")]
+pub fn workflow_schema() -> serde_json::Value {
+    serde_json::Value::from(schemars::schema_for!(WorkflowDef))
+}
 pub use plan::{Plan, PlannedStep};
 pub use problem::{Problem, ValidationErrors};
