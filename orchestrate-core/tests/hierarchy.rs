@@ -218,6 +218,10 @@ fn a_delegation_against_the_authority_rules_is_refused_when_built() {
             .node(Node::leaf("b", "r", "w"))
             .node(Node::leaf("c", "r", "w"))
             .build(),
+        Hierarchy::builder("t", "a")
+            .node(Node::manager("a", "r", "p").children(["b"]).budget(10))
+            .node(Node::leaf("b", "r", "w"))
+            .build(),
     ];
     let reasons: Vec<String> = shapes
         .into_iter()
@@ -229,6 +233,8 @@ fn a_delegation_against_the_authority_rules_is_refused_when_built() {
             "node `ghost`: the root is not a node",
             "node `a`: a manager needs children",
             "node `c`: the root does not reach it",
+            "node `a`: the root is not delegated to: it spends its step's or call's budget \
+             (RunOptions::budget, CallOptions::budget), not one of its own",
         ]
     );
 }
@@ -523,6 +529,67 @@ async fn a_recorded_delegation_to_a_node_that_is_gone_is_a_typed_error_on_resume
             assert_eq!(
                 (manager.as_str(), *decision, node.as_str(), role.as_str()),
                 ("lead", "delegate", "old", "doer")
+            );
+        }
+        other => panic!("{other:?} from {error}"),
+    }
+}
+
+#[tokio::test]
+async fn a_manager_whose_decomposition_makes_no_sense_escalates_and_a_sibling_takes_over() {
+    let orch = |resolve: Vec<Resolve>| {
+        Orchestrator::builder()
+            .agent(to_role("to-b", "b"))
+            .agent(agent_fn("confused", |task: Value, _| async move {
+                Ok(json!([{"role": "nope", "task": task}]))
+            }))
+            .agent(to_role("to-c", "c"))
+            .agent(agent_fn("work", |task: Value, _| async move {
+                Ok(json!({"did": task}))
+            }))
+            .agent(
+                Hierarchy::builder("team", "top")
+                    .node(
+                        Node::manager("top", "a", "to-b")
+                            .children(["mid-1", "mid-2"])
+                            .resolve(resolve),
+                    )
+                    .node(Node::manager("mid-1", "b", "confused").children(["leaf"]))
+                    .node(Node::manager("mid-2", "b", "to-c").children(["leaf-2"]))
+                    .node(Node::leaf("leaf", "c", "work"))
+                    .node(Node::leaf("leaf-2", "c", "work"))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let resolved = orch(vec![Resolve::Reassign]);
+    let view = resolved
+        .run(&resolved.bind(&workflow()).unwrap(), json!("x"))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(
+        view.output("team"),
+        Some(&json!({"results": [{"results": [{"did": "x"}]}]}))
+    );
+
+    let unresolved = orch(Vec::new());
+    let error = unresolved
+        .run(&unresolved.bind(&workflow()).unwrap(), json!("x"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    match source_of(&error) {
+        Some(HierarchyError::Unresolved { path, reason, .. }) => {
+            assert_eq!(path, &["mid-1", "top"]);
+            assert!(
+                reason.contains("no child of `mid-1` has role `nope`"),
+                "{reason}"
             );
         }
         other => panic!("{other:?} from {error}"),

@@ -167,6 +167,14 @@ impl Orchestrator {
         self.inner.workflows.get(name).cloned()
     }
 
+    /// The names of the workflows registered with
+    /// [`OrchestratorBuilder::workflow`], sorted.
+    pub fn workflow_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.inner.workflows.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Validates, plans and binds a workflow definition.
     ///
     /// # Errors

@@ -82,7 +82,10 @@ pub(crate) use params::HandoffPattern;
 pub use turn::{Conversation, Entry, HandoffInput, Turn};
 
 /// Why a handoff failed. It is the [source](std::error::Error::source)
-/// of the [`AgentError`] the handoff's step or call fails with.
+/// of the [`AgentError`] the handoff fails with. When it runs as a step, the
+/// step's error holds it; called from another agent, the caller sees a
+/// [`CallFailed`](crate::Error::CallFailed) whose journaled
+/// [`ErrorInfo`](crate::ErrorInfo) keeps its text, as every call's does.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandoffError {
@@ -246,7 +249,10 @@ impl HandoffBuilder {
     }
 
     /// Lets `router` pick the next agent when a turn names none and is
-    /// not final: among the handoff's agents, from the turn's reply.
+    /// not final: among the handoff's agents (but the one that just
+    /// spoke), from the turn's reply. Each candidate carries its circuit
+    /// breaker's state; its load is nil, as a handoff runs one agent at a
+    /// time and knows of no other caller's calls.
     pub fn router(mut self, router: impl Router) -> Self {
         self.router = Some(Arc::new(router));
         self

@@ -9,12 +9,15 @@
 //! allocated out of the manager's. A **leaf** calls its agent.
 //!
 //! A leaf **escalates** when its agent fails, or returns a `confidence`
-//! below the hierarchy's threshold. The manager above tries what its
-//! [`Resolve`] list allows, in order: the same child again, then a
-//! sibling of the same role; failing those it escalates in turn, up to
-//! the root, which fails with [`HierarchyError::Unresolved`]. A branch
-//! that overruns its budget is **stopped**: its result says so, and the
-//! others finish.
+//! below the hierarchy's threshold; a manager, when its decomposer or
+//! join fails or returns subtasks it cannot delegate. The manager above
+//! tries what its [`Resolve`] list allows, in order: the same child
+//! again, then a sibling of the same role; failing those it escalates in
+//! turn, up to the root, which fails with [`HierarchyError::Unresolved`].
+//! A branch that overruns its budget is **stopped**: its result says so
+//! (`{"$stopped": {"node", "reason"}}`), and the others finish. Nodes
+//! pass escalations up as `{"$escalation": ..}` outputs, so an agent's
+//! own output must not use the keys `$escalation` and `$stopped`.
 //!
 //! **Authority** rules say which role may delegate to which; a tree with
 //! an edge they do not allow is refused when it is built, before anything
@@ -197,7 +200,8 @@ impl Node {
     /// The amount the node is given out of its parent's budget when it is
     /// delegated to (see [`budget`](crate::budget)). The root is not
     /// delegated to: it draws on its step's budget (an execution's is set
-    /// with [`RunOptions::budget`](crate::RunOptions::budget)).
+    /// with [`RunOptions::budget`](crate::RunOptions::budget)), and a
+    /// budget on it is refused when the hierarchy is built.
     pub fn budget(mut self, amount: u64) -> Self {
         self.budget = Some(amount);
         self
@@ -221,7 +225,10 @@ impl Node {
     }
 }
 
-/// Why a hierarchy could not be built, or failed.
+/// Why a hierarchy could not be built, or failed: the
+/// [source](std::error::Error::source) of the [`AgentError`] it fails
+/// with. A node's failure below the root reaches the root as an
+/// escalation, whose reason keeps its text ([`HierarchyError::Unresolved`]).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HierarchyError {
@@ -423,6 +430,15 @@ impl HierarchyBuilder {
         let index = |name: &str| self.nodes.iter().position(|n| n.name == name);
         let root =
             index(&self.root).ok_or_else(|| shape(&self.root, "the root is not a node".into()))?;
+        if self.nodes[root].budget.is_some() {
+            // Silently ignored, it would promise a limit nothing keeps.
+            return Err(shape(
+                &self.root,
+                "the root is not delegated to: it spends its step's or call's budget \
+                 (RunOptions::budget, CallOptions::budget), not one of its own"
+                    .into(),
+            ));
+        }
         let mut parent: Vec<Option<usize>> = vec![None; self.nodes.len()];
         for (i, node) in self.nodes.iter().enumerate() {
             if index(&node.name) != Some(i) {

@@ -16,7 +16,7 @@ use crate::pattern::{params, ParamError, Pattern, PatternEnv};
 /// {"root": "ceo", "confidence": 0.6,
 ///  "authority": {"strategic": ["tactical"], "tactical": ["operational"]},
 ///  "nodes": [
-///    {"name": "ceo", "role": "strategic", "decomposer": "plan", "children": ["lead"], "budget": 1000},
+///    {"name": "ceo", "role": "strategic", "decomposer": "plan", "children": ["lead"]},
 ///    {"name": "lead", "role": "tactical", "decomposer": "split", "children": ["dev"],
 ///     "resolve": ["retry", "reassign"]},
 ///    {"name": "dev", "role": "operational", "agent": "code", "budget": 100}]}

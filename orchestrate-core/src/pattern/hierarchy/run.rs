@@ -102,7 +102,12 @@ pub(super) async fn run_node(
         Err(error) if ends_the_run(&error) => return Err(error.into()),
         Err(error) => return Ok(escalation(here(), error.to_string())),
     };
-    let subtasks = subtasks(config, index, planned)?;
+    // A decomposition that makes no sense is this manager's failure: its
+    // parent hears of it as of any other.
+    let subtasks = match subtasks(config, index, planned) {
+        Ok(subtasks) => subtasks,
+        Err(error) => return Ok(escalation(here(), error.to_string())),
+    };
     // Each subtask's turn among those of its role: children of a role
     // take that role's subtasks in turn.
     let mut turns: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -134,9 +139,15 @@ pub(super) async fn run_node(
     match &node.join {
         Some(join) => {
             let input = json!({"task": task, "results": results});
-            ctx.call_with(join, input, CallOptions::new().key("join"))
+            match ctx
+                .call_with(join, input, CallOptions::new().key("join"))
                 .await
-                .map_err(AgentError::from)
+            {
+                Ok(joined) => Ok(joined),
+                Err(error) if overrun(&error) => Ok(stopped(&node.name, error.to_string())),
+                Err(error) if ends_the_run(&error) => Err(error.into()),
+                Err(error) => Ok(escalation(here(), error.to_string())),
+            }
         }
         None => Ok(json!({ "results": results })),
     }

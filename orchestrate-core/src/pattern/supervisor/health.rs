@@ -57,6 +57,10 @@ pub(super) struct Slot {
     pub(super) restarts: u32,
     pub(super) latency: Duration,
     pub(super) breaker: Option<BreakerState>,
+    /// Which instance runs: 0, then one more per restart. A call's failure
+    /// counts towards a restart only when the instance that ran it still
+    /// does.
+    pub(super) generation: u32,
 }
 
 /// The workers of one run, and what the strategies and the restart
@@ -89,6 +93,7 @@ impl Pool {
                 restarts: 0,
                 latency: Duration::ZERO,
                 breaker: None,
+                generation: 0,
             })
             .collect();
         Self {

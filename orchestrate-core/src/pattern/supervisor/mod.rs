@@ -205,7 +205,10 @@ impl RestartPolicy {
 }
 
 /// Why a supervisor failed. It is the [source](std::error::Error::source)
-/// of the [`AgentError`] the supervisor's step or call fails with.
+/// of the [`AgentError`] the supervisor fails with. When it runs as a step, the
+/// step's error holds it; called from another agent, the caller sees a
+/// [`CallFailed`](crate::Error::CallFailed) whose journaled
+/// [`ErrorInfo`](crate::ErrorInfo) keeps its text, as every call's does.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SupervisorError {

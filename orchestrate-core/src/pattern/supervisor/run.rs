@@ -90,7 +90,7 @@ pub(super) async fn supervise(
                 break;
             };
             let key = format!("t{}.{}", next.task, next.attempt);
-            let (worker, instance) = assign(config, ctx, &pool, &tasks, next, &key)?;
+            let (worker, instance, generation) = assign(config, ctx, &pool, &tasks, next, &key)?;
             let call = ctx.call_agent(
                 &instance,
                 tasks[next.task].clone(),
@@ -99,10 +99,10 @@ pub(super) async fn supervise(
             running.push(async move {
                 let started = Instant::now();
                 let result = call.await;
-                (next, worker, result, started.elapsed())
+                (next, worker, generation, result, started.elapsed())
             });
         }
-        let Some((done, worker, result, elapsed)) = running.next().await else {
+        let Some((done, worker, generation, result, elapsed)) = running.next().await else {
             break;
         };
         match result {
@@ -128,10 +128,16 @@ pub(super) async fn supervise(
                     let slot = &mut pool.slots[worker];
                     slot.in_flight -= 1;
                     slot.failures += 1;
-                    slot.consecutive += 1;
                     slot.latency += elapsed;
                     slot.breaker = ctx.circuit_breaker(&slot.name).map(|b| b.state);
-                    slot.state == WorkerState::Active
+                    // A call of an instance restarted since says nothing
+                    // of the one that runs now.
+                    let current = generation == slot.generation;
+                    if current {
+                        slot.consecutive += 1;
+                    }
+                    current
+                        && slot.state == WorkerState::Active
                         && slot.consecutive >= config.restart.after_failures
                 };
                 // Decided at every failure, keyed by the failed call: the
@@ -174,7 +180,7 @@ fn assign(
     tasks: &[Value],
     next: Pending,
     key: &str,
-) -> Result<(usize, crate::agent::BoxAgent), AgentError> {
+) -> Result<(usize, crate::agent::BoxAgent, u32), AgentError> {
     let kind = if next.attempt == 0 {
         "assign"
     } else {
@@ -211,7 +217,7 @@ fn assign(
     };
     let slot = &mut pool.slots[worker];
     slot.in_flight += 1;
-    Ok((worker, slot.instance.clone()))
+    Ok((worker, slot.instance.clone(), slot.generation))
 }
 
 /// Decides (or replays) what is done about worker `worker` after its call
@@ -266,6 +272,7 @@ fn recover(
         Action::Restart => {
             let slot = &mut pool.slots[worker];
             slot.instance = config.workers[worker].restart();
+            slot.generation += 1;
             slot.restarts += 1;
             slot.consecutive = 0;
             pool.restarts.push_back(decision.at_ms);
