@@ -1,0 +1,426 @@
+//! The server on 127.0.0.1, driven by a real HTTP client.
+
+use std::time::{Duration, Instant};
+
+use orchestrate_core::{agent_fn, AgentError, Orchestrator};
+use orchestrate_graph::{StepDef, WorkflowDef};
+use orchestrate_server::{router_with, ServerConfig};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+fn orchestrator() -> Orchestrator {
+    Orchestrator::builder()
+        .agent(agent_fn("echo", |input, _| async move { Ok(input) }))
+        .agent(agent_fn("wait", |input: Value, ctx| async move {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(60)) => Ok(input),
+                () = ctx.cancellation_token().cancelled() => Err(AgentError::permanent("cancelled")),
+            }
+        }))
+        .agent(agent_fn("ask", |input, _| async move {
+            Err::<Value, _>(AgentError::interrupt(input))
+        }))
+        .workflow(
+            WorkflowDef::builder("pair")
+                .step(StepDef::new("first", "echo").input(json!({"got": "${input}"})))
+                .step(
+                    StepDef::new("second", "echo")
+                        .depends_on(["first"])
+                        .input(json!("${steps.first.output.got}")),
+                )
+                .build(),
+        )
+        .workflow(
+            WorkflowDef::builder("slow")
+                .step(StepDef::new("wait", "wait"))
+                .build(),
+        )
+        .workflow(
+            WorkflowDef::builder("ask")
+                .step(StepDef::new("ask", "ask").input(json!("ship?")))
+                .step(
+                    StepDef::new("after", "echo")
+                        .depends_on(["ask"])
+                        .input(json!("${steps.ask.output}")),
+                )
+                .build(),
+        )
+        .build()
+        .unwrap()
+}
+
+/// A server on a free port; its base URL.
+async fn serve(config: ServerConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router_with(orchestrator(), config);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn start(client: &Client, base: &str, workflow: &str, input: Value) -> String {
+    let response = client
+        .post(format!("{base}/workflows/{workflow}/executions"))
+        .json(&input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/executions/{id}"));
+    id
+}
+
+/// Polls the execution's status until it is `status` (within 10 s).
+async fn until(client: &Client, base: &str, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body: Value = client
+            .get(format!("{base}/executions/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["status"] == status {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "still {body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    body
+}
+
+#[tokio::test]
+async fn a_two_step_workflow_is_executed_polled_read_and_another_cancelled() {
+    let base = serve(ServerConfig::default()).await;
+    let client = Client::new();
+    let workflows: Value = client
+        .get(format!("{base}/workflows"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(workflows, json!({"workflows": ["ask", "pair", "slow"]}));
+
+    let id = start(&client, &base, "pair", json!("hi")).await;
+    let done = until(&client, &base, &id, "succeeded").await;
+    assert_eq!(done["progress"], json!({"finished": 2, "steps": 2}));
+    assert_eq!(done["steps"][1]["id"], "second");
+
+    let journal: Value = client
+        .get(format!("{base}/executions/{id}/journal"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = journal["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"execution_started"));
+    assert_eq!(types.last(), Some(&"execution_finished"));
+    let tree: Value = client
+        .get(format!("{base}/executions/{id}/tree"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tree, json!({"calls": []}));
+
+    let other = start(&client, &base, "slow", json!(null)).await;
+    until(&client, &base, &other, "running").await;
+    let cancelled = client
+        .post(format!("{base}/executions/{other}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::ACCEPTED);
+    until(&client, &base, &other, "cancelled").await;
+
+    // Two executions, a page of one at a time.
+    let page: Value = client
+        .get(format!("{base}/executions?limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["executions"].as_array().unwrap().len(), 1);
+    let next = page["next"].as_str().unwrap();
+    let rest: Value = client
+        .get(format!("{base}/executions?limit=1&after={next}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["executions"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["next"], Value::Null);
+    let mut ids = vec![
+        page["executions"][0]["id"].clone(),
+        rest["executions"][0]["id"].clone(),
+    ];
+    ids.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    let mut expected = vec![json!(id), json!(other)];
+    expected.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    assert_eq!(ids, expected);
+
+    let missing = client
+        .get(format!("{base}/executions/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(missing, StatusCode::NOT_FOUND).await["code"],
+        "execution_not_found"
+    );
+    let unknown = client
+        .post(format!("{base}/workflows/nope/executions"))
+        .json(&json!(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(unknown, StatusCode::NOT_FOUND).await["code"],
+        "unknown_workflow"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_same_execution() {
+    let base = serve(ServerConfig::default()).await;
+    let client = Client::new();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = client
+            .post(format!("{base}/workflows/pair/executions"))
+            .header("Idempotency-Key", "order-7")
+            .json(&json!("once"))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let all: Value = client
+        .get(format!("{base}/executions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["executions"].as_array().unwrap().len(), 1);
+}
+
+/// The `(id, event)` of each server-sent event in `text`.
+fn sse(text: &str) -> Vec<(u64, String)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            };
+            Some((field("id:")?.parse().ok()?, field("event:")?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_event_stream_carries_every_event_in_order_and_resumes_after_the_last_seen() {
+    let base = serve(ServerConfig::default()).await;
+    let client = Client::new();
+    let id = start(&client, &base, "pair", json!("hi")).await;
+    // The stream ends with the execution.
+    let text = client
+        .get(format!("{base}/executions/{id}/events"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = sse(&text);
+    let seqs: Vec<u64> = events.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "{text}");
+    assert_eq!(events[0].1, "execution_started");
+    assert_eq!(events.last().unwrap().1, "execution_finished");
+    let journal: Value = client
+        .get(format!("{base}/executions/{id}/journal"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), journal["events"].as_array().unwrap().len());
+
+    let resumed = client
+        .get(format!("{base}/executions/{id}/events"))
+        .header("Last-Event-ID", "2")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sse(&resumed), events[3..].to_vec());
+    let bad = client
+        .get(format!("{base}/executions/{id}/events"))
+        .header("Last-Event-ID", "x")
+        .send()
+        .await
+        .unwrap();
+    problem(bad, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn without_the_token_every_route_but_health_is_refused() {
+    let base = serve(ServerConfig::default().token("s3cret")).await;
+    let client = Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let bare = client
+        .get(format!("{base}/workflows"))
+        .send()
+        .await
+        .unwrap();
+    problem(bare, StatusCode::UNAUTHORIZED).await;
+    let wrong = client
+        .get(format!("{base}/workflows"))
+        .bearer_auth("s3cres")
+        .send()
+        .await
+        .unwrap();
+    problem(wrong, StatusCode::UNAUTHORIZED).await;
+    let refused = client
+        .post(format!("{base}/workflows/pair/executions"))
+        .json(&json!(1))
+        .send()
+        .await
+        .unwrap();
+    problem(refused, StatusCode::UNAUTHORIZED).await;
+    let right = client
+        .get(format!("{base}/workflows"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), StatusCode::OK);
+    let all: Value = client
+        .get(format!("{base}/executions"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        all["executions"],
+        json!([]),
+        "the refused start stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_non_json_bodies_are_refused_and_nothing_is_stored() {
+    let base = serve(ServerConfig::default().max_body_bytes(1_000)).await;
+    let client = Client::new();
+    let url = format!("{base}/workflows/pair/executions");
+    let malformed = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"a\":")
+        .send()
+        .await
+        .unwrap();
+    problem(malformed, StatusCode::BAD_REQUEST).await;
+    let big = json!("x".repeat(2_000));
+    let oversized = client.post(&url).json(&big).send().await.unwrap();
+    problem(oversized, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let text = client.post(&url).body("hello").send().await.unwrap();
+    problem(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let all: Value = client
+        .get(format!("{base}/executions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["executions"], json!([]));
+    let query = client
+        .get(format!("{base}/executions?limit=many"))
+        .send()
+        .await
+        .unwrap();
+    problem(query, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn a_parked_execution_is_approved_over_http() {
+    let base = serve(ServerConfig::default()).await;
+    let client = Client::new();
+    let id = start(&client, &base, "ask", json!(null)).await;
+    until(&client, &base, &id, "parked").await;
+    let url = format!("{base}/executions/{id}/approve");
+    let bad = client
+        .post(&url)
+        .json(&json!({"value": 1}))
+        .send()
+        .await
+        .unwrap();
+    problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let approved = client
+        .post(&url)
+        .json(&json!({"step": "ask", "value": "yes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::ACCEPTED);
+    until(&client, &base, &id, "succeeded").await;
+    let again = client
+        .post(&url)
+        .json(&json!({"step": "ask"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(again, StatusCode::CONFLICT).await["code"],
+        "not_interrupted"
+    );
+}
