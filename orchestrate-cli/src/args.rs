@@ -56,6 +56,23 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serves the REST API over the given workflows (see
+    /// `orchestrate-server`), until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  orchestrate serve --addr 127.0.0.1:8080 --workflow build.json --token \"$TOKEN\""
+    )]
+    Serve {
+        /// The address to listen on (port 0: any free port, printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// A workflow (JSON) to serve; repeat for more.
+        #[arg(long = "workflow", value_name = "FILE")]
+        workflows: Vec<PathBuf>,
+        /// Requires `Authorization: Bearer TOKEN` on every route but
+        /// `/health`.
+        #[arg(long, env = "ORCHESTRATE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Prints the JSON Schema of the workflow format.
     #[command(after_help = "Example:\n  orchestrate schema > workflow.schema.json")]
     Schema,

@@ -133,6 +133,18 @@ impl Cli {
         let mut builder = self.builder.store(store.clone());
         // Commands on an execution need its workflow registered: the
         // definition `run` kept in the store.
+        if let Command::Serve { workflows, .. } = &args.command {
+            for file in workflows {
+                let def = orchestrate_graph::WorkflowDef::from_json(&state::read(file)?).map_err(
+                    |e| CliError::Invalid {
+                        file: file.clone(),
+                        problems: vec![format!("  line {}, column {}: {e}", e.line(), e.column())],
+                    },
+                )?;
+                state::keep_definition(&*store, &def).await?;
+                builder = builder.workflow(def);
+            }
+        }
         if let Some(id) = args.command.execution() {
             builder = match workflow_of(&*store, &id).await? {
                 Some(def) => builder.workflow(def),
@@ -151,6 +163,9 @@ impl Cli {
             } => {
                 let input = state::input(input.as_deref())?;
                 commands::run::run(&file, input, key, json, &orchestrator, &*store).await
+            }
+            Command::Serve { addr, token, .. } => {
+                commands::serve::serve(&addr, token, &orchestrator).await
             }
             Command::Schema => {
                 let schema = orchestrate_graph::workflow_schema();

@@ -364,3 +364,71 @@ fn a_parked_execution_is_approved_or_rejected_from_the_command_line() {
     // Not waiting any more.
     assert_eq!(project.run(&["approve", &id, "ask"]).status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn serve_answers_over_http_and_its_runs_are_in_the_store() {
+    let project = Project::new();
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/hello.json");
+    let mut server = project
+        .command(&[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--workflow",
+            hello,
+            "--token",
+            "t0k",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let started: Value = client
+        .post(format!("{base}/workflows/hello/executions"))
+        .bearer_auth("t0k")
+        .json(&serde_json::json!({"who": "Bo"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status: Value = client
+            .get(format!("{base}/executions/{id}"))
+            .bearer_auth("t0k")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] == "succeeded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let refused = client
+        .get(format!("{base}/workflows"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // The run is in the project's store, for the command line to read.
+    let inspected = text(&project.run(&["inspect", &id]).stdout);
+    assert!(inspected.contains("status    Succeeded"), "{inspected}");
+}

@@ -5,3 +5,4 @@ pub(crate) mod control;
 pub(crate) mod inspect;
 pub(crate) mod logs;
 pub(crate) mod run;
+pub(crate) mod serve;
