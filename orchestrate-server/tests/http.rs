@@ -77,20 +77,21 @@ async fn start(client: &Client, base: &str, workflow: &str, input: Value) -> Str
 async fn until(client: &Client, base: &str, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let body: Value = client
-            .get(format!("{base}/executions/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = get_json(&client, format!("{base}/executions/{id}")).await;
         if body["status"] == status {
             return body;
         }
         assert!(Instant::now() < deadline, "still {body}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+async fn get(client: &Client, url: String) -> reqwest::Response {
+    client.get(url).send().await.unwrap()
+}
+
+async fn get_json(client: &Client, url: String) -> Value {
+    get(client, url).await.json().await.unwrap()
 }
 
 async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
@@ -108,14 +109,7 @@ async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
 async fn a_two_step_workflow_is_executed_polled_read_and_another_cancelled() {
     let base = serve(ServerConfig::default()).await;
     let client = Client::new();
-    let workflows: Value = client
-        .get(format!("{base}/workflows"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let workflows: Value = get_json(&client, format!("{base}/workflows")).await;
     assert_eq!(workflows, json!({"workflows": ["ask", "pair", "slow"]}));
 
     let id = start(&client, &base, "pair", json!("hi")).await;
@@ -123,14 +117,7 @@ async fn a_two_step_workflow_is_executed_polled_read_and_another_cancelled() {
     assert_eq!(done["progress"], json!({"finished": 2, "steps": 2}));
     assert_eq!(done["steps"][1]["id"], "second");
 
-    let journal: Value = client
-        .get(format!("{base}/executions/{id}/journal"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let journal: Value = get_json(&client, format!("{base}/executions/{id}/journal")).await;
     let types: Vec<&str> = journal["events"]
         .as_array()
         .unwrap()
@@ -139,14 +126,7 @@ async fn a_two_step_workflow_is_executed_polled_read_and_another_cancelled() {
         .collect();
     assert_eq!(types.first(), Some(&"execution_started"));
     assert_eq!(types.last(), Some(&"execution_finished"));
-    let tree: Value = client
-        .get(format!("{base}/executions/{id}/tree"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tree: Value = get_json(&client, format!("{base}/executions/{id}/tree")).await;
     assert_eq!(tree, json!({"calls": []}));
 
     let other = start(&client, &base, "slow", json!(null)).await;
@@ -160,24 +140,10 @@ async fn a_two_step_workflow_is_executed_polled_read_and_another_cancelled() {
     until(&client, &base, &other, "cancelled").await;
 
     // Two executions, a page of one at a time.
-    let page: Value = client
-        .get(format!("{base}/executions?limit=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&client, format!("{base}/executions?limit=1")).await;
     assert_eq!(page["executions"].as_array().unwrap().len(), 1);
     let next = page["next"].as_str().unwrap();
-    let rest: Value = client
-        .get(format!("{base}/executions?limit=1&after={next}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest: Value = get_json(&client, format!("{base}/executions?limit=1&after={next}")).await;
     assert_eq!(rest["executions"].as_array().unwrap().len(), 1);
     assert_eq!(rest["next"], Value::Null);
     let mut ids = vec![
@@ -189,11 +155,7 @@ async fn a_two_step_workflow_is_executed_polled_read_and_another_cancelled() {
     expected.sort_by_key(|v| v.as_str().unwrap().to_owned());
     assert_eq!(ids, expected);
 
-    let missing = client
-        .get(format!("{base}/executions/nope"))
-        .send()
-        .await
-        .unwrap();
+    let missing = get(&client, format!("{base}/executions/nope")).await;
     assert_eq!(
         problem(missing, StatusCode::NOT_FOUND).await["code"],
         "execution_not_found"
@@ -227,14 +189,7 @@ async fn an_idempotency_key_returns_the_same_execution() {
         ids.push(body["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(ids[0], ids[1]);
-    let all: Value = client
-        .get(format!("{base}/executions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = get_json(&client, format!("{base}/executions")).await;
     assert_eq!(all["executions"].as_array().unwrap().len(), 1);
 }
 
@@ -258,11 +213,8 @@ async fn the_event_stream_carries_every_event_in_order_and_resumes_after_the_las
     let client = Client::new();
     let id = start(&client, &base, "pair", json!("hi")).await;
     // The stream ends with the execution.
-    let text = client
-        .get(format!("{base}/executions/{id}/events"))
-        .send()
+    let text = get(&client, format!("{base}/executions/{id}/events"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -271,14 +223,7 @@ async fn the_event_stream_carries_every_event_in_order_and_resumes_after_the_las
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "{text}");
     assert_eq!(events[0].1, "execution_started");
     assert_eq!(events.last().unwrap().1, "execution_finished");
-    let journal: Value = client
-        .get(format!("{base}/executions/{id}/journal"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let journal: Value = get_json(&client, format!("{base}/executions/{id}/journal")).await;
     assert_eq!(events.len(), journal["events"].as_array().unwrap().len());
 
     let resumed = client
@@ -305,19 +250,10 @@ async fn without_the_token_every_route_but_health_is_refused() {
     let base = serve(ServerConfig::default().token("s3cret")).await;
     let client = Client::new();
     assert_eq!(
-        client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get(&client, format!("{base}/health")).await.status(),
         StatusCode::OK
     );
-    let bare = client
-        .get(format!("{base}/workflows"))
-        .send()
-        .await
-        .unwrap();
+    let bare = get(&client, format!("{base}/workflows")).await;
     problem(bare, StatusCode::UNAUTHORIZED).await;
     let wrong = client
         .get(format!("{base}/workflows"))
@@ -374,20 +310,9 @@ async fn malformed_oversized_and_non_json_bodies_are_refused_and_nothing_is_stor
     problem(oversized, StatusCode::PAYLOAD_TOO_LARGE).await;
     let text = client.post(&url).body("hello").send().await.unwrap();
     problem(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    let all: Value = client
-        .get(format!("{base}/executions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = get_json(&client, format!("{base}/executions")).await;
     assert_eq!(all["executions"], json!([]));
-    let query = client
-        .get(format!("{base}/executions?limit=many"))
-        .send()
-        .await
-        .unwrap();
+    let query = get(&client, format!("{base}/executions?limit=many")).await;
     problem(query, StatusCode::BAD_REQUEST).await;
 }
 
