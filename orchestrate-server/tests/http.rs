@@ -77,7 +77,7 @@ async fn start(client: &Client, base: &str, workflow: &str, input: Value) -> Str
 async fn until(client: &Client, base: &str, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let body: Value = get_json(&client, format!("{base}/executions/{id}")).await;
+        let body: Value = get_json(client, format!("{base}/executions/{id}")).await;
         if body["status"] == status {
             return body;
         }
