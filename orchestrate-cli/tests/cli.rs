@@ -344,6 +344,14 @@ fn a_parked_execution_is_approved_or_rejected_from_the_command_line() {
     };
     let id = start(&project);
     assert!(text(&project.run(&["list", "--status", "parked"]).stdout).contains(&id));
+    // Resumed, a parked execution still waits: the command says so.
+    let resumed = project.run(&["resume", &id]);
+    assert_eq!(resumed.status.code(), Some(0));
+    assert!(
+        text(&resumed.stderr).contains("waits for a decision"),
+        "{}",
+        text(&resumed.stderr)
+    );
     let out = project.run(&["approve", &id, "ask", "--value", r#""v1""#]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(

@@ -25,8 +25,9 @@ pub(crate) async fn approve(
     value: Value,
     orchestrator: &Orchestrator,
 ) -> Result<Exit, CliError> {
+    let history = history(id, orchestrator).await?;
     let execution = orchestrator.approve(id, step, value).await?;
-    super::run::follow(&execution, false).await
+    super::run::follow(&execution, false, history).await
 }
 
 pub(crate) async fn reject(
@@ -35,6 +36,16 @@ pub(crate) async fn reject(
     reason: String,
     orchestrator: &Orchestrator,
 ) -> Result<Exit, CliError> {
+    let history = history(id, orchestrator).await?;
     let execution = orchestrator.reject(id, step, reason).await?;
-    super::run::follow(&execution, false).await
+    super::run::follow(&execution, false, history).await
+}
+
+/// How many events execution `id`'s journal holds now: what a command
+/// that takes it up shows as history rather than follows.
+pub(crate) async fn history(
+    id: &ExecutionId,
+    orchestrator: &Orchestrator,
+) -> Result<u64, CliError> {
+    Ok(orchestrator.execution(id).await?.view().next_seq())
 }

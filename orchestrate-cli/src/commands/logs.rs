@@ -31,9 +31,10 @@ pub(crate) async fn logs(
             }
             .into());
         }
-        let mut ended = false;
+        // Ended when the journal ends with a finish or a park: a park
+        // followed by more events was decided, and the run went on.
+        let ended = events.last().is_some_and(ends);
         for event in &events {
-            ended |= ends(event);
             let line = if json {
                 serde_json::to_string(event).ok()
             } else {

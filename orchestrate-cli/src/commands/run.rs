@@ -30,7 +30,7 @@ pub(crate) async fn run(
         options = options.idempotency_key(key);
     }
     let execution = orchestrator.run_with(&workflow, input, options).await?;
-    follow(&execution, json).await
+    follow(&execution, json, 0).await
 }
 
 pub(crate) async fn resume(
@@ -38,14 +38,25 @@ pub(crate) async fn resume(
     json: bool,
     orchestrator: &Orchestrator,
 ) -> Result<Exit, CliError> {
+    let history = super::control::history(id, orchestrator).await?;
     let execution = orchestrator.resume(id).await?;
-    follow(&execution, json).await
+    if execution.status() == ExecutionStatus::Parked {
+        // Nothing runs until a decision: its history, then the hint.
+        return follow(&execution, json, 0).await;
+    }
+    follow(&execution, json, history).await
 }
 
 /// Prints `execution`'s events as they happen (lines, or JSON with
-/// `json`) until it ends; the first Ctrl-C cancels it (its attempts get
-/// the grace period), a second ends the process at once.
-pub(crate) async fn follow(execution: &Execution, json: bool) -> Result<Exit, CliError> {
+/// `json`) until it ends or parks (a park before event `history`, read
+/// back from its journal, does not count); the first Ctrl-C cancels it
+/// (its attempts get the grace period), a second ends the process at
+/// once.
+pub(crate) async fn follow(
+    execution: &Execution,
+    json: bool,
+    history: u64,
+) -> Result<Exit, CliError> {
     let mut events = execution.events().await?;
     let mut interrupted = false;
     let mut lines = progress::Lines::default();
@@ -55,8 +66,10 @@ pub(crate) async fn follow(execution: &Execution, json: bool) -> Result<Exit, Cl
             event = events.next() => {
                 let Some(event) = event else { break };
                 // Parked, it waits for a decision that may take days: the
-                // stream stays open, but this command is done.
-                let parked = matches!(event.kind, EventKind::ExecutionParked { .. });
+                // stream stays open, but this command is done. A park in
+                // the history of an approved execution is not this one.
+                let parked = matches!(event.kind, EventKind::ExecutionParked { .. })
+                    && event.seq >= history;
                 let line = if json {
                     serde_json::to_string(&*event).ok()
                 } else {
