@@ -61,7 +61,7 @@ pub(crate) trait Host: Send + Sync {
     /// made fewer calls and side effects than its record: the id of the
     /// first one it did not make is in the journal. Keyed calls and
     /// decisions are checked only when the attempt `succeeded`: one that
-    /// failed may have stopped before some its record went on to take,
+    /// failed may have stopped before some that its record went on to take,
     /// as concurrent calls end in any order.
     fn missed_call(&self, _ctx: &Context, _succeeded: bool) -> Option<Error> {
         None
