@@ -440,3 +440,42 @@ async fn serve_answers_over_http_and_its_runs_are_in_the_store() {
     let inspected = text(&project.run(&["inspect", &id]).stdout);
     assert!(inspected.contains("status    Succeeded"), "{inspected}");
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_cancels_the_run_gracefully_and_exits_130() {
+    let project = Project::new();
+    let file = project.write(
+        "long.json",
+        r#"{"name": "long", "steps": [{"id": "nap", "agent": "sleep", "input": 60000}]}"#,
+    );
+    let mut child = project
+        .command(&["run", file.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut id = None;
+    for line in lines.by_ref() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        id.get_or_insert_with(|| event["execution_id"].as_str().unwrap().to_owned());
+        if event["type"] == "step_started" {
+            break;
+        }
+    }
+    // What a terminal's Ctrl-C sends.
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert_eq!(last["type"], "execution_finished");
+    assert_eq!(last["status"], "cancelled");
+    let inspected = text(&project.run(&["inspect", &id.unwrap()]).stdout);
+    assert!(inspected.contains("status    Cancelled"), "{inspected}");
+}
