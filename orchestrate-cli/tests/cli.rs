@@ -479,3 +479,34 @@ fn ctrl_c_cancels_the_run_gracefully_and_exits_130() {
     let inspected = text(&project.run(&["inspect", &id.unwrap()]).stdout);
     assert!(inspected.contains("status    Cancelled"), "{inspected}");
 }
+
+#[test]
+fn a_run_kept_in_postgresql_is_read_back_by_another_invocation() {
+    let Ok(url) = std::env::var("ORCHESTRATE_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: ORCHESTRATE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let project = Project::new();
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/hello.json");
+    let out = project.run(&[
+        "--store",
+        &url,
+        "run",
+        hello,
+        "--json",
+        "--input",
+        r#"{"who": "Pg"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first: Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    let id = first["execution_id"].as_str().unwrap().to_owned();
+    // From the environment this time, and nothing written locally.
+    let inspected = project
+        .command(&["inspect", &id])
+        .env("ORCHESTRATE_STORE", &url)
+        .output()
+        .unwrap();
+    let inspected = text(&inspected.stdout);
+    assert!(inspected.contains("status    Succeeded"), "{inspected}");
+    assert!(!project.path(".orchestrate").exists());
+}
