@@ -30,6 +30,7 @@ pub(crate) struct ReplayLog {
     /// The ids of keyed calls and decisions, in journal order, by the
     /// prefix their caller's attempt gives its children's ids (`pool`
     /// for `pool/t7.0`): what strict replay expects an attempt to take.
+    /// Empty unless the replay is strict.
     pub(super) keyed: FastMap<Arc<str>, Vec<Arc<str>>>,
     /// The consumptions the journal holds, by id: a resumed attempt's are
     /// not counted again.
@@ -39,8 +40,9 @@ pub(crate) struct ReplayLog {
 }
 
 impl ReplayLog {
-    /// The calls recorded in `events`.
-    pub(crate) fn from_events(events: &[Event], thresholds: &[u8]) -> Self {
+    /// The calls recorded in `events`; with `strict`, the keyed ones
+    /// indexed by caller too.
+    pub(crate) fn from_events(events: &[Event], thresholds: &[u8], strict: bool) -> Self {
         let mut calls = FastMap::default();
         let mut effects = FastMap::default();
         let mut decisions = FastMap::default();
@@ -62,7 +64,9 @@ impl ReplayLog {
             }
             match &e.kind {
                 EventKind::CallStarted(start) => {
-                    index_keyed(&mut keyed, &start.call);
+                    if strict {
+                        index_keyed(&mut keyed, &start.call);
+                    }
                     calls.insert(
                         start.call.clone(),
                         CallRecord {
@@ -86,7 +90,9 @@ impl ReplayLog {
                     effects.insert(call.clone(), (name.clone(), value.clone()));
                 }
                 EventKind::Decision(decision) => {
-                    index_keyed(&mut keyed, &decision.id);
+                    if strict {
+                        index_keyed(&mut keyed, &decision.id);
+                    }
                     decisions.insert(
                         decision.id.clone(),
                         (decision.kind.clone(), decision.value.clone()),

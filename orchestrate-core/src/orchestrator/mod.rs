@@ -341,7 +341,7 @@ impl Orchestrator {
             inner.running.clone(),
             (
                 inner.targets.clone(),
-                ReplayLog::from_events(&[], &inner.limits.budget_thresholds),
+                ReplayLog::from_events(&[], &inner.limits.budget_thresholds, false),
             ),
             step_future,
         );
@@ -643,7 +643,11 @@ impl Orchestrator {
             inner.running.clone(),
             (
                 inner.targets.clone(),
-                ReplayLog::from_events(events, &inner.limits.budget_thresholds),
+                ReplayLog::from_events(
+                    events,
+                    &inner.limits.budget_thresholds,
+                    inner.limits.strict_replay,
+                ),
             ),
             step_future,
         )
