@@ -135,12 +135,7 @@ impl Cli {
         // definition `run` kept in the store.
         if let Command::Serve { workflows, .. } = &args.command {
             for file in workflows {
-                let def = orchestrate_graph::WorkflowDef::from_json(&state::read(file)?).map_err(
-                    |e| CliError::Invalid {
-                        file: file.clone(),
-                        problems: vec![format!("  line {}, column {}: {e}", e.line(), e.column())],
-                    },
-                )?;
+                let def = commands::check::parse(file)?;
                 state::keep_definition(&*store, &def).await?;
                 builder = builder.workflow(def);
             }

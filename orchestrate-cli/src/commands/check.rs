@@ -9,21 +9,23 @@ use crate::args::PlanFormat;
 use crate::error::{CliError, Exit};
 use crate::state::read;
 
+/// Reads workflow `file` as JSON, naming the line and column of a
+/// syntax or shape error.
+pub(crate) fn parse(file: &Path) -> Result<WorkflowDef, CliError> {
+    WorkflowDef::from_json(&read(file)?).map_err(|e| CliError::Invalid {
+        file: file.to_owned(),
+        problems: vec![format!("  line {}, column {}: {e}", e.line(), e.column())],
+    })
+}
+
 /// Reads workflow `file` and checks it against `orchestrator`'s agents
 /// and patterns, reporting every problem at once.
 pub(crate) fn load(file: &Path, orchestrator: &Orchestrator) -> Result<WorkflowDef, CliError> {
-    let text = read(file)?;
     let invalid = |problems: Vec<String>| CliError::Invalid {
         file: file.to_owned(),
         problems,
     };
-    let def = WorkflowDef::from_json(&text).map_err(|e| {
-        invalid(vec![format!(
-            "  line {}, column {}: {e}",
-            e.line(),
-            e.column()
-        )])
-    })?;
+    let def = parse(file)?;
     let mut problems: Vec<String> = match Plan::new(&def) {
         Ok(_) => Vec::new(),
         Err(errors) => errors
