@@ -18,6 +18,13 @@ fn workflow() -> WorkflowDef {
         .build()
 }
 
+/// Starts workflow [`workflow`] on `orch` with `input`.
+async fn start(orch: &Orchestrator, input: Value) -> orchestrate_core::Execution {
+    orch.run(&orch.bind(&workflow()).unwrap(), input)
+        .await
+        .unwrap()
+}
+
 /// A decomposer that hands its whole task to one child of `role`, or
 /// splits a list task into one subtask per item.
 fn to_role(name: &'static str, role: &'static str) -> impl orchestrate_core::Agent {
@@ -93,10 +100,7 @@ fn orchestrator(team: Hierarchy, unlucky_runs: Arc<AtomicU32>) -> Orchestrator {
 async fn an_escalation_from_a_level_5_leaf_is_resolved_at_level_2() {
     let unlucky = Arc::new(AtomicU32::new(0));
     let orch = orchestrator(five_levels(vec![Resolve::Reassign]), unlucky.clone());
-    let exec = orch
-        .run(&orch.bind(&workflow()).unwrap(), json!("the job"))
-        .await
-        .unwrap();
+    let exec = start(&orch, json!("the job")).await;
     let id = exec.id().clone();
     let view = exec.wait().await.unwrap();
     // l1 ← l2 ← l3-b ← l4-b ← l5-b did it, after l3-a's branch escalated.
@@ -174,12 +178,7 @@ async fn an_escalation_from_a_level_5_leaf_is_resolved_at_level_2() {
 #[tokio::test]
 async fn an_escalation_nobody_resolves_fails_the_hierarchy_with_its_path() {
     let orch = orchestrator(five_levels(Vec::new()), Arc::default());
-    let error = orch
-        .run(&orch.bind(&workflow()).unwrap(), json!("the job"))
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let error = start(&orch, json!("the job")).await.await.unwrap_err();
     match source_of(&error) {
         Some(HierarchyError::Unresolved { path, reason, .. }) => {
             assert_eq!(path, &["l5-a", "l4-a", "l3-a", "l2", "l1"]);
@@ -365,13 +364,7 @@ async fn a_leaf_below_the_confidence_threshold_escalates() {
         )
         .build()
         .unwrap();
-    let view = orch
-        .run(&orch.bind(&workflow()).unwrap(), json!("q"))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let view = start(&orch, json!("q")).await.wait().await.unwrap();
     assert_eq!(
         view.output("team"),
         Some(&json!({"results": [{"answer": 2, "confidence": 0.9}]}))
@@ -411,10 +404,7 @@ async fn children_of_a_role_take_that_roles_subtasks_in_turn() {
         )
         .build()
         .unwrap();
-    let exec = orch
-        .run(&orch.bind(&workflow()).unwrap(), json!(null))
-        .await
-        .unwrap();
+    let exec = start(&orch, json!(null)).await;
     let id = exec.id().clone();
     let view = exec.wait().await.unwrap();
     assert_eq!(view.output("team"), Some(&json!({"results": [0, 1, 2, 3]})));
@@ -449,14 +439,7 @@ async fn a_node_named_like_its_agent_does_not_take_that_agents_concurrency() {
         )
         .build()
         .unwrap();
-    let run = async {
-        orch.run(&orch.bind(&workflow()).unwrap(), json!([1, 2]))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap()
-    };
+    let run = async { start(&orch, json!([1, 2])).await.wait().await.unwrap() };
     let view = tokio::time::timeout(std::time::Duration::from_secs(60), run)
         .await
         .expect("the hierarchy waited for itself");
@@ -565,25 +548,14 @@ async fn a_manager_whose_decomposition_makes_no_sense_escalates_and_a_sibling_ta
             .unwrap()
     };
     let resolved = orch(vec![Resolve::Reassign]);
-    let view = resolved
-        .run(&resolved.bind(&workflow()).unwrap(), json!("x"))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let view = start(&resolved, json!("x")).await.wait().await.unwrap();
     assert_eq!(
         view.output("team"),
         Some(&json!({"results": [{"results": [{"did": "x"}]}]}))
     );
 
     let unresolved = orch(Vec::new());
-    let error = unresolved
-        .run(&unresolved.bind(&workflow()).unwrap(), json!("x"))
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let error = start(&unresolved, json!("x")).await.await.unwrap_err();
     match source_of(&error) {
         Some(HierarchyError::Unresolved { path, reason, .. }) => {
             assert_eq!(path, &["mid-1", "top"]);
