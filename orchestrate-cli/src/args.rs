@@ -118,11 +118,16 @@ pub(crate) enum Command {
         /// The execution's id.
         id: String,
     },
-    /// Cancels an execution that has not finished.
-    #[command(after_help = "Example:\n  orchestrate cancel 0193c2d4-...")]
+    /// Cancels an execution that has not finished: the process running it
+    /// is asked to, or, when none takes the request within `--wait`, it is
+    /// ended here.
+    #[command(after_help = "Example:\n  orchestrate cancel 0193c2d4-... --wait 30")]
     Cancel {
         /// The execution's id.
         id: String,
+        /// Seconds to wait for the process running it before ending it here.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
     },
     /// Finishes an execution whose process stopped: steps that had
     /// finished are not run again.

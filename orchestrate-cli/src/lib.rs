@@ -67,6 +67,10 @@ pub use error::{CliError, Exit};
 
 use args::{Args, Command};
 
+/// How often a running command looks for `orchestrate cancel` requests
+/// from other processes: one store query per look.
+const CANCEL_LOOK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The command line over an orchestrator's agents and patterns.
 #[must_use = "a command line does nothing until it is run"]
 pub struct Cli {
@@ -130,7 +134,11 @@ impl Cli {
 
     async fn dispatch(self, args: Args) -> Result<Exit, CliError> {
         let store = state::open_store(args.store.as_deref()).await?;
-        let mut builder = self.builder.store(store.clone());
+        // A `cancel` in another process reaches a run here within this.
+        let mut builder = self
+            .builder
+            .store(store.clone())
+            .watch_cancel_requests(CANCEL_LOOK);
         // Commands on an execution need its workflow registered: the
         // definition `run` kept in the store.
         if let Command::Serve { workflows, .. } = &args.command {
@@ -180,7 +188,10 @@ impl Cli {
                 commands::logs::logs(&id.into(), follow, json, &*store).await
             }
             Command::Export { id } => commands::inspect::export(&id.into(), &orchestrator).await,
-            Command::Cancel { id } => commands::control::cancel(&id.into(), &orchestrator).await,
+            Command::Cancel { id, wait } => {
+                let wait = std::time::Duration::from_secs(wait);
+                commands::control::cancel(&id.into(), wait, &orchestrator).await
+            }
             Command::Resume { id, json } => {
                 commands::run::resume(&id.into(), json, &orchestrator).await
             }
@@ -222,7 +233,7 @@ impl Command {
     /// The execution a command is about, when it resumes or steers one.
     fn execution(&self) -> Option<ExecutionId> {
         match self {
-            Command::Cancel { id }
+            Command::Cancel { id, .. }
             | Command::Resume { id, .. }
             | Command::Approve { id, .. }
             | Command::Reject { id, .. } => Some(id.as_str().into()),

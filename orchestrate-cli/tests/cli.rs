@@ -241,8 +241,14 @@ fn an_execution_whose_process_was_killed_is_cancelled_by_id() {
     let project = Project::new();
     let marks = project.path("marks");
     let id = killed_while_waiting(&project, &marks);
-    let out = project.run(&["cancel", &id]);
+    // No process takes the request: after `--wait`, it is ended here.
+    let out = project.run(&["cancel", &id, "--wait", "1"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no process took the request within 1s"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(
         text(&out.stdout).contains("Cancelled"),
         "{}",
@@ -256,6 +262,52 @@ fn an_execution_whose_process_was_killed_is_cancelled_by_id() {
         project.run(&["cancel", "no-such-id"]).status.code(),
         Some(2)
     );
+}
+
+#[test]
+fn cancel_from_a_second_process_stops_a_running_execution() {
+    let project = Project::new();
+    let file = project.write(
+        "long.json",
+        r#"{"name": "long", "steps": [
+            {"id": "nap", "agent": "sleep", "input": 60000},
+            {"id": "after", "agent": "echo", "depends_on": ["nap"], "input": "never"}
+        ]}"#,
+    );
+    let mut runner = project
+        .command(&["run", file.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(runner.stdout.take().unwrap()).lines();
+    let mut id = None;
+    for line in lines.by_ref() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        id.get_or_insert_with(|| event["execution_id"].as_str().unwrap().to_owned());
+        if event["type"] == "step_started" {
+            break;
+        }
+    }
+    let id = id.unwrap();
+
+    // Long enough that only the running process can have ended it.
+    let out = project.run(&["cancel", &id, "--wait", "50"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(runner.wait().unwrap().code(), Some(130), "{rest:?}");
+    let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert_eq!(last["type"], "execution_finished");
+    assert_eq!(last["status"], "cancelled");
+    let inspected = text(&project.run(&["inspect", &id]).stdout);
+    assert!(inspected.contains("status    Cancelled"), "{inspected}");
+    assert!(!inspected.contains("never"), "{inspected}");
 }
 
 #[test]

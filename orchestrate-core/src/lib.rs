@@ -104,7 +104,9 @@ pub use execution::Execution;
 pub use ids::ExecutionId;
 pub use journal::{ExecutionStatus, ExecutionView, StepStatus};
 pub use limits::{Limits, StepTasks};
-pub use orchestrator::{Orchestrator, OrchestratorBuilder, RunOptions};
+pub use orchestrator::{
+    CancelRequest, Orchestrator, OrchestratorBuilder, RunOptions, CANCEL_MAILBOX,
+};
 pub use policies::default_policy;
 pub use workflow::Workflow;
 

@@ -39,6 +39,11 @@ pub struct Limits {
     /// account when its consumption reaches it (default 50, 80, 100; see
     /// [`budget`](crate::budget)).
     pub budget_thresholds: Vec<u8>,
+    /// How often, while executions run here, the orchestrator looks in the
+    /// store for cancellations another process asked for with
+    /// [`request_cancel`](crate::Orchestrator::request_cancel) (default
+    /// `None`: it does not look).
+    pub cancel_requests: Option<Duration>,
 }
 
 /// Where the attempts of a step run.
@@ -78,6 +83,7 @@ impl Default for Limits {
             max_call_depth: 64,
             strict_replay: false,
             budget_thresholds: crate::budget::DEFAULT_THRESHOLDS.to_vec(),
+            cancel_requests: None,
         }
     }
 }

@@ -13,13 +13,18 @@
 //! | `GET /executions/{id}/journal` | the journal, capped and redacted |
 //! | `GET /executions/{id}/tree` | the call tree |
 //! | `GET /executions/{id}/events` | server-sent events, live, resumable with `Last-Event-ID` |
-//! | `POST /executions/{id}/cancel` | cancels it |
+//! | `POST /executions/{id}/cancel` | cancels it, or asks the replica running it to |
 //! | `POST /executions/{id}/approve` | `{"step", "value"}` for a step waiting for a decision |
 //!
 //! Errors are `application/problem+json` (RFC 9457): 400 a malformed
 //! body or query, 401 a missing or wrong token, 404 no such workflow or
 //! execution, 409 nothing to approve, 413 a body past the limit, 415 a
 //! body that is not JSON, 422 JSON the workflow refuses, 500 the rest.
+//!
+//! Several replicas may share one store (PostgreSQL): build each
+//! orchestrator with
+//! [`watch_cancel_requests`](orchestrate_core::OrchestratorBuilder::watch_cancel_requests)
+//! so that a cancel sent to one reaches the execution another runs.
 //!
 //! # Examples
 //!

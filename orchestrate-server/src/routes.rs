@@ -11,7 +11,7 @@ use axum::Json;
 use futures::{Stream, StreamExt};
 use orchestrate_core::journal::{CallTree, ExecutionView, ExportOptions};
 use orchestrate_core::store::ExecutionQuery;
-use orchestrate_core::{ExecutionId, ExecutionStatus, Orchestrator, RunOptions};
+use orchestrate_core::{CancelRequest, ExecutionId, ExecutionStatus, Orchestrator, RunOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -182,9 +182,21 @@ fn tree_json(tree: &CallTree) -> Value {
     json!({"calls": calls})
 }
 
+/// Cancels an execution here, or asks the replica running it to: the
+/// body's `cancel` says which (`cancelling`, `requested`, or `finished`
+/// when there was nothing left to cancel).
 pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Answer {
-    let execution = state.orchestrator.cancel(&id.into()).await?;
-    let body = json!({"id": execution.id().to_string(), "status": execution.status()});
+    let id = ExecutionId::from(id);
+    let (cancel, status) = match state.orchestrator.request_cancel(&id).await? {
+        CancelRequest::Here(execution) => ("cancelling", execution.status()),
+        CancelRequest::Finished(execution) => ("finished", execution.status()),
+        // Requested, or an outcome this server does not know yet.
+        _ => (
+            "requested",
+            state.orchestrator.execution(&id).await?.status(),
+        ),
+    };
+    let body = json!({"id": id.as_str(), "status": status, "cancel": cancel});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 

@@ -1,7 +1,9 @@
 //! The server on 127.0.0.1, driven by a real HTTP client.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use orchestrate_core::store::{MemoryStore, Store};
 use orchestrate_core::{agent_fn, AgentError, Orchestrator};
 use orchestrate_graph::{StepDef, WorkflowDef};
 use orchestrate_server::{router_with, ServerConfig};
@@ -9,7 +11,14 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
 fn orchestrator() -> Orchestrator {
+    replica(Arc::new(MemoryStore::new()))
+}
+
+/// One server process of several sharing `store`.
+fn replica(store: Arc<dyn Store>) -> Orchestrator {
     Orchestrator::builder()
+        .store(store)
+        .watch_cancel_requests(Duration::from_millis(20))
         .agent(agent_fn("echo", |input, _| async move { Ok(input) }))
         .agent(agent_fn("wait", |input: Value, ctx| async move {
             tokio::select! {
@@ -51,9 +60,13 @@ fn orchestrator() -> Orchestrator {
 
 /// A server on a free port; its base URL.
 async fn serve(config: ServerConfig) -> String {
+    serve_replica(orchestrator(), config).await
+}
+
+async fn serve_replica(orchestrator: Orchestrator, config: ServerConfig) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router_with(orchestrator(), config);
+    let app = router_with(orchestrator, config);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
 }
@@ -137,6 +150,8 @@ async fn a_two_step_workflow_is_executed_polled_read_and_another_cancelled() {
         .await
         .unwrap();
     assert_eq!(cancelled.status(), StatusCode::ACCEPTED);
+    let cancelled: Value = cancelled.json().await.unwrap();
+    assert_eq!(cancelled["cancel"], "cancelling");
     until(&client, &base, &other, "cancelled").await;
 
     // Two executions, a page of one at a time.
@@ -348,4 +363,36 @@ async fn a_parked_execution_is_approved_over_http() {
         problem(again, StatusCode::CONFLICT).await["code"],
         "not_interrupted"
     );
+}
+
+#[tokio::test]
+async fn a_cancel_sent_to_one_replica_stops_the_execution_another_runs() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let running = serve_replica(replica(store.clone()), ServerConfig::default()).await;
+    let asked = serve_replica(replica(store), ServerConfig::default()).await;
+    let client = Client::new();
+    let id = start(&client, &running, "slow", json!(null)).await;
+    until(&client, &running, &id, "running").await;
+
+    let response = client
+        .post(format!("{asked}/executions/{id}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["cancel"], "requested", "{body}");
+    until(&client, &running, &id, "cancelled").await;
+    until(&client, &asked, &id, "cancelled").await;
+
+    // Nothing left to cancel.
+    let again: Value = client
+        .post(format!("{asked}/executions/{id}/cancel"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["cancel"], "finished", "{again}");
 }

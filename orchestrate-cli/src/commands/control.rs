@@ -1,22 +1,71 @@
 //! `cancel`, `approve` and `reject`: an execution steered by id.
 
-use orchestrate_core::{ExecutionId, Orchestrator};
+use std::time::Duration;
+
+use orchestrate_core::{CancelRequest, Execution, ExecutionId, ExecutionStatus, Orchestrator};
 use serde_json::Value;
 
 use crate::error::{CliError, Exit};
 
+/// How often `cancel` reads the journal of an execution another process
+/// runs, to see it end.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Asks the process running execution `id` to cancel it and waits for its
+/// journal to say it ended; when nothing has ended it within `wait` (no
+/// process runs it, or the one that does cannot be reached), ends it here.
 pub(crate) async fn cancel(
     id: &ExecutionId,
+    wait: Duration,
     orchestrator: &Orchestrator,
 ) -> Result<Exit, CliError> {
-    let execution = orchestrator.cancel(id).await?;
-    // Ended by the cancellation or already before it: either way, said.
-    let status = match execution.wait().await {
-        Ok(view) => view.status(),
-        Err(_) => execution.status(),
+    let status = match orchestrator.request_cancel(id).await? {
+        CancelRequest::Here(execution) | CancelRequest::Finished(execution) => {
+            ended(&execution).await
+        }
+        CancelRequest::Requested => match ended_elsewhere(id, wait, orchestrator).await? {
+            Some(status) => status,
+            None => {
+                eprintln!(
+                    "no process took the request within {}s: cancelling it here",
+                    wait.as_secs()
+                );
+                ended(&orchestrator.cancel(id).await?).await
+            }
+        },
+        // A kind of outcome this command does not know yet.
+        _ => orchestrator.execution(id).await?.status(),
     };
     println!("execution {id}: {status:?}");
     Ok(Exit::Success)
+}
+
+/// How `execution` ended, by the cancellation or already before it.
+async fn ended(execution: &Execution) -> ExecutionStatus {
+    match execution.wait().await {
+        Ok(view) => view.status(),
+        Err(_) => execution.status(),
+    }
+}
+
+/// How execution `id` ended in another process, once its journal says so,
+/// or `None` after `wait`.
+async fn ended_elsewhere(
+    id: &ExecutionId,
+    wait: Duration,
+    orchestrator: &Orchestrator,
+) -> Result<Option<ExecutionStatus>, CliError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let status = orchestrator.execution(id).await?.status();
+        if status.is_terminal() {
+            return Ok(Some(status));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 pub(crate) async fn approve(

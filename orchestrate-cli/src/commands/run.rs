@@ -99,7 +99,8 @@ pub(crate) async fn follow(
     let view = execution.view();
     let exit = match view.status() {
         ExecutionStatus::Succeeded | ExecutionStatus::PartiallySucceeded => Exit::Success,
-        ExecutionStatus::Cancelled if interrupted => Exit::Interrupted,
+        // By Ctrl-C here, or `orchestrate cancel` from another process.
+        ExecutionStatus::Cancelled => Exit::Interrupted,
         ExecutionStatus::Parked => {
             if !json {
                 eprintln!(

@@ -158,6 +158,15 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// Looks in the store every `every`, while executions run here, for
+    /// cancellations another process asked for (default: never). See
+    /// [`Orchestrator::request_cancel`]. One query per look, whatever the
+    /// number of executions; none while none runs.
+    pub fn watch_cancel_requests(mut self, every: Duration) -> Self {
+        self.limits.cancel_requests = Some(every);
+        self
+    }
+
     /// Grace period between cancellation and dropping attempts (default 5 s).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.limits.cancel_grace = grace;

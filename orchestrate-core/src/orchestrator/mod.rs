@@ -1,6 +1,7 @@
 //! The [`Orchestrator`]: built once, runs many executions.
 
 mod builder;
+mod cancel_requests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
@@ -13,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use builder::OrchestratorBuilder;
+pub use cancel_requests::{CancelRequest, CANCEL_MAILBOX};
 
 use crate::limits::Limits;
 use crate::pattern::Patterns;
@@ -85,6 +87,9 @@ pub(crate) struct Inner {
     pub(crate) running: Registry,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// Set once the look for other processes' cancellation requests has
+    /// started.
+    pub(crate) watching_cancel_requests: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -110,6 +115,7 @@ impl Inner {
             running: Arc::default(),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            watching_cancel_requests: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -350,6 +356,7 @@ impl Orchestrator {
             None => driver,
         };
         inner.tracker.spawn(driver.run().instrument(span));
+        self.watch_cancel_requests();
         Ok(Execution::new(shared))
     }
 
@@ -400,7 +407,7 @@ impl Orchestrator {
             Err(execution) => return Ok(execution),
         };
         let workflow = self.registered(view.workflow())?;
-        self.restore(&workflow, id, &events, view)
+        self.restore(&workflow, id, &events, view).await
     }
 
     /// Like [`resume`](Self::resume) with an explicit workflow (e.g. one bound
@@ -415,7 +422,7 @@ impl Orchestrator {
         id: &ExecutionId,
     ) -> Result<Execution, Error> {
         match self.load_unfinished(id).await? {
-            Ok((events, view)) => self.restore(workflow, id, &events, view),
+            Ok((events, view)) => self.restore(workflow, id, &events, view).await,
             Err(execution) => Ok(execution),
         }
     }
@@ -467,7 +474,9 @@ impl Orchestrator {
             }
         };
         let workflow = self.registered(view.workflow())?;
-        self.start_restored(&workflow, id, &events, view, Restart::Cancel)
+        let execution = self.start_restored(&workflow, id, &events, view, Restart::Cancel)?;
+        self.settle_cancel_requests(id).await?;
+        Ok(execution)
     }
 
     /// Terminates call `call` of execution `id` and its whole subtree: their
@@ -570,7 +579,9 @@ impl Orchestrator {
         )
     }
 
-    fn restore(
+    /// Starts an execution taken up from its journal: ended cancelled if
+    /// another process asked for that meanwhile, otherwise going on.
+    async fn restore(
         &self,
         workflow: &Workflow,
         id: &ExecutionId,
@@ -586,7 +597,12 @@ impl Orchestrator {
                 self.inner.bus.clone(),
             ))));
         }
-        self.start_restored(workflow, id, events, view, Restart::Resume)
+        if !self.cancel_requested(id).await? {
+            return self.start_restored(workflow, id, events, view, Restart::Resume);
+        }
+        let execution = self.start_restored(workflow, id, events, view, Restart::Cancel)?;
+        self.settle_cancel_requests(id).await?;
+        Ok(execution)
     }
 
     fn start_restored(
@@ -658,6 +674,7 @@ impl Orchestrator {
             Restart::Cancel => driver.request_cancel(),
         }
         inner.tracker.spawn(driver.run_restored().instrument(span));
+        self.watch_cancel_requests();
         Ok(Execution::new(shared))
     }
 

@@ -1,0 +1,182 @@
+//! Cancellation asked for by another process.
+//!
+//! An execution's journal has one writer, the process that runs it, so a
+//! second process cannot end it by writing there. It leaves a request in
+//! the store's mailbox [`CANCEL_MAILBOX`] instead; every orchestrator that
+//! [watches](super::OrchestratorBuilder::watch_cancel_requests) looks at
+//! that mailbox while it runs executions, and the one running the
+//! requested execution cancels it as [`Execution::cancel`] does and marks
+//! the request processed. One query per look, however many executions
+//! run, and none while none runs.
+//!
+//! A request for an execution no process runs stays until one takes the
+//! execution up ([`resume`](super::Orchestrator::resume)), which then
+//! cancels it at its first look, or until
+//! [`cancel`](super::Orchestrator::cancel) ends it here.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::{Inner, Orchestrator};
+use crate::error::Error;
+use crate::execution::Execution;
+use crate::ids::ExecutionId;
+use crate::store::{MessageQuery, MessageStatus, NewMessage, Store, StoreError};
+
+/// The mailbox that holds cancellation requests; each message's thread is
+/// the execution's id.
+pub const CANCEL_MAILBOX: &str = "orchestrate/cancel";
+
+/// What [`Orchestrator::request_cancel`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CancelRequest {
+    /// The execution ran or was parked here, and is being cancelled here:
+    /// its handle tells when it has ended.
+    Here(Execution),
+    /// The execution had already finished; nothing was asked.
+    Finished(Execution),
+    /// The execution is not running in this process: the request is kept
+    /// in the store for the process that runs it, or will.
+    Requested,
+}
+
+impl Orchestrator {
+    /// Asks for execution `id` to be cancelled, wherever it runs. One
+    /// running here is cancelled at once, as [`Execution::cancel`] does; a
+    /// parked one is ended here, as [`cancel`](Self::cancel) does; for any
+    /// other unfinished one a request is kept in the store, which the
+    /// orchestrator running it takes within its
+    /// [watch interval](super::OrchestratorBuilder::watch_cancel_requests).
+    ///
+    /// Whether a process takes the request cannot be told from here: one
+    /// whose process stopped is not running anywhere. A caller that must
+    /// see the execution end waits for its journal to say so, and after a
+    /// while of nothing may take it over with [`cancel`](Self::cancel).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExecutionNotFound`], [`Error::UnknownWorkflow`] for a
+    /// parked execution whose workflow is not registered, store errors.
+    pub async fn request_cancel(&self, id: &ExecutionId) -> Result<CancelRequest, Error> {
+        let (_, view) = match self.load_unfinished(id).await? {
+            Ok(loaded) => loaded,
+            Err(execution) if execution.status().is_terminal() => {
+                return Ok(CancelRequest::Finished(execution))
+            }
+            Err(running_here) => {
+                running_here.cancel();
+                return Ok(CancelRequest::Here(running_here));
+            }
+        };
+        if view.status() == crate::journal::ExecutionStatus::Parked {
+            return self.cancel(id).await.map(CancelRequest::Here);
+        }
+        let request = NewMessage::new(CANCEL_MAILBOX, json!({ "execution": id.as_str() }))
+            .in_thread(id.as_str());
+        self.inner.store.send_message(request).await?;
+        Ok(CancelRequest::Requested)
+    }
+
+    /// Starts this orchestrator's look at the cancellation mailbox, once,
+    /// if it watches it.
+    pub(super) fn watch_cancel_requests(&self) {
+        let Some(every) = self.inner.limits.cancel_requests else {
+            return;
+        };
+        if self
+            .inner
+            .watching_cancel_requests
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        // Holds no strong reference: a dropped orchestrator ends the watch
+        // at its next look.
+        let inner = Arc::downgrade(&self.inner);
+        let shutdown = self.inner.shutdown.clone();
+        tokio::spawn(watch(inner, shutdown, every));
+    }
+
+    /// Whether a request to cancel `id` is pending.
+    pub(super) async fn cancel_requested(&self, id: &ExecutionId) -> Result<bool, StoreError> {
+        let pending = self
+            .inner
+            .store
+            .list_messages(&pending_for(Some(id)))
+            .await?;
+        Ok(!pending.is_empty())
+    }
+
+    /// Marks every pending request to cancel `id` processed: it is being
+    /// cancelled here.
+    pub(super) async fn settle_cancel_requests(&self, id: &ExecutionId) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        for request in store.list_messages(&pending_for(Some(id))).await? {
+            store.ack_message(request.id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The pending requests to cancel `id`, or every pending request.
+fn pending_for(id: Option<&ExecutionId>) -> MessageQuery {
+    MessageQuery {
+        recipient: Some(CANCEL_MAILBOX.to_owned()),
+        status: Some(MessageStatus::Pending),
+        thread: id.map(|id| id.as_str().to_owned()),
+    }
+}
+
+async fn watch(inner: Weak<Inner>, shutdown: CancellationToken, every: Duration) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(e) = take_requests(&inner).await {
+            // The next look tries again; a store that stays down shows in
+            // the executions' own writes.
+            tracing::warn!(error = %e, "could not read the cancellation requests");
+        }
+    }
+}
+
+/// Cancels the executions running here that a pending request names, and
+/// marks those requests processed.
+async fn take_requests(inner: &Inner) -> Result<(), StoreError> {
+    let idle = inner
+        .running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .is_empty();
+    if idle {
+        return Ok(());
+    }
+    for request in inner.store.list_messages(&pending_for(None)).await? {
+        let Some(id) = requested_execution(&request.payload) else {
+            // Not a request this library wrote: left for whoever did.
+            continue;
+        };
+        let running = inner
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&ExecutionId::from(id.to_owned()))
+            .cloned();
+        if let Some(shared) = running {
+            tracing::info!(execution_id = id, "cancelled at another process's request");
+            shared.cancel.cancel();
+            inner.store.ack_message(request.id).await?;
+        }
+    }
+    Ok(())
+}
+
+fn requested_execution(payload: &Value) -> Option<&str> {
+    payload.get("execution")?.as_str()
+}
