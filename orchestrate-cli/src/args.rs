@@ -23,6 +23,21 @@ pub(crate) struct Args {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Creates a project: a Cargo package with an agent of its own, a
+    /// workflow, a test, and this command line over them.
+    #[command(after_help = "Example:\n  orchestrate init my-agents && cd my-agents && cargo test")]
+    Init {
+        /// Where (made if missing; must not hold the project's files).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The package's name (default: the directory's).
+        #[arg(long)]
+        name: Option<String>,
+        /// Takes the orchestrate crates from this checkout instead of
+        /// crates.io.
+        #[arg(long, value_name = "DIR")]
+        orchestrate_path: Option<PathBuf>,
+    },
     /// Checks a workflow file and reports every problem at once.
     #[command(after_help = "Example:\n  orchestrate validate workflows/build.json")]
     Validate {

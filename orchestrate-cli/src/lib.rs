@@ -3,6 +3,7 @@
 //! own agents registered.
 //!
 //! ```text
+//! orchestrate init my-agents   # a project with an agent of its own
 //! orchestrate validate build.json
 //! orchestrate run build.json --input '{"branch": "main"}'
 //! orchestrate list
@@ -133,6 +134,23 @@ impl Cli {
     }
 
     async fn dispatch(self, args: Args) -> Result<Exit, CliError> {
+        // Commands that need no store make none.
+        match &args.command {
+            Command::Init {
+                dir,
+                name,
+                orchestrate_path,
+            } => return commands::init::init(dir, name.as_deref(), orchestrate_path.as_deref()),
+            Command::Schema => {
+                let schema = orchestrate_graph::workflow_schema();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&schema).unwrap_or_default()
+                );
+                return Ok(Exit::Success);
+            }
+            _ => {}
+        }
         let store = state::open_store(args.store.as_deref()).await?;
         // A `cancel` in another process reaches a run here within this.
         let mut builder = self
@@ -170,14 +188,8 @@ impl Cli {
             Command::Serve { addr, token, .. } => {
                 commands::serve::serve(&addr, token, &orchestrator).await
             }
-            Command::Schema => {
-                let schema = orchestrate_graph::workflow_schema();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&schema).unwrap_or_default()
-                );
-                Ok(Exit::Success)
-            }
+            // Done above, without a store.
+            Command::Init { .. } | Command::Schema => Ok(Exit::Success),
             Command::List { status, workflow } => {
                 commands::inspect::list(&*store, status, workflow).await
             }

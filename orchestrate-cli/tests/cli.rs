@@ -311,6 +311,73 @@ fn cancel_from_a_second_process_stops_a_running_execution() {
 }
 
 #[test]
+fn init_writes_the_tested_template_and_a_manifest_cargo_reads() {
+    let project = Project::new();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checkout = here.parent().unwrap().to_str().unwrap();
+    let out = project.run(&["init", "My Agents", "--orchestrate-path", checkout]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dir = project.path("My Agents");
+    // The files are the template this crate builds and tests.
+    for file in [
+        "src/main.rs",
+        "src/agents.rs",
+        "workflows/hello.json",
+        "tests/workflow.rs",
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(file)).unwrap(),
+            std::fs::read_to_string(here.join("template").join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let metadata = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(metadata.status.success(), "{}", text(&metadata.stderr));
+    let metadata: Value = serde_json::from_slice(&metadata.stdout).unwrap();
+    let package = &metadata["packages"][0];
+    assert_eq!(package["name"], "my-agents");
+    let paths: Vec<&str> = package["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            here.to_str().unwrap(),
+            &format!("{checkout}/orchestrate-core")
+        ],
+        "{package}"
+    );
+    assert!(!project.path(".orchestrate").exists(), "no store was made");
+
+    // Nothing is overwritten.
+    std::fs::write(dir.join("src/agents.rs"), "mine").unwrap();
+    let again = project.run(&["init", "My Agents"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("exists already"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("src/agents.rs")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
 fn the_shipped_workflows_validate_and_run() {
     let project = Project::new();
     let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/hello.json");

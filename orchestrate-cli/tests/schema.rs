@@ -30,6 +30,7 @@ fn the_shipped_workflows_follow_the_schema_and_a_broken_one_does_not() {
     let validator = jsonschema::validator_for(&schema).unwrap();
     let shipped = [
         root().join("orchestrate-cli/workflows/hello.json"),
+        root().join("orchestrate-cli/template/workflows/hello.json"),
         root().join("examples/workflows/hello.json"),
     ];
     for file in shipped {

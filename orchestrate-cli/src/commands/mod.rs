@@ -2,6 +2,7 @@
 
 pub(crate) mod check;
 pub(crate) mod control;
+pub(crate) mod init;
 pub(crate) mod inspect;
 pub(crate) mod logs;
 pub(crate) mod run;
