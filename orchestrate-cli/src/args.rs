@@ -53,7 +53,8 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },
-    /// Runs a workflow to its end, showing its progress.
+    /// Runs a workflow to its end, showing its progress: redrawn in place
+    /// on a terminal, as timestamped lines elsewhere.
     #[command(
         after_help = "Example:\n  orchestrate run workflows/build.json --input '{\"branch\": \"main\"}' --key build-42"
     )]

@@ -78,6 +78,8 @@ fn a_workflow_of_shell_steps_runs_to_its_end_in_the_default_sqlite_store() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("step `hello` succeeded"), "{stdout}");
+    // Not a terminal: plain lines, no drawing.
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
     assert!(stdout.contains("execution finished: Succeeded"), "{stdout}");
     assert!(
         stdout.contains(r#"output: {"exit_code":0,"stderr":"","stdout":"HELLO ADA\n"}"#),

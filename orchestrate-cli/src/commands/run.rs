@@ -1,7 +1,6 @@
 //! `run` and `resume`: an execution started or taken up, and followed to
 //! its end with its progress shown.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use futures::StreamExt;
@@ -59,8 +58,7 @@ pub(crate) async fn follow(
 ) -> Result<Exit, CliError> {
     let mut events = execution.events().await?;
     let mut interrupted = false;
-    let mut lines = progress::Lines::default();
-    let mut stdout = std::io::stdout();
+    let mut display = progress::Display::choose(json);
     loop {
         tokio::select! {
             event = events.next() => {
@@ -70,16 +68,9 @@ pub(crate) async fn follow(
                 // the history of an approved execution is not this one.
                 let parked = matches!(event.kind, EventKind::ExecutionParked { .. })
                     && event.seq >= history;
-                let line = if json {
-                    serde_json::to_string(&*event).ok()
-                } else {
-                    lines.line(&event)
-                };
-                if let Some(line) = line {
-                    // A closed pipe (`| head`) is not the workflow's failure.
-                    if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {
-                        break;
-                    }
+                // A closed pipe (`| head`) is not the workflow's failure.
+                if display.show(&event).is_err() {
+                    break;
                 }
                 if parked {
                     break;
@@ -87,15 +78,17 @@ pub(crate) async fn follow(
             }
             _ = tokio::signal::ctrl_c() => {
                 if interrupted {
+                    display.finish();
                     eprintln!("interrupted again: stopping now; `orchestrate resume {}` finishes it", execution.id());
                     return Ok(Exit::Interrupted);
                 }
                 interrupted = true;
-                eprintln!("interrupted: cancelling (Ctrl-C again to stop at once)");
+                display.note("interrupted: cancelling (Ctrl-C again to stop at once)");
                 execution.cancel();
             }
         }
     }
+    display.finish();
     let view = execution.view();
     let exit = match view.status() {
         ExecutionStatus::Succeeded | ExecutionStatus::PartiallySucceeded => Exit::Success,

@@ -1,10 +1,72 @@
-//! Progress as plain, timestamped lines: one per event worth reading, in a
-//! form that stays readable in a log file.
+//! How a run shows its progress: redrawn in place on a terminal
+//! ([`Live`]), as plain timestamped lines that stay readable in a log
+//! file ([`Lines`]), or as one JSON event per line for scripts.
+
+mod live;
 
 use std::fmt::Write as _;
+use std::io::{self, IsTerminal as _, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orchestrate_core::journal::{Event, EventKind};
+
+pub(crate) use live::Live;
+
+/// Where a followed execution's events go.
+pub(crate) enum Display {
+    /// One JSON event per line.
+    Json,
+    /// Plain, timestamped lines.
+    Lines(Lines),
+    /// The live display.
+    Live(Live),
+}
+
+impl Display {
+    /// JSON when asked for; otherwise live on a terminal that can redraw
+    /// (not `TERM=dumb`), lines elsewhere.
+    pub(crate) fn choose(json: bool) -> Self {
+        if json {
+            Display::Json
+        } else if io::stdout().is_terminal() && Live::can_draw() {
+            Display::Live(Live::new())
+        } else {
+            Display::Lines(Lines::default())
+        }
+    }
+
+    /// Shows `event`.
+    ///
+    /// # Errors
+    ///
+    /// When standard output cannot be written (a closed pipe).
+    pub(crate) fn show(&mut self, event: &Event) -> io::Result<()> {
+        let line = match self {
+            Display::Live(live) => return live.show(event),
+            Display::Json => serde_json::to_string(event).ok(),
+            Display::Lines(lines) => lines.line(event),
+        };
+        let Some(line) = line else { return Ok(()) };
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{line}")?;
+        stdout.flush()
+    }
+
+    /// Prints `text` on standard error, around the live display if any.
+    pub(crate) fn note(&self, text: &str) {
+        match self {
+            Display::Live(live) => live.note(text),
+            _ => eprintln!("{text}"),
+        }
+    }
+
+    /// Ends the live display, if any, so that what follows prints below.
+    pub(crate) fn finish(&mut self) {
+        if let Display::Live(live) = self {
+            live.finish();
+        }
+    }
+}
 
 /// Turns events into lines, each stamped with the time it happened.
 #[derive(Default)]
@@ -32,7 +94,7 @@ impl Lines {
 }
 
 /// What `event` says, or `None` for events too fine to show.
-fn describe(event: &Event) -> Option<String> {
+pub(crate) fn describe(event: &Event) -> Option<String> {
     let what = match &event.kind {
         EventKind::ExecutionStarted(start) => format!(
             "execution {} started: workflow `{}` ({} steps)",
