@@ -17,6 +17,11 @@ pub(crate) struct Args {
     #[arg(long, global = true, env = "ORCHESTRATE_STORE", value_name = "URL")]
     pub(crate) store: Option<String>,
 
+    /// Exports the spans of executions, steps, calls and attempts to this
+    /// OpenTelemetry collector over OTLP/HTTP (`http://localhost:4318`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) otlp_endpoint: Option<String>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }

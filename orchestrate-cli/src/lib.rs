@@ -55,6 +55,8 @@ pub mod agents;
 mod args;
 mod commands;
 mod error;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod progress;
 pub mod state;
 
@@ -124,13 +126,36 @@ impl Cli {
                 };
             }
         };
-        match self.dispatch(args).await {
+        match self.traced(args).await {
             Ok(exit) => exit,
             Err(e) => {
                 eprintln!("error: {e}");
                 e.exit()
             }
         }
+    }
+
+    /// Runs the command, its spans exported when `--otlp-endpoint` asks.
+    #[cfg(feature = "otel")]
+    async fn traced(self, args: Args) -> Result<Exit, CliError> {
+        let Some(endpoint) = args.otlp_endpoint.clone() else {
+            return self.dispatch(args).await;
+        };
+        let export = otel::Export::start(&endpoint)?;
+        let exit = self.dispatch(args).await;
+        export.finish().await;
+        exit
+    }
+
+    #[cfg(not(feature = "otel"))]
+    async fn traced(self, args: Args) -> Result<Exit, CliError> {
+        if args.otlp_endpoint.is_some() {
+            return Err(CliError::Usage(
+                "--otlp-endpoint: this build has no OpenTelemetry support (feature `otel`)"
+                    .to_owned(),
+            ));
+        }
+        self.dispatch(args).await
     }
 
     async fn dispatch(self, args: Args) -> Result<Exit, CliError> {

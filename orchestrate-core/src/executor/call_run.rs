@@ -287,13 +287,27 @@ async fn attempts(
 pub(super) fn started(prepared: Result<Prepared, Error>) -> CallFuture {
     match prepared {
         Ok(Prepared::Run(run)) => {
+            let span = crate::spans::traced(|| {
+                tracing::info_span!(
+                    "call",
+                    call_id = %run.call,
+                    agent = %run.agent,
+                    correlation_id = %run.child.correlation_id(),
+                )
+            });
             let future = run.run();
             #[cfg(test)]
             tests::LARGEST_CALL_FUTURE.fetch_max(
                 std::mem::size_of_val(&future),
                 std::sync::atomic::Ordering::Relaxed,
             );
-            Box::pin(future)
+            // Its attempts' spans, and its agent's, nest in it; without a
+            // subscriber there is nothing to enter at each poll.
+            if span.is_none() {
+                Box::pin(future)
+            } else {
+                Box::pin(tracing::Instrument::instrument(future, span))
+            }
         }
         Ok(Prepared::Replayed(result)) => Box::pin(std::future::ready(result)),
         Err(error) => Box::pin(std::future::ready(Err(error))),
