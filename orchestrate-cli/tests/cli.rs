@@ -3,9 +3,9 @@
 //! run killed with SIGKILL finished by `resume` without running finished
 //! steps again, exit codes.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -180,6 +180,42 @@ fn a_failed_step_exits_1_and_inspect_names_its_error() {
     );
 }
 
+/// A run in a process of its own, with `--json`.
+struct Running {
+    child: Child,
+    /// Its event lines not read yet.
+    lines: Lines<BufReader<ChildStdout>>,
+    /// The execution's id.
+    id: String,
+}
+
+impl Project {
+    /// Starts `run FILE --json` and reads its events until step `step`
+    /// (or, with `None`, any step) has started.
+    fn start_run(&self, file: &Path, step: Option<&str>) -> Running {
+        let mut child = self
+            .command(&["run", file.to_str().unwrap(), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut id = None;
+        for line in lines.by_ref() {
+            let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            id.get_or_insert_with(|| event["execution_id"].as_str().unwrap().to_owned());
+            if event["type"] == "step_started" && step.is_none_or(|s| event["step"] == s) {
+                break;
+            }
+        }
+        Running {
+            child,
+            lines,
+            id: id.unwrap(),
+        }
+    }
+}
+
 /// Runs a workflow `first` → `wait` (1.5 s) → `last`, each shell step
 /// marking file `marks`, and kills its process with SIGKILL while `wait`
 /// runs; returns the execution's id.
@@ -193,23 +229,11 @@ fn killed_while_waiting(project: &Project, marks: &Path) -> String {
             mark("last", "last", marks, Some("wait")),
         ),
     );
-    let mut child = project
-        .command(&["run", file.to_str().unwrap(), "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut id = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        id.get_or_insert_with(|| event["execution_id"].as_str().unwrap().to_owned());
-        if event["type"] == "step_started" && event["step"] == "wait" {
-            break;
-        }
-    }
+    let Running { mut child, id, .. } = project.start_run(&file, Some("wait"));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert_eq!(std::fs::read_to_string(marks).unwrap(), "first\n");
-    id.unwrap()
+    id
 }
 
 #[cfg(unix)]
@@ -276,21 +300,11 @@ fn cancel_from_a_second_process_stops_a_running_execution() {
             {"id": "after", "agent": "echo", "depends_on": ["nap"], "input": "never"}
         ]}"#,
     );
-    let mut runner = project
-        .command(&["run", file.to_str().unwrap(), "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(runner.stdout.take().unwrap()).lines();
-    let mut id = None;
-    for line in lines.by_ref() {
-        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        id.get_or_insert_with(|| event["execution_id"].as_str().unwrap().to_owned());
-        if event["type"] == "step_started" {
-            break;
-        }
-    }
-    let id = id.unwrap();
+    let Running {
+        child: mut runner,
+        lines,
+        id,
+    } = project.start_run(&file, None);
 
     // Long enough that only the running process can have ended it.
     let out = project.run(&["cancel", &id, "--wait", "50"]);
@@ -570,21 +584,11 @@ fn ctrl_c_cancels_the_run_gracefully_and_exits_130() {
         "long.json",
         r#"{"name": "long", "steps": [{"id": "nap", "agent": "sleep", "input": 60000}]}"#,
     );
-    let mut child = project
-        .command(&["run", file.to_str().unwrap(), "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut id = None;
-    for line in lines.by_ref() {
-        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        id.get_or_insert_with(|| event["execution_id"].as_str().unwrap().to_owned());
-        if event["type"] == "step_started" {
-            break;
-        }
-    }
+    let Running {
+        mut child,
+        lines,
+        id,
+    } = project.start_run(&file, None);
     // What a terminal's Ctrl-C sends.
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -597,7 +601,7 @@ fn ctrl_c_cancels_the_run_gracefully_and_exits_130() {
     let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
     assert_eq!(last["type"], "execution_finished");
     assert_eq!(last["status"], "cancelled");
-    let inspected = text(&project.run(&["inspect", &id.unwrap()]).stdout);
+    let inspected = text(&project.run(&["inspect", &id]).stdout);
     assert!(inspected.contains("status    Cancelled"), "{inspected}");
 }
 

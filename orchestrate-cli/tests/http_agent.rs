@@ -3,6 +3,8 @@
 //! the same idempotency key, a permanent one failing the run.
 #![cfg(feature = "http")]
 
+mod support;
+
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
@@ -16,11 +18,8 @@ use serde_json::{json, Value};
 /// The `Idempotency-Key` of every request the server saw, in order.
 type Seen = Arc<Mutex<Vec<String>>>;
 
-/// A server on a free port, on a runtime of its own; its base URL.
+/// A server on a free port; its base URL.
 fn server(seen: Seen) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/echo", post(echo))
         .route("/flaky", get(flaky))
@@ -29,17 +28,7 @@ fn server(seen: Seen) -> String {
             get(|| async { (StatusCode::NOT_FOUND, "no such thing") }),
         )
         .with_state(seen);
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    format!("http://{addr}")
+    support::serve_in_background(app)
 }
 
 fn remember(seen: &Seen, headers: &HeaderMap) -> usize {

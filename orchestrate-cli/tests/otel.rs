@@ -6,6 +6,8 @@
 //! process-wide.
 #![cfg(feature = "otel")]
 
+mod support;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -153,9 +155,6 @@ fn otlp_endpoint_sends_the_spans_of_a_run_to_a_collector() {
     use axum::http::Uri;
 
     let received = Received::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = axum::Router::new()
         .fallback(
             |State(received): State<Received>, uri: Uri, body: Bytes| async move {
@@ -167,16 +166,7 @@ fn otlp_endpoint_sends_the_spans_of_a_run_to_a_collector() {
             },
         )
         .with_state(received.clone());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let collector = support::serve_in_background(app);
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("w.json");
@@ -187,7 +177,7 @@ fn otlp_endpoint_sends_the_spans_of_a_run_to_a_collector() {
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrate"))
         .args(["run", file.to_str().unwrap(), "--otlp-endpoint"])
-        .arg(format!("http://{addr}"))
+        .arg(collector)
         .current_dir(dir.path())
         .env_remove("ORCHESTRATE_STORE")
         .output()
