@@ -82,7 +82,9 @@ pub struct Cli {
 
 impl Cli {
     /// The command line over `builder`'s agents, patterns and policies
-    /// (its store is replaced by the one the command line opens).
+    /// (its store is replaced by the one the command line opens, and it
+    /// [watches](OrchestratorBuilder::watch_cancel_requests) for
+    /// `orchestrate cancel` from other processes).
     pub fn new(builder: OrchestratorBuilder) -> Self {
         Self { builder }
     }

@@ -66,15 +66,23 @@ pub fn shell() -> impl Agent {
         let mut child = command.spawn().map_err(|e| {
             AgentError::permanent(format!("shell: cannot start `{}`: {e}", input.program))
         })?;
-        if let (Some(text), Some(mut stdin)) = (input.stdin, child.stdin.take()) {
-            // A program that exits without reading its input is not a failure.
-            let _ = stdin.write_all(text.as_bytes()).await;
-        }
+        // Written while its output is read: a program that answers before
+        // it has read all its input would otherwise block on a full pipe,
+        // and so would this.
+        let feeding = match (input.stdin, child.stdin.take()) {
+            (Some(text), Some(mut stdin)) => futures::future::Either::Left(async move {
+                // A program that exits without reading its input is not a
+                // failure; dropping `stdin` closes it.
+                let _ = stdin.write_all(text.as_bytes()).await;
+            }),
+            _ => futures::future::Either::Right(std::future::ready(())),
+        };
         let timeout = input
             .timeout_ms
             .map_or(Duration::MAX, Duration::from_millis);
+        let run = async { futures::join!(feeding, child.wait_with_output()).1 };
         let output = tokio::select! {
-            output = child.wait_with_output() => output.map_err(|e| {
+            output = run => output.map_err(|e| {
                 AgentError::permanent(format!("shell: `{}`: {e}", input.program))
             })?,
             () = tokio::time::sleep(timeout) => {
@@ -135,6 +143,20 @@ mod tests {
         assert!(out["stdout"].as_str().unwrap().ends_with("/step"), "{out}");
         assert_eq!(out["stderr"], "err\n");
         assert_eq!(out["exit_code"], 0);
+    }
+
+    #[tokio::test]
+    async fn input_larger_than_a_pipe_is_written_while_the_output_is_read() {
+        // `cat` answers as it reads: neither side may wait for the other.
+        let big = "x".repeat(300_000);
+        let run = call(json!({"program": "cat", "stdin": big, "timeout_ms": 10_000}));
+        // Bounded here too: blocked on the pipe, the agent's own timeout
+        // was never reached.
+        let out = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("not blocked")
+            .unwrap();
+        assert_eq!(out["stdout"].as_str().map(str::len), Some(300_000));
     }
 
     #[tokio::test]
