@@ -8,7 +8,7 @@
 //! orchestrate run build.json --input '{"branch": "main"}'
 //! orchestrate list
 //! orchestrate inspect ID --tree --gantt
-//! orchestrate resume ID        # after Ctrl-C, a crash, or kill -9
+//! orchestrate resume ID        # after a crash or kill -9
 //! ```
 //!
 //! State lives in `.orchestrate/state.db` (SQLite) under the current
@@ -242,7 +242,11 @@ impl Cli {
                 commands::control::reject(&id.into(), &step, reason, &orchestrator).await
             }
         };
-        orchestrator.shutdown().await;
+        // Interrupted, the run has ended cancelled, or a second Ctrl-C
+        // asked not to wait for it.
+        if !matches!(exit, Ok(Exit::Interrupted)) {
+            orchestrator.shutdown().await;
+        }
         exit
     }
 }

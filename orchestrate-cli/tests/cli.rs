@@ -394,6 +394,44 @@ fn init_writes_the_tested_template_and_a_manifest_cargo_reads() {
 }
 
 #[test]
+fn a_closed_pipe_stops_the_output_but_not_the_run() {
+    let project = Project::new();
+    let file = project.write(
+        "nap.json",
+        r#"{"name": "nap", "steps": [
+            {"id": "nap", "agent": "sleep", "input": 300},
+            {"id": "after", "agent": "echo", "depends_on": ["nap"], "input": "done"}
+        ]}"#,
+    );
+    for json in [false, true] {
+        let mut args = vec!["run", file.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        // What `orchestrate run nap.json | head -1` does.
+        let mut child = project
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("panicked"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let listed = text(&project.run(&["list"]).stdout);
+    assert_eq!(listed.matches("Succeeded").count(), 2, "{listed}");
+}
+
+#[test]
 fn the_shipped_workflows_validate_and_run() {
     let project = Project::new();
     let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/hello.json");

@@ -1,6 +1,7 @@
 //! `run` and `resume`: an execution started or taken up, and followed to
 //! its end with its progress shown.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use futures::StreamExt;
@@ -56,6 +57,8 @@ pub(crate) async fn follow(
     json: bool,
     history: u64,
 ) -> Result<Exit, CliError> {
+    // Listening before the first event: no press is lost between looks.
+    let mut ctrl_c = CtrlC::listen()?;
     let mut events = execution.events().await?;
     let mut interrupted = false;
     let mut display = progress::Display::choose(json);
@@ -68,18 +71,24 @@ pub(crate) async fn follow(
                 // the history of an approved execution is not this one.
                 let parked = matches!(event.kind, EventKind::ExecutionParked { .. })
                     && event.seq >= history;
-                // A closed pipe (`| head`) is not the workflow's failure.
+                // A closed pipe (`| head`) is not the workflow's failure:
+                // it runs on to its end, shown no more.
                 if display.show(&event).is_err() {
-                    break;
+                    display = progress::Display::Closed;
                 }
                 if parked {
                     break;
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
+            () = ctrl_c.pressed() => {
                 if interrupted {
+                    // Not waiting for the steps: the command line's caller
+                    // skips the orchestrator's shutdown on this exit.
                     display.finish();
-                    eprintln!("interrupted again: stopping now; `orchestrate resume {}` finishes it", execution.id());
+                    eprintln!(
+                        "interrupted again: stopping now, leaving the execution unfinished; `orchestrate cancel {}` ends it",
+                        execution.id()
+                    );
                     return Ok(Exit::Interrupted);
                 }
                 interrupted = true;
@@ -106,10 +115,47 @@ pub(crate) async fn follow(
         }
         _ => Exit::Failed,
     };
-    if !json && exit == Exit::Success {
+    if !json && exit == Exit::Success && !matches!(display, progress::Display::Closed) {
         if let Some(last) = view.steps().iter().rev().find_map(|s| s.output.as_deref()) {
-            println!("output: {last}");
+            // Closed meanwhile or not, the run's exit code stands.
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "output: {last}");
         }
     }
     Ok(exit)
+}
+
+/// Ctrl-C presses: one listener for a whole run.
+struct CtrlC {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl CtrlC {
+    fn listen() -> Result<Self, CliError> {
+        #[cfg(unix)]
+        {
+            let kind = tokio::signal::unix::SignalKind::interrupt();
+            let signal = tokio::signal::unix::signal(kind).map_err(|source| CliError::Io {
+                path: "SIGINT".into(),
+                source,
+            })?;
+            Ok(Self { signal })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// The next press.
+    async fn pressed(&mut self) {
+        #[cfg(unix)]
+        if self.signal.recv().await.is_none() {
+            // No more signals will come (the runtime is shutting down).
+            std::future::pending::<()>().await;
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }

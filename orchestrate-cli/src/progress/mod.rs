@@ -20,6 +20,8 @@ pub(crate) enum Display {
     Lines(Lines),
     /// The live display.
     Live(Live),
+    /// Nothing: standard output was closed (`| head`).
+    Closed,
 }
 
 impl Display {
@@ -43,6 +45,7 @@ impl Display {
     pub(crate) fn show(&mut self, event: &Event) -> io::Result<()> {
         let line = match self {
             Display::Live(live) => return live.show(event),
+            Display::Closed => return Ok(()),
             Display::Json => serde_json::to_string(event).ok(),
             Display::Lines(lines) => lines.line(event),
         };
