@@ -263,7 +263,7 @@ async fn workflow_of(
     else {
         return Ok(None);
     };
-    match state::definition(store, &start.workflow, &start.version).await? {
+    match state::definition(store, id, &start.workflow, &start.version).await? {
         Some(def) => Ok(Some(def)),
         None => Err(CliError::NoDefinition {
             id: id.to_string(),

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use orchestrate_core::call::digest;
 use orchestrate_core::store::Store;
+use orchestrate_core::ExecutionId;
 use orchestrate_graph::WorkflowDef;
 use serde_json::Value;
 
@@ -58,37 +60,71 @@ async fn open_postgres(url: &str) -> Result<Arc<dyn Store>, CliError> {
     )))
 }
 
-/// The key a workflow definition is kept under.
-fn definition_key(name: &str, version: &str) -> String {
+/// The key of the last definition of workflow `name` at `version` kept.
+fn latest_key(name: &str, version: &str) -> String {
     format!("orchestrate-cli/workflow/{name}@{version}")
 }
 
-/// Keeps `def` in the store, for `resume` and `cancel` in another process.
+/// The key of execution `id`'s definition.
+fn execution_key(id: &ExecutionId) -> String {
+    format!("orchestrate-cli/execution/{id}")
+}
+
+/// Keeps `def` in the store, for `resume` and `cancel` in another process:
+/// under its content (an edited file under the same name and version is
+/// another definition), and as the latest of its name and version.
+/// Returns the key it is kept under, for [`keep_execution_definition`].
 ///
 /// # Errors
 ///
 /// Store errors.
-pub async fn keep_definition(store: &dyn Store, def: &WorkflowDef) -> Result<(), CliError> {
+pub async fn keep_definition(store: &dyn Store, def: &WorkflowDef) -> Result<String, CliError> {
     let value = serde_json::to_value(def)
         .map_err(|e| CliError::Usage(format!("workflow `{}` does not serialise: {e}", def.name)))?;
+    let latest = latest_key(&def.name, &def.version);
+    let key = format!("{latest}#{:016x}", digest(&value));
+    store.kv_put(&key, value.clone(), None).await?;
+    store.kv_put(&latest, value, None).await?;
+    Ok(key)
+}
+
+/// Records that execution `id` runs the definition kept under `key`
+/// (unless it was recorded already: an idempotency key returned an
+/// execution started before).
+///
+/// # Errors
+///
+/// Store errors.
+pub async fn keep_execution_definition(
+    store: &dyn Store,
+    id: &ExecutionId,
+    key: &str,
+) -> Result<(), CliError> {
     store
-        .kv_put(&definition_key(&def.name, &def.version), value, None)
+        .kv_put_if_absent(&execution_key(id), Value::String(key.to_owned()), None)
         .await?;
     Ok(())
 }
 
-/// The definition of workflow `name` at `version` kept by
-/// [`keep_definition`], if any.
+/// The definition execution `id` of workflow `name` at `version` runs:
+/// the one recorded for it, or (an execution started by `serve`, or one
+/// killed before its definition was recorded) the latest kept of that
+/// name and version; `None` when none was kept.
 ///
 /// # Errors
 ///
 /// Store errors; [`CliError::Usage`] for a kept value that is no workflow.
 pub async fn definition(
     store: &dyn Store,
+    id: &ExecutionId,
     name: &str,
     version: &str,
 ) -> Result<Option<WorkflowDef>, CliError> {
-    let Some(value) = store.kv_get(&definition_key(name, version)).await? else {
+    let key = match store.kv_get(&execution_key(id)).await? {
+        Some(Value::String(key)) => key,
+        _ => latest_key(name, version),
+    };
+    let Some(value) = store.kv_get(&key).await? else {
         return Ok(None);
     };
     serde_json::from_value::<WorkflowDef>(value)

@@ -263,6 +263,32 @@ fn a_run_killed_with_sigkill_is_finished_by_resume_without_rerunning_finished_st
 
 #[cfg(unix)]
 #[test]
+fn resume_runs_the_definition_the_execution_started_with_not_an_edited_one() {
+    let project = Project::new();
+    let marks = project.path("marks");
+    let id = killed_while_waiting(&project, &marks);
+    // The file is edited (same name, same version) and run again.
+    let edited = project.write(
+        "slow.json",
+        &format!(
+            r#"{{"name": "slow", "steps": [{}, {{"id": "wait", "agent": "sleep", "input": 1, "depends_on": ["first"]}}, {}]}}"#,
+            mark("first", "first", &marks, None),
+            mark("last", "NEW-last", &marks, Some("wait")),
+        ),
+    );
+    let out = project.run(&["run", edited.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = project.run(&["resume", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        "first\nfirst\nNEW-last\nlast\n"
+    );
+}
+
+#[cfg(unix)]
+#[test]
 fn an_execution_whose_process_was_killed_is_cancelled_by_id() {
     let project = Project::new();
     let marks = project.path("marks");

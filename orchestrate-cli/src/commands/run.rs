@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::{CliError, Exit};
 use crate::progress;
-use crate::state::keep_definition;
+use crate::state::{keep_definition, keep_execution_definition};
 
 pub(crate) async fn run(
     file: &Path,
@@ -23,13 +23,14 @@ pub(crate) async fn run(
     store: &dyn Store,
 ) -> Result<Exit, CliError> {
     let def = super::check::load(file, orchestrator)?;
-    keep_definition(store, &def).await?;
+    let kept = keep_definition(store, &def).await?;
     let workflow = orchestrator.bind(&def)?;
     let mut options = RunOptions::default();
     if let Some(key) = key {
         options = options.idempotency_key(key);
     }
     let execution = orchestrator.run_with(&workflow, input, options).await?;
+    keep_execution_definition(store, execution.id(), &kept).await?;
     follow(&execution, json, 0).await
 }
 

@@ -6,10 +6,23 @@ use serde_json::Value;
 const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const PRIME: u64 = 0x0000_0100_0000_01b3;
 
+/// A 64-bit digest of `value`, the same in every process, platform and
+/// release: what the journal records of a call's input, and what a host
+/// may key a value by.
+///
 /// FNV-1a over a canonical walk of the value: each node's kind, then its
 /// contents (numbers by their JSON text, strings and keys with their
-/// length), objects in key order. No allocation but a number's text.
-pub(crate) fn digest(value: &Value) -> u64 {
+/// length), objects in key order. No allocation but a number's text. Not
+/// a cryptographic hash.
+///
+/// ```
+/// use orchestrate_core::call::digest;
+/// use serde_json::json;
+///
+/// assert_eq!(digest(&json!({"a": 1, "b": [true]})), digest(&json!({"b": [true], "a": 1})));
+/// assert_ne!(digest(&json!("1")), digest(&json!(1)));
+/// ```
+pub fn digest(value: &Value) -> u64 {
     let mut hash = Fnv(OFFSET);
     hash.value(value);
     hash.0

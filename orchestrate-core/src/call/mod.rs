@@ -53,7 +53,7 @@ use std::fmt;
 use orchestrate_resilience::Policy;
 use serde_json::Value;
 
-pub(crate) use digest::digest;
+pub use digest::digest;
 
 /// Options of one call: a label for the call tree and the journal, and a
 /// resilience policy in place of the agent's own.
