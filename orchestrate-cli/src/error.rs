@@ -67,6 +67,15 @@ pub enum CliError {
         /// Its workflow.
         workflow: String,
     },
+    /// The process running an execution took the request to cancel it,
+    /// but had not ended it after the wait.
+    #[error("execution `{id}`: the process running it took the request to cancel it but had not ended it after {}s; look again with `orchestrate inspect {id}`", waited.as_secs())]
+    StillRunning {
+        /// The execution.
+        id: String,
+        /// How long this waited.
+        waited: std::time::Duration,
+    },
     /// The library refused or failed.
     #[error(transparent)]
     Orchestrate(#[from] orchestrate_core::Error),
@@ -98,7 +107,9 @@ impl CliError {
             CliError::Store(StoreError::NotFound { .. })
             | CliError::Orchestrate(Error::Store(StoreError::NotFound { .. })) => Exit::Usage,
             CliError::Orchestrate(Error::Cancelled { .. }) => Exit::Interrupted,
-            CliError::Orchestrate(_) | CliError::Store(_) => Exit::Failed,
+            CliError::Orchestrate(_) | CliError::Store(_) | CliError::StillRunning { .. } => {
+                Exit::Failed
+            }
         }
     }
 }

@@ -217,3 +217,73 @@ async fn finished_parked_unknown_and_local_executions_need_no_request() {
     let unknown = orch.request_cancel(&"nope".into()).await.unwrap_err();
     assert!(matches!(unknown, Error::ExecutionNotFound(_)), "{unknown}");
 }
+
+/// An orchestrator that watches too rarely to take a request while its
+/// executions run, with an agent held until `open` is notified, which then
+/// answers (`"finish"`) or waits for a decision (`"park"`).
+fn slow_watcher(store: Arc<dyn Store>, open: Arc<tokio::sync::Notify>) -> Orchestrator {
+    Orchestrator::builder()
+        .agent(agent_fn("gate", move |input, _| {
+            let open = open.clone();
+            async move {
+                open.notified().await;
+                if input == json!("park") {
+                    Err(AgentError::interrupt(json!("approve?")))
+                } else {
+                    Ok(input)
+                }
+            }
+        }))
+        .store(store)
+        .workflow(
+            WorkflowDef::builder("gated")
+                .step(StepDef::new("gate", "gate").input(json!("${input}")))
+                .build(),
+        )
+        .watch_cancel_requests(Duration::from_secs(3600))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_request_not_taken_in_time_is_settled_when_the_run_ends_and_cancels_a_park() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let open = Arc::new(tokio::sync::Notify::new());
+    let runner = slow_watcher(store.clone(), open.clone());
+    let requester = orchestrator(store.clone(), false);
+    let gated = runner.workflow("gated").unwrap();
+
+    // Finished before anyone took the request: moot, and settled.
+    let finishes = runner.run(&gated, json!("finish")).await.unwrap();
+    tokio::task::yield_now().await;
+    let request = requester.request_cancel(finishes.id()).await.unwrap();
+    assert!(matches!(request, CancelRequest::Requested), "{request:?}");
+    assert!(runner.cancel_pending(finishes.id()).await.unwrap());
+    open.notify_one();
+    finishes.wait().await.unwrap();
+    until_settled(&runner, finishes.id()).await;
+    assert_eq!(finishes.status(), ExecutionStatus::Succeeded);
+
+    // Parked before anyone took the request: cancelled, not left to be
+    // cancelled when a decision wakes it up.
+    let parks = runner.run(&gated, json!("park")).await.unwrap();
+    tokio::task::yield_now().await;
+    requester.request_cancel(parks.id()).await.unwrap();
+    open.notify_one();
+    assert!(parks.wait().await.is_err());
+    until_settled(&runner, parks.id()).await;
+    let view = runner.execution(parks.id()).await.unwrap();
+    assert!(ended(view.wait()).await.unwrap_err().is_cancelled());
+    assert_eq!(view.status(), ExecutionStatus::Cancelled);
+}
+
+/// Waits for the runner to settle `id`'s requests after its run.
+async fn until_settled(runner: &Orchestrator, id: &ExecutionId) {
+    for _ in 0..1_000 {
+        if !runner.cancel_pending(id).await.unwrap() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the request for {id} is still pending");
+}

@@ -25,13 +25,26 @@ pub(crate) async fn cancel(
         }
         CancelRequest::Requested => match ended_elsewhere(id, wait, orchestrator).await? {
             Some(status) => status,
-            None => {
+            // Nobody took it: the execution's process has stopped (or
+            // does not watch for requests), and it is ended here.
+            None if orchestrator.cancel_pending(id).await? => {
                 eprintln!(
                     "no process took the request within {}s: cancelling it here",
                     wait.as_secs()
                 );
                 ended(&orchestrator.cancel(id).await?).await
             }
+            // Taken, by a process still in its grace period: ending it here
+            // too would make two writers of one journal.
+            None => match ended_elsewhere(id, wait, orchestrator).await? {
+                Some(status) => status,
+                None => {
+                    return Err(CliError::StillRunning {
+                        id: id.to_string(),
+                        waited: 2 * wait,
+                    })
+                }
+            },
         },
         // A kind of outcome this command does not know yet.
         _ => orchestrator.execution(id).await?.status(),

@@ -14,6 +14,8 @@
 //! cancels it at its first look, or until
 //! [`cancel`](super::Orchestrator::cancel) ends it here.
 
+use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Inner, Orchestrator};
 use crate::error::Error;
-use crate::execution::Execution;
+use crate::execution::{Execution, Shared};
 use crate::ids::ExecutionId;
 use crate::store::{MessageQuery, MessageStatus, NewMessage, Store, StoreError};
 
@@ -81,34 +83,82 @@ impl Orchestrator {
         Ok(CancelRequest::Requested)
     }
 
-    /// Starts this orchestrator's look at the cancellation mailbox, once,
-    /// if it watches it.
-    pub(super) fn watch_cancel_requests(&self) {
-        let Some(every) = self.inner.limits.cancel_requests else {
-            return;
-        };
-        if self
-            .inner
-            .watching_cancel_requests
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            return;
-        }
-        // Holds no strong reference: a dropped orchestrator ends the watch
-        // at its next look.
-        let inner = Arc::downgrade(&self.inner);
-        let shutdown = self.inner.shutdown.clone();
-        tokio::spawn(watch(inner, shutdown, every));
-    }
-
-    /// Whether a request to cancel `id` is pending.
-    pub(super) async fn cancel_requested(&self, id: &ExecutionId) -> Result<bool, StoreError> {
+    /// Whether a request to cancel `id` waits for a process to take it:
+    /// `false` once the process running the execution has (or once the
+    /// execution was cancelled here).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn cancel_pending(&self, id: &ExecutionId) -> Result<bool, Error> {
         let pending = self
             .inner
             .store
             .list_messages(&pending_for(Some(id)))
             .await?;
         Ok(!pending.is_empty())
+    }
+
+    /// Spawns the driver of execution `shared`; when this orchestrator
+    /// watches for requests, starts the watch, and settles the requests
+    /// for the execution once its driver is done.
+    pub(super) fn spawn_driver(
+        &self,
+        shared: &Arc<Shared>,
+        driver: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let Some(every) = self.inner.limits.cancel_requests else {
+            self.inner.tracker.spawn(driver);
+            return;
+        };
+        self.watch(every);
+        let orchestrator = self.clone();
+        let execution = Execution::new(shared.clone());
+        self.inner.tracker.spawn(async move {
+            driver.await;
+            if let Err(e) = orchestrator.settle_after_run(&execution).await {
+                tracing::warn!(
+                    execution_id = %execution.id(),
+                    error = %e,
+                    "could not settle the execution's cancellation requests"
+                );
+            }
+        });
+    }
+
+    /// A request that arrived while `execution` ran but was not taken in
+    /// time: the execution ended, and it is moot; or it parked, and it is
+    /// cancelled now rather than when a decision wakes it up.
+    async fn settle_after_run(&self, execution: &Execution) -> Result<(), Error> {
+        let id = execution.id();
+        if !self.cancel_pending(id).await? {
+            return Ok(());
+        }
+        if execution.status() == crate::journal::ExecutionStatus::Parked {
+            tracing::info!(execution_id = %id, "parked execution cancelled at another process's request");
+            self.cancel(id).await?;
+            return Ok(());
+        }
+        self.settle_cancel_requests(id).await?;
+        Ok(())
+    }
+
+    /// Starts this orchestrator's look at the cancellation mailbox, once.
+    fn watch(&self, every: Duration) {
+        let watching = &self.inner.watching_cancel_requests;
+        if watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Holds no strong reference: a dropped orchestrator ends the watch
+        // at its next look.
+        let inner = Arc::downgrade(&self.inner);
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tracker.spawn(async move {
+            // Dropped with its runtime, the watch lets the next execution
+            // on another runtime start it again.
+            let _unset = Unset(inner.clone());
+            watch(inner, shutdown, every.max(MIN_LOOK)).await;
+        });
     }
 
     /// Marks every pending request to cancel `id` processed: it is being
@@ -128,6 +178,22 @@ fn pending_for(id: Option<&ExecutionId>) -> MessageQuery {
         recipient: Some(CANCEL_MAILBOX.to_owned()),
         status: Some(MessageStatus::Pending),
         thread: id.map(|id| id.as_str().to_owned()),
+    }
+}
+
+/// Looks closer together than this are taken as this.
+const MIN_LOOK: Duration = Duration::from_millis(10);
+
+/// Clears the orchestrator's watching flag when its watch ends.
+struct Unset(Weak<Inner>);
+
+impl Drop for Unset {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner
+                .watching_cancel_requests
+                .store(false, Ordering::Release);
+        }
     }
 }
 

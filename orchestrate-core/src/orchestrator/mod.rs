@@ -355,8 +355,7 @@ impl Orchestrator {
             Some(budget) => driver.with_budget(budget),
             None => driver,
         };
-        inner.tracker.spawn(driver.run().instrument(span));
-        self.watch_cancel_requests();
+        self.spawn_driver(&shared, driver.run().instrument(span));
         Ok(Execution::new(shared))
     }
 
@@ -597,7 +596,7 @@ impl Orchestrator {
                 self.inner.bus.clone(),
             ))));
         }
-        if !self.cancel_requested(id).await? {
+        if !self.cancel_pending(id).await? {
             return self.start_restored(workflow, id, events, view, Restart::Resume);
         }
         let execution = self.start_restored(workflow, id, events, view, Restart::Cancel)?;
@@ -673,8 +672,7 @@ impl Orchestrator {
             Restart::Decide(index, decision) => driver.decide(index, decision),
             Restart::Cancel => driver.request_cancel(),
         }
-        inner.tracker.spawn(driver.run_restored().instrument(span));
-        self.watch_cancel_requests();
+        self.spawn_driver(&shared, driver.run_restored().instrument(span));
         Ok(Execution::new(shared))
     }
 
