@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) bus: Arc<dyn EventBus>,
     /// The running calls, set by the driver that runs the execution here.
     pub(crate) calls: std::sync::OnceLock<Arc<dyn CallControl>>,
+    /// Rebuilt from the store: no driver runs it in this process.
+    from_store: bool,
 }
 
 /// The executions running in this process, by id.
@@ -66,6 +68,7 @@ impl Shared {
             store,
             bus,
             calls: std::sync::OnceLock::new(),
+            from_store: false,
         }
     }
 
@@ -89,7 +92,8 @@ impl Shared {
             }),
             ExecutionStatus::Pending | ExecutionStatus::Running => Err(Error::Orphaned(id.clone())),
         };
-        let shared = Self::new(id, store, bus, CancellationToken::new());
+        let mut shared = Self::new(id, store, bus, CancellationToken::new());
+        shared.from_store = true;
         shared.set_view(view);
         shared.conclude(outcome.map(|()| shared.view_arc()));
         shared
@@ -243,7 +247,14 @@ impl Execution {
     /// Bus errors while subscribing.
     pub async fn events(&self) -> Result<BoxStream<'static, Arc<Event>>, Error> {
         let sub = self.shared.bus.subscribe(&self.shared.topic).await?;
+        // Run by another process, its events reach this process through
+        // the store only, unless the bus is shared.
+        let poll = (self.shared.from_store
+            && !self.shared.bus.crosses_processes()
+            && !self.status().is_terminal())
+        .then_some(STORE_POLL);
         let state = EventsState {
+            poll,
             sub,
             store: self.shared.store.clone(),
             id: self.shared.id.clone(),
@@ -285,7 +296,13 @@ impl IntoFuture for Execution {
     }
 }
 
+/// How often the event stream of an execution another process runs reads
+/// the store, over a bus that keeps to its process.
+const STORE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 struct EventsState {
+    /// Reads the store this often besides listening to the bus.
+    poll: Option<std::time::Duration>,
     sub: Subscription,
     store: Arc<dyn Store>,
     id: ExecutionId,
@@ -331,7 +348,17 @@ impl EventsState {
             if self.finished {
                 return None;
             }
-            match self.sub.recv().await {
+            let received = match self.poll {
+                None => self.sub.recv().await,
+                Some(every) => tokio::select! {
+                    received = self.sub.recv() => received,
+                    () = tokio::time::sleep(every) => {
+                        self.fill_from_store().await;
+                        continue;
+                    }
+                },
+            };
+            match received {
                 Some(e) => self.backlog.push_back(e),
                 None => {
                     self.fill_from_store().await;

@@ -373,6 +373,11 @@ async fn a_cancel_sent_to_one_replica_stops_the_execution_another_runs() {
     let client = Client::new();
     let id = start(&client, &running, "slow", json!(null)).await;
     until(&client, &running, &id, "running").await;
+    // The other replica streams its events live, from the store.
+    let stream = tokio::spawn({
+        let (client, url) = (client.clone(), format!("{asked}/executions/{id}/events"));
+        async move { get(&client, url).await.text().await.unwrap() }
+    });
 
     let response = client
         .post(format!("{asked}/executions/{id}/cancel"))
@@ -384,6 +389,13 @@ async fn a_cancel_sent_to_one_replica_stops_the_execution_another_runs() {
     assert_eq!(body["cancel"], "requested", "{body}");
     until(&client, &running, &id, "cancelled").await;
     until(&client, &asked, &id, "cancelled").await;
+    let streamed = tokio::time::timeout(Duration::from_secs(20), stream)
+        .await
+        .expect("the stream ended with the execution")
+        .unwrap();
+    let events = sse(&streamed);
+    assert_eq!(events.first().map(|e| &*e.1), Some("execution_started"));
+    assert_eq!(events.last().map(|e| &*e.1), Some("execution_finished"));
 
     // Nothing left to cancel.
     let again: Value = client

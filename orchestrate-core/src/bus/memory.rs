@@ -324,6 +324,10 @@ impl std::fmt::Debug for MemoryBus {
 
 #[async_trait]
 impl EventBus for MemoryBus {
+    fn crosses_processes(&self) -> bool {
+        false
+    }
+
     async fn publish(&self, topic: &str, events: &[Arc<Event>]) -> Result<(), BusError> {
         if self.is_unheard() {
             return Ok(());

@@ -44,6 +44,14 @@ pub trait EventBus: Send + Sync + 'static {
     /// Events dropped so far by overflow policies, over all subscribers.
     fn dropped(&self) -> u64;
 
+    /// Whether events published by other processes reach this bus's
+    /// subscribers (default `true`: a shared bus such as Redis Streams).
+    /// Over a bus that keeps to its process, the event stream of an
+    /// execution another process runs is read from the store instead.
+    fn crosses_processes(&self) -> bool {
+        true
+    }
+
     /// Whether anything published on `topic` now can reach a subscriber.
     /// The orchestrator publishes an execution's events only when so: they
     /// are in the store already, and a later subscriber reads them there.
