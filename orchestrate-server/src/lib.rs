@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `GET /health` | liveness, and executions running here (no token needed) |
 //! | `GET /workflows` | the registered workflows' names |
-//! | `POST /workflows/{name}/executions` | starts one; the body is its input; `Idempotency-Key` returns the one it started before |
+//! | `POST /workflows/{name}/executions` | starts one; the body is its input; `Idempotency-Key` (one key space per workflow) returns the one it started before, or 422 when that one had another input |
 //! | `GET /executions?limit=&after=&status=&workflow=` | a page of executions, and the `next` page's `after` |
 //! | `GET /executions/{id}` | status, progress, steps |
 //! | `GET /executions/{id}/journal` | the journal, capped and redacted |

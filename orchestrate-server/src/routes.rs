@@ -57,12 +57,31 @@ pub(crate) async fn execute(
                 "the Idempotency-Key header is not visible ASCII",
             )
         })?;
-        options = options.idempotency_key(key);
+        // One key space per workflow: the same key on two workflows names
+        // two executions.
+        options = options.idempotency_key(format!("{name}/{key}"));
     }
+    let keyed = options.idempotency_key.is_some();
     let execution = state
         .orchestrator
-        .run_with(&workflow, input, options)
+        .run_with(&workflow, input.clone(), options)
         .await?;
+    if keyed {
+        // The execution the key named before, started on another input:
+        // the key was reused by mistake, and nothing was started for it.
+        let view = execution.view();
+        if view.workflow() == name.as_str() && view.input() != &input {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unprocessable Content",
+                "idempotency_key_reused",
+                format!(
+                    "this Idempotency-Key started execution {} on another input",
+                    execution.id()
+                ),
+            ));
+        }
+    }
     let id = execution.id().to_string();
     let location = format!("/executions/{id}");
     let body = Json(json!({"id": id, "status": execution.status()}));
@@ -104,10 +123,18 @@ pub(crate) async fn list(
         .await
         .map_err(|e| Problem::from(orchestrate_core::Error::from(e)))?;
     let start = match &query.after {
-        Some(after) => all
-            .iter()
-            .position(|e| e.id.as_str() == after)
-            .map_or(all.len(), |i| i + 1),
+        Some(after) => {
+            let at = all.iter().position(|e| e.id.as_str() == after);
+            // Not "the end": a cursor this listing never gave.
+            1 + at.ok_or_else(|| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    "bad_cursor",
+                    format!("`after={after}` is no execution of this listing"),
+                )
+            })?
+        }
         None => 0,
     };
     let page: Vec<Value> = all[start..]

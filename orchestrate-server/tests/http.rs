@@ -161,6 +161,11 @@ async fn a_two_step_workflow_is_executed_polled_read_and_another_cancelled() {
     let rest: Value = get_json(&client, format!("{base}/executions?limit=1&after={next}")).await;
     assert_eq!(rest["executions"].as_array().unwrap().len(), 1);
     assert_eq!(rest["next"], Value::Null);
+    let unknown = get(&client, format!("{base}/executions?after=nope")).await;
+    assert_eq!(
+        problem(unknown, StatusCode::BAD_REQUEST).await["code"],
+        "bad_cursor"
+    );
     let mut ids = vec![
         page["executions"][0]["id"].clone(),
         rest["executions"][0]["id"].clone(),
@@ -206,6 +211,30 @@ async fn an_idempotency_key_returns_the_same_execution() {
     assert_eq!(ids[0], ids[1]);
     let all: Value = get_json(&client, format!("{base}/executions")).await;
     assert_eq!(all["executions"].as_array().unwrap().len(), 1);
+
+    // Reused on another input: refused, nothing started.
+    let reused = client
+        .post(format!("{base}/workflows/pair/executions"))
+        .header("Idempotency-Key", "order-7")
+        .json(&json!("twice"))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(reused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["code"], "idempotency_key_reused");
+    // The same key on another workflow is another execution.
+    let other = client
+        .post(format!("{base}/workflows/ask/executions"))
+        .header("Idempotency-Key", "order-7")
+        .json(&json!("once"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::CREATED);
+    let other: Value = other.json().await.unwrap();
+    assert_ne!(other["id"].as_str(), Some(&*ids[0]));
+    let all: Value = get_json(&client, format!("{base}/executions")).await;
+    assert_eq!(all["executions"].as_array().unwrap().len(), 2);
 }
 
 /// The `(id, event)` of each server-sent event in `text`.
