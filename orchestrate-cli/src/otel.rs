@@ -16,6 +16,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -64,7 +66,17 @@ impl Export {
     /// Starts exporting every span of this process to `endpoint`.
     pub(crate) fn start(endpoint: &str) -> Result<Self, CliError> {
         let provider = otlp(endpoint)?;
-        let subscriber = tracing_subscriber::registry().with(layer(&provider));
+        // The run's spans and events; the chatter of the libraries under
+        // the stores and the clients only when it is a warning.
+        let filter = Targets::new()
+            .with_default(Level::INFO)
+            .with_target("sqlx", Level::WARN)
+            .with_target("hyper", Level::WARN)
+            .with_target("hyper_util", Level::WARN)
+            .with_target("reqwest", Level::WARN)
+            .with_target("h2", Level::WARN)
+            .with_target("redis", Level::WARN);
+        let subscriber = tracing_subscriber::registry().with(layer(&provider).with_filter(filter));
         // Process-wide: the runtime's worker threads trace too.
         tracing::subscriber::set_global_default(subscriber).map_err(|_| {
             CliError::Usage(

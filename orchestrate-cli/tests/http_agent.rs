@@ -156,3 +156,19 @@ fn a_permanent_status_or_a_bad_input_fails_the_run_naming_it() {
     let all = text(&out.stdout) + &text(&out.stderr);
     assert!(all.contains("only http and https"), "{all}");
 }
+
+#[tokio::test]
+async fn http_with_sends_through_the_hosts_own_client() {
+    use orchestrate_core::{Agent as _, Context};
+    let base = server(Seen::default());
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-token", "from-host".parse().unwrap());
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let agent = orchestrate_cli::agents::http_with(client);
+    let input = json!({"method": "POST", "url": format!("{base}/echo"), "body": 1});
+    let out = agent.call(input, &Context::detached("step")).await.unwrap();
+    assert_eq!(out["body"], json!({"got": 1, "token": "from-host"}));
+}

@@ -3,7 +3,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use orchestrate_core::{agent_fn, Agent, AgentError};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, SET_COOKIE};
 use reqwest::{Client, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -50,21 +50,46 @@ fn get() -> String {
 ///
 /// Each request carries `Idempotency-Key` (unless the input sets it): the
 /// same on every attempt and after a resume, so a server that honours it
-/// applies the request once.
+/// applies the request once. `Set-Cookie` is left out of the output,
+/// which is journaled.
+///
+/// Its client waits 10 s for a connection; [`http_with`] takes the
+/// host's own.
 pub fn http() -> impl Agent {
     // One client, and its connection pool, for every attempt; built at
     // the first, since building it can fail.
     let client: Arc<OnceLock<Result<Client, String>>> = Arc::default();
+    http_agent(move || {
+        client
+            .get_or_init(|| {
+                Client::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+    })
+}
+
+/// Agent [`http`] sending through `client`: the host's own timeouts,
+/// proxy, root certificates or middleware.
+pub fn http_with(client: Client) -> impl Agent {
+    http_agent(move || Ok(client.clone()))
+}
+
+/// How long the default client waits for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn http_agent(client: impl Fn() -> Result<Client, String> + Send + Sync + 'static) -> impl Agent {
+    let client = Arc::new(client);
     agent_fn("http", move |input: Value, ctx| {
         let client = client.clone();
         async move {
             let input: HttpInput = serde_json::from_value(input)
                 .map_err(|e| AgentError::permanent(format!("http: bad input: {e}")))?;
-            let client = client
-                .get_or_init(|| Client::builder().build().map_err(|e| e.to_string()))
-                .as_ref()
-                .map_err(|e| AgentError::permanent(format!("http: no client: {e}")))?;
-            let request = request(client, &input, &ctx.idempotency_key())?;
+            let client =
+                client().map_err(|e| AgentError::permanent(format!("http: no client: {e}")))?;
+            let request = request(&client, &input, &ctx.idempotency_key())?;
             let timeout = input
                 .timeout_ms
                 .map_or(Duration::MAX, Duration::from_millis);
@@ -162,9 +187,14 @@ async fn send(request: reqwest::RequestBuilder, input: &HttpInput) -> Result<Val
     })
 }
 
+/// The response headers as the output shows them; cookies left out, as
+/// the output is journaled.
 fn headers_of(headers: &HeaderMap) -> Map<String, Value> {
     let mut out = Map::new();
     for (name, value) in headers {
+        if name == SET_COOKIE {
+            continue;
+        }
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         // A repeated header joins its values, as HTTP allows.
         match out.get_mut(name.as_str()) {
@@ -207,6 +237,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.append("x-a", HeaderValue::from_static("2"));
+        headers.append(SET_COOKIE, HeaderValue::from_static("session=s3cret"));
         assert_eq!(Value::Object(headers_of(&headers)), json!({"x-a": "1, 2"}));
     }
 }

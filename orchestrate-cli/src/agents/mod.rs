@@ -15,7 +15,7 @@ mod sleep;
 pub use approval::approval;
 pub use echo::echo;
 #[cfg(feature = "http")]
-pub use http::{http, HttpInput};
+pub use http::{http, http_with, HttpInput};
 pub use shell::{shell, ShellInput};
 pub use sleep::sleep;
 
