@@ -16,6 +16,7 @@ use opentelemetry::trace::SpanId;
 use opentelemetry::Value as OtelValue;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use orchestrate_core::graph::{StepDef, WorkflowDef};
+use orchestrate_core::resilience::{BreakerConfig, Trip};
 use orchestrate_core::{agent_fn, Orchestrator, RunOptions};
 use serde_json::json;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -57,6 +58,17 @@ async fn a_retried_step_makes_the_tree_execution_step_attempt_call() {
                 Ok(out)
             }
         }))
+        // Its breaker opens at the first failure and closes at the next
+        // success: transitions to see in the attempts' events.
+        .agent_policy(
+            "lead",
+            orchestrate_core::default_policy().circuit_breaker(BreakerConfig {
+                trip: Trip::ConsecutiveFailures(1),
+                open_duration: Duration::ZERO,
+                half_open_probes: 1,
+                success_threshold: 1,
+            }),
+        )
         .build()
         .unwrap();
     let workflow = orchestrator
@@ -126,6 +138,19 @@ async fn a_retried_step_makes_the_tree_execution_step_attempt_call() {
         first_events.iter().any(|e| e == "retry scheduled"),
         "{first_events:?}"
     );
+    assert!(
+        first_events
+            .iter()
+            .any(|e| e == "circuit breaker transition"),
+        "{first_events:?}"
+    );
+    let opened = &first
+        .events
+        .iter()
+        .find(|e| e.name == "circuit breaker transition")
+        .unwrap();
+    let to = opened.attributes.iter().find(|kv| kv.key.as_str() == "to");
+    assert_eq!(to.map(|kv| kv.value.to_string()).as_deref(), Some("open"));
 
     // Each attempt's call to `leaf`, inside it, with its own attempt.
     let calls = named("call");
