@@ -19,14 +19,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, Orchestrator};
 use crate::error::Error;
 use crate::execution::{Execution, Shared};
 use crate::ids::ExecutionId;
-use crate::store::{MessageQuery, MessageStatus, NewMessage, Store, StoreError};
+use crate::store::{Message, MessageQuery, MessageStatus, NewMessage, Store, StoreError};
 
 /// The mailbox that holds cancellation requests; each message's thread is
 /// the execution's id.
@@ -224,7 +224,7 @@ async fn take_requests(inner: &Inner) -> Result<(), StoreError> {
         return Ok(());
     }
     for request in inner.store.list_messages(&pending_for(None)).await? {
-        let Some(id) = requested_execution(&request.payload) else {
+        let Some(id) = requested_execution(&request) else {
             // Not a request this library wrote: left for whoever did.
             continue;
         };
@@ -243,6 +243,11 @@ async fn take_requests(inner: &Inner) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn requested_execution(payload: &Value) -> Option<&str> {
-    payload.get("execution")?.as_str()
+/// The execution a request names: its thread, which is what
+/// [`Orchestrator::cancel_pending`] and the settling look up, and its
+/// payload, which must agree.
+fn requested_execution(request: &Message) -> Option<&str> {
+    let thread = request.thread.as_deref()?;
+    let named = request.payload.get("execution")?.as_str()?;
+    (thread == named).then_some(thread)
 }
