@@ -10,9 +10,11 @@
 //! run, and none while none runs.
 //!
 //! A request for an execution no process runs stays until one takes the
-//! execution up ([`resume`](super::Orchestrator::resume)), which then
-//! cancels it at its first look, or until
-//! [`cancel`](super::Orchestrator::cancel) ends it here.
+//! execution up ([`resume`](super::Orchestrator::resume)), which then ends
+//! it cancelled without running anything, or until
+//! [`cancel`](super::Orchestrator::cancel) ends it. One that arrives too
+//! late for the look of the process running it is settled there when the
+//! execution's run ends: moot if it finished, carried out if it parked.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
