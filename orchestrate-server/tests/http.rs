@@ -196,15 +196,16 @@ async fn a_two_step_workflow_is_executed_polled_read_and_another_cancelled() {
 async fn an_idempotency_key_returns_the_same_execution() {
     let base = serve(ServerConfig::default()).await;
     let client = Client::new();
+    let keyed = |workflow: &str, input: Value| {
+        client
+            .post(format!("{base}/workflows/{workflow}/executions"))
+            .header("Idempotency-Key", "order-7")
+            .json(&input)
+            .send()
+    };
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let response = client
-            .post(format!("{base}/workflows/pair/executions"))
-            .header("Idempotency-Key", "order-7")
-            .json(&json!("once"))
-            .send()
-            .await
-            .unwrap();
+        let response = keyed("pair", json!("once")).await.unwrap();
         let body: Value = response.json().await.unwrap();
         ids.push(body["id"].as_str().unwrap().to_owned());
     }
@@ -213,23 +214,11 @@ async fn an_idempotency_key_returns_the_same_execution() {
     assert_eq!(all["executions"].as_array().unwrap().len(), 1);
 
     // Reused on another input: refused, nothing started.
-    let reused = client
-        .post(format!("{base}/workflows/pair/executions"))
-        .header("Idempotency-Key", "order-7")
-        .json(&json!("twice"))
-        .send()
-        .await
-        .unwrap();
+    let reused = keyed("pair", json!("twice")).await.unwrap();
     let body = problem(reused, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(body["code"], "idempotency_key_reused");
     // The same key on another workflow is another execution.
-    let other = client
-        .post(format!("{base}/workflows/ask/executions"))
-        .header("Idempotency-Key", "order-7")
-        .json(&json!("once"))
-        .send()
-        .await
-        .unwrap();
+    let other = keyed("ask", json!("once")).await.unwrap();
     assert_eq!(other.status(), StatusCode::CREATED);
     let other: Value = other.json().await.unwrap();
     assert_ne!(other["id"].as_str(), Some(&*ids[0]));
