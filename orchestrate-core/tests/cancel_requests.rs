@@ -222,6 +222,24 @@ async fn finished_parked_unknown_and_local_executions_need_no_request() {
 /// executions run, with an agent held until `open` is notified, which then
 /// answers (`"finish"`) or waits for a decision (`"park"`).
 fn slow_watcher(store: Arc<dyn Store>, open: Arc<tokio::sync::Notify>) -> Orchestrator {
+    gated_process(store, open)
+        .watch_cancel_requests(Duration::from_secs(3600))
+        .build()
+        .unwrap()
+}
+
+/// The workflow of [`gated_process`], which it does not register: it is
+/// bound, as `orchestrate run` does with a file.
+fn gated() -> WorkflowDef {
+    WorkflowDef::builder("gated")
+        .step(StepDef::new("gate", "gate").input(json!("${input}")))
+        .build()
+}
+
+fn gated_process(
+    store: Arc<dyn Store>,
+    open: Arc<tokio::sync::Notify>,
+) -> orchestrate_core::OrchestratorBuilder {
     Orchestrator::builder()
         .agent(agent_fn("gate", move |input, _| {
             let open = open.clone();
@@ -235,14 +253,6 @@ fn slow_watcher(store: Arc<dyn Store>, open: Arc<tokio::sync::Notify>) -> Orches
             }
         }))
         .store(store)
-        .workflow(
-            WorkflowDef::builder("gated")
-                .step(StepDef::new("gate", "gate").input(json!("${input}")))
-                .build(),
-        )
-        .watch_cancel_requests(Duration::from_secs(3600))
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -251,7 +261,7 @@ async fn a_request_not_taken_in_time_is_settled_when_the_run_ends_and_cancels_a_
     let open = Arc::new(tokio::sync::Notify::new());
     let runner = slow_watcher(store.clone(), open.clone());
     let requester = orchestrator(store.clone(), false);
-    let gated = runner.workflow("gated").unwrap();
+    let gated = runner.bind(&gated()).unwrap();
 
     // Finished before anyone took the request: moot, and settled.
     let finishes = runner.run(&gated, json!("finish")).await.unwrap();
@@ -286,4 +296,34 @@ async fn until_settled(runner: &Orchestrator, id: &ExecutionId) {
         tokio::task::yield_now().await;
     }
     panic!("the request for {id} is still pending");
+}
+
+#[tokio::test]
+async fn resume_cancels_a_parked_execution_a_request_waits_for() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let open = Arc::new(tokio::sync::Notify::new());
+    // A process that does not watch: the request stays pending.
+    let runner = gated_process(store.clone(), open.clone()).build().unwrap();
+    let parks = runner
+        .run(&runner.bind(&gated()).unwrap(), json!("park"))
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
+    let requester = orchestrator(store.clone(), false);
+    let request = requester.request_cancel(parks.id()).await.unwrap();
+    assert!(matches!(request, CancelRequest::Requested), "{request:?}");
+    open.notify_one();
+    assert!(parks.wait().await.is_err());
+    assert_eq!(parks.status(), ExecutionStatus::Parked);
+    assert!(runner.cancel_pending(parks.id()).await.unwrap());
+
+    let later = gated_process(store.clone(), Arc::default())
+        .build()
+        .unwrap();
+    let resumed = later
+        .resume_with(&later.bind(&gated()).unwrap(), parks.id())
+        .await
+        .unwrap();
+    assert!(ended(resumed.wait()).await.unwrap_err().is_cancelled());
+    assert!(!later.cancel_pending(parks.id()).await.unwrap());
 }

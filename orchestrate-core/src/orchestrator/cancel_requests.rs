@@ -24,11 +24,13 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inner, Orchestrator};
+use super::{Inner, Orchestrator, Restart};
 use crate::error::Error;
 use crate::execution::{Execution, Shared};
 use crate::ids::ExecutionId;
+use crate::journal::ExecutionStatus;
 use crate::store::{Message, MessageQuery, MessageStatus, NewMessage, Store, StoreError};
+use crate::workflow::Workflow;
 
 /// The mailbox that holds cancellation requests; each message's thread is
 /// the execution's id.
@@ -76,12 +78,19 @@ impl Orchestrator {
                 return Ok(CancelRequest::Here(running_here));
             }
         };
-        if view.status() == crate::journal::ExecutionStatus::Parked {
+        if view.status() == ExecutionStatus::Parked {
             return self.cancel(id).await.map(CancelRequest::Here);
         }
         let request = NewMessage::new(CANCEL_MAILBOX, json!({ "execution": id.as_str() }))
             .in_thread(id.as_str());
         self.inner.store.send_message(request).await?;
+        // It may have ended between the look above and the request, and
+        // settled its requests before this one came: then nobody would.
+        let now = self.execution(id).await?;
+        if now.status().is_terminal() {
+            self.settle_cancel_requests(id).await?;
+            return Ok(CancelRequest::Finished(now));
+        }
         Ok(CancelRequest::Requested)
     }
 
@@ -107,6 +116,7 @@ impl Orchestrator {
     pub(super) fn spawn_driver(
         &self,
         shared: &Arc<Shared>,
+        workflow: &Workflow,
         driver: impl Future<Output = ()> + Send + 'static,
     ) {
         let Some(every) = self.inner.limits.cancel_requests else {
@@ -116,9 +126,11 @@ impl Orchestrator {
         self.watch(every);
         let orchestrator = self.clone();
         let execution = Execution::new(shared.clone());
+        // The workflow it ran, registered or only bound.
+        let workflow = workflow.clone();
         self.inner.tracker.spawn(async move {
             driver.await;
-            if let Err(e) = orchestrator.settle_after_run(&execution).await {
+            if let Err(e) = orchestrator.settle_after_run(&execution, &workflow).await {
                 tracing::warn!(
                     execution_id = %execution.id(),
                     error = %e,
@@ -131,16 +143,31 @@ impl Orchestrator {
     /// A request that arrived while `execution` ran but was not taken in
     /// time: the execution ended, and it is moot; or it parked, and it is
     /// cancelled now rather than when a decision wakes it up.
-    async fn settle_after_run(&self, execution: &Execution) -> Result<(), Error> {
+    async fn settle_after_run(
+        &self,
+        execution: &Execution,
+        workflow: &Workflow,
+    ) -> Result<(), Error> {
         let id = execution.id();
         if !self.cancel_pending(id).await? {
             return Ok(());
         }
-        if execution.status() == crate::journal::ExecutionStatus::Parked {
-            tracing::info!(execution_id = %id, "parked execution cancelled at another process's request");
-            self.cancel(id).await?;
+        if execution.status() != ExecutionStatus::Parked {
+            self.settle_cancel_requests(id).await?;
             return Ok(());
         }
+        // Parked when it left here; as the store has it now, since another
+        // process may have taken it up with a decision meanwhile (and that
+        // one takes the request, if it watches).
+        let (events, view) = match self.load_unfinished(id).await? {
+            Ok(loaded) => loaded,
+            Err(_) => return Ok(()),
+        };
+        if view.status() != ExecutionStatus::Parked {
+            return Ok(());
+        }
+        tracing::info!(execution_id = %id, "parked execution cancelled at another process's request");
+        self.start_restored(workflow, id, &events, view, Restart::Cancel)?;
         self.settle_cancel_requests(id).await?;
         Ok(())
     }

@@ -355,7 +355,7 @@ impl Orchestrator {
             Some(budget) => driver.with_budget(budget),
             None => driver,
         };
-        self.spawn_driver(&shared, driver.run().instrument(span));
+        self.spawn_driver(&shared, workflow, driver.run().instrument(span));
         Ok(Execution::new(shared))
     }
 
@@ -469,6 +469,10 @@ impl Orchestrator {
             Err(execution) => {
                 // Started here meanwhile, or finished.
                 execution.cancel();
+                if execution.status().is_terminal() {
+                    // Nothing left to cancel: neither is any request.
+                    self.settle_cancel_requests(id).await?;
+                }
                 return Ok(execution);
             }
         };
@@ -587,7 +591,8 @@ impl Orchestrator {
         events: &[crate::journal::Event],
         view: ExecutionView,
     ) -> Result<Execution, Error> {
-        if view.status() == crate::journal::ExecutionStatus::Parked {
+        let parked = view.status() == crate::journal::ExecutionStatus::Parked;
+        if parked && !self.cancel_pending(id).await? {
             // Nothing to run until a decision arrives.
             return Ok(Execution::new(Arc::new(Shared::from_journal(
                 id.clone(),
@@ -596,7 +601,7 @@ impl Orchestrator {
                 self.inner.bus.clone(),
             ))));
         }
-        if !self.cancel_pending(id).await? {
+        if !parked && !self.cancel_pending(id).await? {
             return self.start_restored(workflow, id, events, view, Restart::Resume);
         }
         let execution = self.start_restored(workflow, id, events, view, Restart::Cancel)?;
@@ -672,7 +677,7 @@ impl Orchestrator {
             Restart::Decide(index, decision) => driver.decide(index, decision),
             Restart::Cancel => driver.request_cancel(),
         }
-        self.spawn_driver(&shared, driver.run_restored().instrument(span));
+        self.spawn_driver(&shared, workflow, driver.run_restored().instrument(span));
         Ok(Execution::new(shared))
     }
 
