@@ -393,7 +393,9 @@ impl Orchestrator {
     /// flight, and continues. The workflow is the registered one of the name
     /// the journal records.
     ///
-    /// A running or finished execution is returned as it is.
+    /// A running or finished execution is returned as it is. One whose
+    /// cancellation was asked for ([`request_cancel`](Self::request_cancel))
+    /// and not carried out is ended cancelled instead, running nothing.
     ///
     /// # Errors
     ///
