@@ -69,7 +69,8 @@ pub(crate) enum Command {
         /// The execution's input: JSON, or `@FILE` to read it from a file.
         #[arg(long, value_name = "JSON|@FILE")]
         input: Option<String>,
-        /// An idempotency key: a second run with it returns the first's
+        /// An idempotency key: a second run of the workflow with it
+        /// (here, or over `orchestrate serve`) returns the first's
         /// execution instead of starting another.
         #[arg(long, value_name = "IDEMPOTENCY_KEY")]
         key: Option<String>,

@@ -420,6 +420,27 @@ fn init_writes_the_tested_template_and_a_manifest_cargo_reads() {
 }
 
 #[test]
+fn a_second_run_with_the_same_key_is_the_first() {
+    let project = Project::new();
+    let marks = project.path("marks");
+    let file = project.write(
+        "once.json",
+        &format!(
+            r#"{{"name": "once", "steps": [{}]}}"#,
+            mark("only", "ran", &marks, None)
+        ),
+    );
+    let run = || {
+        let out = project.run(&["run", file.to_str().unwrap(), "--key", "deploy-7", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let first: Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+        first["execution_id"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(run(), run());
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "ran\n");
+}
+
+#[test]
 fn a_closed_pipe_stops_the_output_but_not_the_run() {
     let project = Project::new();
     let file = project.write(

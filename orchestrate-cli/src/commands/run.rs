@@ -27,7 +27,8 @@ pub(crate) async fn run(
     let workflow = orchestrator.bind(&def)?;
     let mut options = RunOptions::default();
     if let Some(key) = key {
-        options = options.idempotency_key(key);
+        // One key space per workflow, as `orchestrate serve` keeps them.
+        options = options.idempotency_key(format!("{}/{key}", def.name));
     }
     let execution = orchestrator.run_with(&workflow, input, options).await?;
     keep_execution_definition(store, execution.id(), &kept).await?;
