@@ -3,6 +3,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use orchestrate_core::{agent_fn, Agent, AgentError};
+
+use super::bounded::bounded;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, SET_COOKIE};
 use reqwest::{Client, Method, StatusCode};
 use serde::Deserialize;
@@ -90,18 +92,8 @@ fn http_agent(client: impl Fn() -> Result<Client, String> + Send + Sync + 'stati
             let client =
                 client().map_err(|e| AgentError::permanent(format!("http: no client: {e}")))?;
             let request = request(&client, &input, &ctx.idempotency_key())?;
-            let timeout = input
-                .timeout_ms
-                .map_or(Duration::MAX, Duration::from_millis);
-            tokio::select! {
-                answer = send(request, &input) => answer,
-                () = tokio::time::sleep(timeout) => Err(AgentError::transient(format!(
-                    "http: {} {} timed out after {} ms", input.method, input.url, timeout.as_millis()
-                ))),
-                () = ctx.cancellation_token().cancelled() => Err(AgentError::permanent(format!(
-                    "http: {} {} cancelled", input.method, input.url
-                ))),
-            }
+            let what = format!("http: {} {}", input.method, input.url);
+            bounded(send(request, &what), input.timeout_ms, &ctx, &what).await?
         }
     })
 }
@@ -141,12 +133,12 @@ fn request(
     Ok(request)
 }
 
-async fn send(request: reqwest::RequestBuilder, input: &HttpInput) -> Result<Value, AgentError> {
-    let what = format!("{} {}", input.method, input.url);
+/// Sends `request` (`what`: "http: METHOD URL") and reads its answer.
+async fn send(request: reqwest::RequestBuilder, what: &str) -> Result<Value, AgentError> {
     let mut response = request
         .send()
         .await
-        .map_err(|e| AgentError::transient(format!("http: {what}: {e}")).with_source(e))?;
+        .map_err(|e| AgentError::transient(format!("{what}: {e}")).with_source(e))?;
     let status = response.status();
     let headers = headers_of(response.headers());
     let retry_after = response
@@ -159,11 +151,11 @@ async fn send(request: reqwest::RequestBuilder, input: &HttpInput) -> Result<Val
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| AgentError::transient(format!("http: {what}: reading the body: {e}")))?
+        .map_err(|e| AgentError::transient(format!("{what}: reading the body: {e}")))?
     {
         if bytes.len() + chunk.len() > MAX_BODY {
             return Err(AgentError::permanent(format!(
-                "http: {what}: the response body exceeds {MAX_BODY} bytes"
+                "{what}: the response body exceeds {MAX_BODY} bytes"
             )));
         }
         bytes.extend_from_slice(&chunk);
@@ -176,7 +168,7 @@ async fn send(request: reqwest::RequestBuilder, input: &HttpInput) -> Result<Val
         Value::String(text) => text.chars().take(200).collect(),
         other => other.to_string().chars().take(200).collect(),
     };
-    let message = format!("http: {what}: {status}: {start}");
+    let message = format!("{what}: {status}: {start}");
     let transient = status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error();

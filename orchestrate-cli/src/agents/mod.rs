@@ -6,6 +6,7 @@
 //! [`builtin`], or picks some.
 
 mod approval;
+mod bounded;
 mod echo;
 #[cfg(feature = "http")]
 mod http;

@@ -1,9 +1,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
 use orchestrate_core::{agent_fn, Agent, AgentError};
+
+use super::bounded::bounded;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt as _;
@@ -77,23 +78,11 @@ pub fn shell() -> impl Agent {
             }),
             _ => futures::future::Either::Right(std::future::ready(())),
         };
-        let timeout = input
-            .timeout_ms
-            .map_or(Duration::MAX, Duration::from_millis);
         let run = async { futures::join!(feeding, child.wait_with_output()).1 };
-        let output = tokio::select! {
-            output = run => output.map_err(|e| {
-                AgentError::permanent(format!("shell: `{}`: {e}", input.program))
-            })?,
-            () = tokio::time::sleep(timeout) => {
-                return Err(AgentError::transient(format!(
-                    "shell: `{}` timed out after {} ms", input.program, timeout.as_millis()
-                )));
-            }
-            () = ctx.cancellation_token().cancelled() => {
-                return Err(AgentError::permanent(format!("shell: `{}` cancelled", input.program)));
-            }
-        };
+        let what = format!("shell: `{}`", input.program);
+        let output = bounded(run, input.timeout_ms, &ctx, &what)
+            .await?
+            .map_err(|e| AgentError::permanent(format!("{what}: {e}")))?;
         let stdout = captured(&output.stdout);
         let stderr = captured(&output.stderr);
         match output.status.code() {
@@ -130,6 +119,7 @@ fn captured(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use orchestrate_core::{Context, Retry};
+    use std::time::Duration;
 
     async fn call(input: Value) -> Result<Value, AgentError> {
         shell().call(input, &Context::detached("step")).await
