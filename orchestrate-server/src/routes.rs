@@ -61,12 +61,13 @@ pub(crate) async fn execute(
         // two executions.
         options = options.idempotency_key(format!("{name}/{key}"));
     }
-    let keyed = options.idempotency_key.is_some();
+    // Kept only to compare with a keyed execution found rather than started.
+    let sent = options.idempotency_key.is_some().then(|| input.clone());
     let execution = state
         .orchestrator
-        .run_with(&workflow, input.clone(), options)
+        .run_with(&workflow, input, options)
         .await?;
-    if keyed {
+    if let Some(input) = sent {
         // The execution the key named before, started on another input:
         // the key was reused by mistake, and nothing was started for it.
         let view = execution.view();
