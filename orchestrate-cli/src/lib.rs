@@ -50,6 +50,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod agents;
 mod args;
@@ -78,6 +79,12 @@ const CANCEL_LOOK: std::time::Duration = std::time::Duration::from_millis(250);
 #[must_use = "a command line does nothing until it is run"]
 pub struct Cli {
     builder: OrchestratorBuilder,
+}
+
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli").finish_non_exhaustive()
+    }
 }
 
 impl Cli {

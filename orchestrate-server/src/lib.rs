@@ -55,6 +55,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 mod auth;
 mod problem;
