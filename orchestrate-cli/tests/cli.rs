@@ -479,6 +479,75 @@ fn a_closed_pipe_stops_the_output_but_not_the_run() {
 }
 
 #[test]
+fn inspect_export_plan_and_help_show_what_they_say() {
+    let project = Project::new();
+    let long = "x".repeat(20_000);
+    let file = project.write(
+        "show.json",
+        &format!(
+            r#"{{"name": "show", "steps": [
+                {{"id": "first", "agent": "echo", "input": {{"api_token": "s3cret", "note": "{long}"}}}},
+                {{"id": "second", "agent": "echo", "depends_on": ["first"], "input": 2}}
+            ]}}"#
+        ),
+    );
+    let out = project.run(&["run", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first: Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    let id = first["execution_id"].as_str().unwrap();
+
+    let inspected = text(&project.run(&["inspect", id, "--tree", "--gantt"]).stdout);
+    for expected in [
+        "status    Succeeded",
+        "second",
+        "calls:",
+        "gantt",
+        "dateFormat x",
+        "section steps",
+    ] {
+        assert!(inspected.contains(expected), "{expected} in {inspected}");
+    }
+
+    // The journal, redacted and capped.
+    let exported = text(&project.run(&["export", id]).stdout);
+    let journal: Value = serde_json::from_str(&exported).unwrap();
+    assert!(
+        journal.to_string().contains("execution_finished"),
+        "{journal}"
+    );
+    assert!(!exported.contains("s3cret"), "a secret was exported");
+    assert!(exported.contains("[redacted]") && exported.contains("[truncated]"));
+    assert!(exported.len() < long.len(), "the long field was cut");
+
+    let dot = text(
+        &project
+            .run(&["plan", file.to_str().unwrap(), "--format", "dot"])
+            .stdout,
+    );
+    assert!(
+        dot.contains("digraph") && dot.contains("first") && dot.contains("second"),
+        "{dot}"
+    );
+    let plain = text(&project.run(&["plan", file.to_str().unwrap()]).stdout);
+    assert!(
+        plain.contains("first") && plain.contains("second"),
+        "{plain}"
+    );
+
+    let schema: Value = serde_json::from_slice(&project.run(&["schema"]).stdout).unwrap();
+    assert!(schema["properties"]["steps"].is_object(), "{schema}");
+
+    // An example for every command.
+    for command in [
+        "init", "validate", "plan", "run", "serve", "schema", "list", "inspect", "logs", "export",
+        "cancel", "resume", "approve", "reject",
+    ] {
+        let help = text(&project.run(&[command, "--help"]).stdout);
+        assert!(help.contains("Example:"), "`{command} --help`: {help}");
+    }
+}
+
+#[test]
 fn the_shipped_workflows_validate_and_run() {
     let project = Project::new();
     let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/hello.json");
