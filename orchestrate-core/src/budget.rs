@@ -88,8 +88,10 @@ impl fmt::Display for Balance {
     }
 }
 
-/// Why a budget operation was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a budget operation was refused: what
+/// [`Error::BudgetExceeded`](crate::Error::BudgetExceeded) carries, and what
+/// the journal keeps of it (so that a replayed refusal reads the same).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("`{node}` asks for {asked}, `{bank}` has {available} available")]
 pub struct Overrun {
     /// The account that asked.

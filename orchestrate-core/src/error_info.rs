@@ -25,6 +25,10 @@ pub struct ErrorInfo {
     /// budget from a failure, in the run and in a replay alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// The refused budget operation, for a `budget_exceeded` error or one
+    /// that passed such an error on (see [`Error::overrun`](crate::Error::overrun)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrun: Option<Box<crate::budget::Overrun>>,
 }
 
 impl fmt::Display for ErrorInfo {

@@ -232,6 +232,7 @@ proptest! {
                                     retryable: false,
                                     attempts: None,
                                     origin: None,
+                                    overrun: None,
                                 }),
                                 attempts: 0,
                             }

@@ -32,7 +32,13 @@ async fn a_branch_that_overruns_is_stopped_while_the_others_finish() {
             let greedy = ctx
                 .call_with("greedy", json!(null), CallOptions::new().budget(600))
                 .await;
-            let refused = matches!(greedy, Err(Error::BudgetExceeded { .. }));
+            // Typed: who asked, whose budget, how much, how much was left.
+            let refused = match greedy {
+                Err(Error::BudgetExceeded(o)) => {
+                    json!([o.node.as_ref(), o.bank.as_ref(), o.asked, o.available])
+                }
+                other => json!(format!("{other:?}")),
+            };
             Ok(json!({"finished": finished, "refused": refused, "left": ctx.budget().and_then(|b| b.available)}))
         }))
         .agent(agent_fn("researcher", |rounds, ctx| async move {
@@ -65,7 +71,7 @@ async fn a_branch_that_overruns_is_stopped_while_the_others_finish() {
     let done = exec.clone().await.unwrap();
     assert_eq!(
         done.output("plan"),
-        Some(&json!({"finished": 3, "refused": true, "left": 500}))
+        Some(&json!({"finished": 3, "refused": ["plan/4", "", 600, 500], "left": 500}))
     );
     assert_eq!(
         greedy_runs.load(Ordering::SeqCst),
@@ -77,6 +83,17 @@ async fn a_branch_that_overruns_is_stopped_while_the_others_finish() {
     let overrun = tree.get("plan/2").unwrap();
     assert_eq!(overrun.status, CallStatus::Failed);
     assert!(overrun.error.as_ref().unwrap().message.contains("budget"));
+    // Its agent passed the refused consumption on with `?`: the call's
+    // failure still says what was refused.
+    assert_eq!(
+        overrun.error.as_ref().unwrap().overrun.as_deref(),
+        Some(&orchestrate_core::budget::Overrun {
+            node: "plan/2".into(),
+            bank: "plan/2".into(),
+            asked: 100,
+            available: 50,
+        })
+    );
     assert_eq!(
         tree.budget("plan/2").unwrap(),
         // Ended: what it did not use went back.
@@ -101,6 +118,8 @@ async fn a_branch_that_overruns_is_stopped_while_the_others_finish() {
     let refused = tree.get("plan/4").unwrap();
     assert_eq!(refused.status, CallStatus::Failed);
     assert_eq!(refused.error.as_ref().unwrap().code, "budget_exceeded");
+    let recorded = refused.error.as_ref().unwrap().overrun.clone().unwrap();
+    assert_eq!((recorded.asked, recorded.available), (600, 500));
     assert_eq!(refused.attempts, 0);
 
     // Thresholds, each once: the overrunning branch's 50 % and 80 %, the

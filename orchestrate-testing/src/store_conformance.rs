@@ -123,6 +123,12 @@ pub fn every_kind(id: &str) -> Vec<Event> {
         retryable: true,
         attempts: Some(2),
         origin: Some("budget_exceeded".into()),
+        overrun: Some(Box::new(orchestrate_core::budget::Overrun {
+            node: "a/0".into(),
+            bank: "".into(),
+            asked: u64::MAX,
+            available: 7,
+        })),
     };
     let kinds = vec![
         EventKind::StepScheduled { step: "a".into() },

@@ -138,14 +138,13 @@ pub enum Error {
         /// The step, when one step was cancelled.
         step: Option<Arc<str>>,
     },
-    /// A budget would be overrun.
-    #[error("step `{step}`: budget exceeded: {detail}")]
-    BudgetExceeded {
-        /// The step.
-        step: Arc<str>,
-        /// Which budget and by how much.
-        detail: String,
-    },
+    /// A budget would be overrun: the allocation or consumption was
+    /// refused and changed nothing. The [`Overrun`](crate::budget::Overrun)
+    /// names the step or call that asked, the account that would have been
+    /// overrun, the amount asked and what that account had. (Boxed: every
+    /// `Result` of this crate carries an `Error`'s size.)
+    #[error("budget exceeded: {0}")]
+    BudgetExceeded(Box<crate::budget::Overrun>),
     /// An agent panicked.
     #[error("step `{step}`: agent `{agent}` panicked: {message}")]
     Panicked {
@@ -187,8 +186,9 @@ pub enum Error {
         call: Arc<str>,
         /// The agent called.
         agent: Arc<str>,
-        /// The child's error, as the journal records it.
-        cause: ErrorInfo,
+        /// The child's error, as the journal records it. (Boxed: every
+        /// `Result` of this crate carries an `Error`'s size.)
+        cause: Box<ErrorInfo>,
     },
     /// A replayed call differs from the journal's record of it: the caller
     /// decided differently than when it first ran (it read the clock, a
@@ -344,7 +344,7 @@ impl Error {
             Error::CircuitOpen { .. } => "circuit_open",
             Error::Rejected { .. } => "rejected",
             Error::Cancelled { .. } => "cancelled",
-            Error::BudgetExceeded { .. } => "budget_exceeded",
+            Error::BudgetExceeded(_) => "budget_exceeded",
             Error::Panicked { .. } => "panicked",
             Error::Interpolation(_) => "interpolation",
             Error::JournalLimit { .. } => "journal_limit",
@@ -403,6 +403,22 @@ impl Error {
             retryable: self.is_retryable(),
             attempts: self.attempts(),
             origin: self.origin().map(str::to_owned),
+            overrun: self.overrun().cloned().map(Box::new),
+        }
+    }
+
+    /// The refused budget operation behind this error: its own, or the one
+    /// an agent's failure passed on with `?`, or the one a failed call
+    /// recorded. Lets a caller see how much was left when a child's
+    /// consumption was refused.
+    pub fn overrun(&self) -> Option<&crate::budget::Overrun> {
+        match self {
+            Error::BudgetExceeded(overrun) => Some(overrun),
+            Error::Agent { source, .. } => std::error::Error::source(source)?
+                .downcast_ref::<Error>()?
+                .overrun(),
+            Error::CallFailed { cause, .. } => cause.overrun.as_deref(),
+            _ => None,
         }
     }
 

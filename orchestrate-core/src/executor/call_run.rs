@@ -23,10 +23,7 @@ use crate::journal::{CallStart, EventKind};
 
 /// The error of a refused budget operation.
 pub(super) fn overrun(error: Overrun) -> Error {
-    Error::BudgetExceeded {
-        step: error.node.clone(),
-        detail: error.to_string(),
-    }
+    Error::BudgetExceeded(Box::new(error))
 }
 
 /// A checked call: its record's result, or what running it takes.
@@ -169,10 +166,10 @@ impl Run {
                 (event, Ok(output))
             }
             Err(error) => {
-                let cause = error.info();
+                let cause = Box::new(error.info());
                 let event = EventKind::CallFailed {
                     call: call.clone(),
-                    error: Box::new(cause.clone()),
+                    error: cause.clone(),
                     attempts,
                 };
                 let error = match error {

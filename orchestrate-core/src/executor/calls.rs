@@ -145,18 +145,20 @@ impl ExecutionHost {
                         "terminated" => Error::Terminated { call },
                         "cancelled" => Error::Cancelled { step: Some(call) },
                         // Refused before it ran.
-                        "budget_exceeded" if cause.attempts.is_none() => Error::BudgetExceeded {
-                            step: call,
-                            detail: cause
-                                .message
-                                .split_once("budget exceeded: ")
-                                .map_or(cause.message.as_str(), |(_, detail)| detail)
-                                .to_owned(),
-                        },
+                        "budget_exceeded" if cause.attempts.is_none() => {
+                            match recorded_overrun(cause) {
+                                Some(overrun) => Error::BudgetExceeded(overrun),
+                                None => Error::CallFailed {
+                                    call,
+                                    agent,
+                                    cause: Box::new(cause.clone()),
+                                },
+                            }
+                        }
                         _ => Error::CallFailed {
                             call,
                             agent,
-                            cause: cause.clone(),
+                            cause: Box::new(cause.clone()),
                         },
                     };
                     return Ok(Prepared::Replayed(Err(error)));
@@ -205,6 +207,25 @@ impl ExecutionHost {
             grace: self.grace,
         })))
     }
+}
+
+/// The refusal a journal recorded: typed since the journal keeps it so,
+/// read back from its text in journals written before.
+fn recorded_overrun(cause: &crate::error::ErrorInfo) -> Option<Box<crate::budget::Overrun>> {
+    if let Some(overrun) = &cause.overrun {
+        return Some(overrun.clone());
+    }
+    // "… budget exceeded: `node` asks for 5, `bank` has 3 available"
+    let (_, detail) = cause.message.split_once("budget exceeded: `")?;
+    let (node, rest) = detail.split_once("` asks for ")?;
+    let (asked, rest) = rest.split_once(", `")?;
+    let (bank, available) = rest.rsplit_once("` has ")?;
+    Some(Box::new(crate::budget::Overrun {
+        node: node.into(),
+        bank: bank.into(),
+        asked: asked.parse().ok()?,
+        available: available.strip_suffix(" available")?.parse().ok()?,
+    }))
 }
 
 impl Host for ExecutionHost {
@@ -465,5 +486,55 @@ impl Host for ExecutionHost {
         };
         let options = CallOptions::new().label(format!("workflow {}", def.name));
         started(self.prepare_target(caller, call, &target, input, options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recorded_overrun;
+    use crate::budget::Overrun;
+    use crate::error::ErrorInfo;
+
+    fn refusal(message: &str, overrun: Option<Box<Overrun>>) -> ErrorInfo {
+        ErrorInfo {
+            code: "budget_exceeded".into(),
+            message: message.into(),
+            retryable: false,
+            attempts: None,
+            origin: None,
+            overrun,
+        }
+    }
+
+    #[test]
+    fn a_recorded_refusal_reads_back_typed_from_old_and_new_journals() {
+        let typed = Overrun {
+            node: "plan/4".into(),
+            bank: "".into(),
+            asked: 600,
+            available: 500,
+        };
+        // Written since refusals are kept typed.
+        let info = refusal("anything", Some(Box::new(typed.clone())));
+        assert_eq!(recorded_overrun(&info).as_deref(), Some(&typed));
+        // Written before: only the text, in the old message's form.
+        let old = format!("step `plan/4`: budget exceeded: {typed}");
+        assert_eq!(
+            recorded_overrun(&refusal(&old, None)).as_deref(),
+            Some(&typed)
+        );
+        let odd = Overrun {
+            node: "a/b, `c".into(),
+            bank: "a".into(),
+            asked: 1,
+            available: 0,
+        };
+        let old = format!("step `x`: budget exceeded: {odd}");
+        assert_eq!(
+            recorded_overrun(&refusal(&old, None)).as_deref(),
+            Some(&odd)
+        );
+        // Unreadable: no typed refusal (the caller gets the call's failure).
+        assert_eq!(recorded_overrun(&refusal("budget exceeded", None)), None);
     }
 }

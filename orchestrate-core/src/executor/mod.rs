@@ -432,6 +432,7 @@ fn policy_event(step: Arc<str>, agent: &Arc<str>, event: PolicyEvent) -> Option<
                 retryable,
                 attempts: Some(attempt),
                 origin: None,
+                overrun: None,
             }),
         },
         PolicyEvent::TimedOut { attempt, after } => EventKind::AttemptFailed {
@@ -443,6 +444,7 @@ fn policy_event(step: Arc<str>, agent: &Arc<str>, event: PolicyEvent) -> Option<
                 retryable: true,
                 attempts: Some(attempt),
                 origin: None,
+                overrun: None,
             }),
         },
         PolicyEvent::RetryScheduled {

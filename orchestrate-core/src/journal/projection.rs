@@ -245,6 +245,7 @@ impl ExecutionView {
                     retryable: false,
                     attempts: None,
                     origin: None,
+                    overrun: None,
                 })
             }),
             EventKind::RetryScheduled { .. }

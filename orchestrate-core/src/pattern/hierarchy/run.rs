@@ -40,7 +40,7 @@ fn stopped(node: &str, reason: String) -> Value {
 /// A budget refused: the branch stops.
 fn overrun(error: &Error) -> bool {
     match error {
-        Error::BudgetExceeded { .. } => true,
+        Error::BudgetExceeded(_) => true,
         Error::CallFailed { cause, .. } => {
             cause.code == "budget_exceeded" || cause.origin.as_deref() == Some("budget_exceeded")
         }
