@@ -373,9 +373,29 @@ impl Context {
         &self.step_id
     }
 
-    /// The id a call of this context's attempt number `index` gets.
+    /// The id a call of this context's attempt number `index` gets: what
+    /// [`child_call_id_named`](Self::child_call_id_named) gives for
+    /// `index`, written without the formatting machinery (the one id every
+    /// call takes; `map` takes thousands).
     pub(crate) fn child_call_id(&self, index: u64) -> Arc<str> {
-        self.child_call_id_named(index)
+        thread_local! {
+            /// Reused: the id's one allocation is its `Arc`.
+            static ID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        let written = ID.with(|id| {
+            let mut id = id.try_borrow_mut().ok()?;
+            id.clear();
+            id.push_str(self.call_id());
+            let attempt = self.attempt();
+            if attempt > 1 {
+                id.push('@');
+                push_decimal(&mut id, attempt.into());
+            }
+            id.push('/');
+            push_decimal(&mut id, index);
+            Some(Arc::from(id.as_str()))
+        });
+        written.unwrap_or_else(|| self.child_call_id_named(index))
     }
 
     /// The id of this attempt's call named `name`.
@@ -414,6 +434,22 @@ impl Context {
         static NULL: Value = Value::Null;
         self.scope.input.as_deref().unwrap_or(&NULL)
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(text: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // A digit: `n % 10` is below 10.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    text.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// Text written into a buffer on the stack; `None` once it overflowed.
@@ -463,5 +499,27 @@ impl fmt::Debug for Context {
             .field("correlation_id", &self.scope.correlation_id)
             .field("cancelled", &self.is_cancelled())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Context;
+
+    #[test]
+    fn a_numbered_call_id_reads_as_the_formatted_one() {
+        let ctx = Context::detached("plan/step");
+        for attempt in [1, 2, 10, u32::MAX] {
+            ctx.set_attempt(attempt);
+            for index in [0, 1, 9, 10, 99, 1_000, 123_456_789, u64::MAX] {
+                assert_eq!(
+                    ctx.child_call_id(index),
+                    ctx.child_call_id_named(index),
+                    "attempt {attempt}, index {index}"
+                );
+            }
+        }
+        ctx.set_attempt(3);
+        assert_eq!(&*ctx.child_call_id(42), "plan/step@3/42");
     }
 }
