@@ -8,7 +8,12 @@ use std::time::Duration;
 /// Concurrency limits apply within one execution: at most
 /// `max_concurrency` of its steps run at once, and at most
 /// `agent_concurrency[name]` of them on one agent.
+///
+/// Set through [`OrchestratorBuilder`](crate::OrchestratorBuilder), read
+/// through [`Orchestrator::limits`](crate::Orchestrator::limits);
+/// non-exhaustive, so that a new limit is not a breaking change.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Limits {
     /// Steps of one execution running at once (default 10).
     pub max_concurrency: usize,
