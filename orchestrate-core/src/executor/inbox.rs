@@ -68,19 +68,34 @@ impl Inbox {
     /// first).
     pub(crate) async fn journaled(&self, number: u64) -> Result<(), NotJournaled> {
         loop {
+            // Looked at before registering: once woken, a sender finds its
+            // message written without registering again (two fewer locks of
+            // the waiters' list per wait).
+            if let Some(done) = self.settled(number) {
+                return done;
+            }
             let written = self.written.notified();
             tokio::pin!(written);
-            // Registered before looking, so that a batch written between
-            // the look and the wait still wakes this one.
+            // Registered before looking again, so that a batch written
+            // between the look and the wait still wakes this one.
             written.as_mut().enable();
-            if self.journaled.load(Ordering::Acquire) >= number {
-                return Ok(());
-            }
-            if self.broken.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire) {
-                return Err(NotJournaled);
+            if let Some(done) = self.settled(number) {
+                return done;
             }
             written.await;
         }
+    }
+
+    /// Whether message `number` is journaled, or never will be; `None`
+    /// while it may still be.
+    fn settled(&self, number: u64) -> Option<Result<(), NotJournaled>> {
+        if self.journaled.load(Ordering::Acquire) >= number {
+            return Some(Ok(()));
+        }
+        if self.broken.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire) {
+            return Some(Err(NotJournaled));
+        }
+        None
     }
 
     /// Called by the driver once the journal holds every message it took.
