@@ -127,17 +127,22 @@ impl Context {
         limit: usize,
     ) -> Vec<Result<Value, Error>> {
         let inputs: Vec<Value> = inputs.into_iter().collect();
+        let n = inputs.len();
         // Every id taken now, in input order; each call is made only when
         // a place among the `limit` running frees up, so that a map over a
         // million inputs holds `limit` calls in memory, not a million.
-        let first = self.reserve_call_indices(inputs.len());
+        let first = self.reserve_call_indices(n);
         futures::stream::iter(inputs.into_iter().zip(first..))
             .map(|(input, index)| {
                 let call = self.child_call_id(index);
                 self.start_call_as(call, agent, input, CallOptions::default())
             })
             .buffered(limit.max(1))
-            .collect()
+            // Sized once: `collect` would grow it result by result.
+            .fold(Vec::with_capacity(n), |mut results, result| {
+                results.push(result);
+                std::future::ready(results)
+            })
             .await
     }
 

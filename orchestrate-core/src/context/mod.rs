@@ -449,7 +449,10 @@ fn push_decimal(text: &mut String, mut n: u64) {
             break;
         }
     }
-    text.extend(digits[start..].iter().map(|&d| char::from(d)));
+    // ASCII digits: always text.
+    if let Ok(digits) = std::str::from_utf8(&digits[start..]) {
+        text.push_str(digits);
+    }
 }
 
 /// Text written into a buffer on the stack; `None` once it overflowed.
