@@ -258,6 +258,44 @@ async fn a_call_its_caller_gives_up_on_returns_its_budget_and_is_journaled_cance
     );
 }
 
+#[tokio::test]
+async fn a_refusal_two_calls_down_still_says_what_was_refused() {
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("boss", |_, ctx| async move {
+            let failed = ctx
+                .call_with("lead", json!(null), CallOptions::new().budget(30))
+                .await
+                .unwrap_err();
+            // The lead passed its worker's failure on with `?`.
+            let o = failed.overrun().cloned().unwrap();
+            Ok(json!([
+                failed.code(),
+                o.node.as_ref(),
+                o.bank.as_ref(),
+                o.asked,
+                o.available
+            ]))
+        }))
+        .agent(agent_fn("lead", |_, ctx| async move {
+            Ok(ctx.call("worker", json!(null)).await?)
+        }))
+        .agent(agent_fn("worker", |_, ctx| async move {
+            ctx.consume(20)?;
+            ctx.consume(20)?;
+            Ok(json!(null))
+        }))
+        .build()
+        .unwrap();
+    let done = run_step_with_100(&orch, "boss", "tokens")
+        .await
+        .await
+        .unwrap();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!(["call_failed", "s/0/0", "s/0", 20, 10]))
+    );
+}
+
 /// Starts workflow `w`, one step `s` of agent `agent`, with a root budget
 /// of 100 `unit`.
 async fn run_step_with_100(orch: &Orchestrator, agent: &str, unit: &str) -> Execution {

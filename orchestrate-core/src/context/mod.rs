@@ -382,7 +382,7 @@ impl Context {
             /// Reused: the id's one allocation is its `Arc`.
             static ID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        let written = ID.with(|id| {
+        let written = ID.try_with(|id| {
             let mut id = id.try_borrow_mut().ok()?;
             id.clear();
             id.push_str(self.call_id());
@@ -395,7 +395,11 @@ impl Context {
             push_decimal(&mut id, index);
             Some(Arc::from(id.as_str()))
         });
-        written.unwrap_or_else(|| self.child_call_id_named(index))
+        // Busy, or the thread's locals already gone: formatted instead.
+        written
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.child_call_id_named(index))
     }
 
     /// The id of this attempt's call named `name`.

@@ -143,7 +143,9 @@ pub enum Error {
     /// names the step or call that asked, the account that would have been
     /// overrun, the amount asked and what that account had. (Boxed: every
     /// `Result` of this crate carries an `Error`'s size.)
-    #[error("budget exceeded: {0}")]
+    // The text journals written before the typed form hold: a replay of
+    // one reads the same.
+    #[error("step `{node}`: budget exceeded: {0}", node = .0.node)]
     BudgetExceeded(Box<crate::budget::Overrun>),
     /// An agent panicked.
     #[error("step `{step}`: agent `{agent}` panicked: {message}")]

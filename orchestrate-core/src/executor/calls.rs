@@ -517,8 +517,12 @@ mod tests {
         // Written since refusals are kept typed.
         let info = refusal("anything", Some(Box::new(typed.clone())));
         assert_eq!(recorded_overrun(&info).as_deref(), Some(&typed));
-        // Written before: only the text, in the old message's form.
-        let old = format!("step `plan/4`: budget exceeded: {typed}");
+        // Written before: only the text, which reads as it did then.
+        let old = crate::Error::BudgetExceeded(Box::new(typed.clone())).to_string();
+        assert_eq!(
+            old,
+            "step `plan/4`: budget exceeded: `plan/4` asks for 600, `` has 500 available"
+        );
         assert_eq!(
             recorded_overrun(&refusal(&old, None)).as_deref(),
             Some(&typed)
