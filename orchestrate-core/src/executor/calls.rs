@@ -141,20 +141,10 @@ impl ExecutionHost {
                 Some(Ok(output)) => return Ok(Prepared::Replayed(Ok(Value::clone(output)))),
                 // The error the caller saw live, so that it decides alike.
                 Some(Err(cause)) => {
-                    let error = match cause.code.as_str() {
-                        "terminated" => Error::Terminated { call },
-                        "cancelled" => Error::Cancelled { step: Some(call) },
-                        // Refused before it ran.
-                        "budget_exceeded" if cause.attempts.is_none() => {
-                            match recorded_overrun(cause) {
-                                Some(overrun) => Error::BudgetExceeded(overrun),
-                                None => Error::CallFailed {
-                                    call,
-                                    agent,
-                                    cause: Box::new(cause.clone()),
-                                },
-                            }
-                        }
+                    let error = match (cause.code.as_str(), recorded_refusal(cause)) {
+                        ("terminated", _) => Error::Terminated { call },
+                        ("cancelled", _) => Error::Cancelled { step: Some(call) },
+                        (_, Some(overrun)) => Error::BudgetExceeded(overrun),
                         _ => Error::CallFailed {
                             call,
                             agent,
@@ -209,9 +199,13 @@ impl ExecutionHost {
     }
 }
 
-/// The refusal a journal recorded: typed since the journal keeps it so,
-/// read back from its text in journals written before.
-fn recorded_overrun(cause: &crate::error::ErrorInfo) -> Option<Box<crate::budget::Overrun>> {
+/// The refusal a journal recorded for a call refused before it ran: typed
+/// since the journal keeps it so, read back from its text in journals
+/// written before.
+fn recorded_refusal(cause: &crate::error::ErrorInfo) -> Option<Box<crate::budget::Overrun>> {
+    if cause.code != "budget_exceeded" || cause.attempts.is_some() {
+        return None;
+    }
     if let Some(overrun) = &cause.overrun {
         return Some(overrun.clone());
     }
@@ -491,7 +485,7 @@ impl Host for ExecutionHost {
 
 #[cfg(test)]
 mod tests {
-    use super::recorded_overrun;
+    use super::recorded_refusal;
     use crate::budget::Overrun;
     use crate::error::ErrorInfo;
 
@@ -516,7 +510,7 @@ mod tests {
         };
         // Written since refusals are kept typed.
         let info = refusal("anything", Some(Box::new(typed.clone())));
-        assert_eq!(recorded_overrun(&info).as_deref(), Some(&typed));
+        assert_eq!(recorded_refusal(&info).as_deref(), Some(&typed));
         // Written before: only the text, which reads as it did then.
         let old = crate::Error::BudgetExceeded(Box::new(typed.clone())).to_string();
         assert_eq!(
@@ -524,7 +518,7 @@ mod tests {
             "step `plan/4`: budget exceeded: `plan/4` asks for 600, `` has 500 available"
         );
         assert_eq!(
-            recorded_overrun(&refusal(&old, None)).as_deref(),
+            recorded_refusal(&refusal(&old, None)).as_deref(),
             Some(&typed)
         );
         let odd = Overrun {
@@ -535,10 +529,10 @@ mod tests {
         };
         let old = format!("step `x`: budget exceeded: {odd}");
         assert_eq!(
-            recorded_overrun(&refusal(&old, None)).as_deref(),
+            recorded_refusal(&refusal(&old, None)).as_deref(),
             Some(&odd)
         );
         // Unreadable: no typed refusal (the caller gets the call's failure).
-        assert_eq!(recorded_overrun(&refusal("budget exceeded", None)), None);
+        assert_eq!(recorded_refusal(&refusal("budget exceeded", None)), None);
     }
 }
