@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use orchestrate_core::journal::{Event, EventKind};
 use orchestrate_core::resilience::{Backoff, Jitter, RetryConfig};
+use orchestrate_core::store::{MemoryStore, Store};
 use orchestrate_core::{
     agent_fn, default_policy, AgentError, Call, CallLookup, CallOptions, Error, Orchestrator,
 };
@@ -205,6 +206,90 @@ async fn map_keeps_input_order_one_result_each_under_its_limit() {
         }
     }
     assert_eq!(most.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_map_returns_once_the_journal_holds_every_result() {
+    // Children that end as they start send their ends to the journal and
+    // free their places at once; the map waits for the journal once, for
+    // all of them, before its caller sees any result.
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let read = store.clone();
+    let orch = Orchestrator::builder()
+        .store(store)
+        .agent(agent_fn("fan", move |input, ctx| {
+            let read = read.clone();
+            async move {
+                let n = input.as_u64().unwrap_or(0);
+                let results = ctx.map("echo", (0..n).map(|i| json!(i)), 50).await;
+                let events = read
+                    .load(ctx.execution_id(), 0)
+                    .await
+                    .map_err(|e| AgentError::permanent(e.to_string()))?;
+                let journaled = events
+                    .iter()
+                    .filter(|e| matches!(e.kind, EventKind::CallCompleted { .. }))
+                    .count();
+                let outputs: Vec<Value> = results.into_iter().filter_map(Result::ok).collect();
+                Ok(json!({"outputs": outputs, "journaled": journaled}))
+            }
+        }))
+        .agent(agent_fn("echo", |input, _| async move { Ok(input) }))
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("fan")).unwrap();
+    // More children than a task's cooperative budget: the map gives way to
+    // the driver in between, which journals some ends before the last ones.
+    let n = 300;
+    let done = orch.run(&wf, json!(n)).await.unwrap().await.unwrap();
+    let expected: Vec<u64> = (0..n).collect();
+    assert_eq!(
+        done.output("s"),
+        Some(&json!({"outputs": expected, "journaled": n}))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_map_given_up_journals_its_running_calls_cancelled_and_makes_no_more() {
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("impatient", |_, ctx| async move {
+            tokio::select! {
+                _ = ctx.map("slow", (0..5).map(|i| json!(i)), 2) => Ok(json!("finished")),
+                () = tokio::time::sleep(Duration::from_millis(50)) => Ok(json!("gave up")),
+            }
+        }))
+        .agent(agent_fn("slow", |input, _| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(input)
+        }))
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("impatient")).unwrap();
+    let exec = orch.run(&wf, Value::Null).await.unwrap();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(done.output("s"), Some(&json!("gave up")));
+    let events = journal(&orch, &exec).await;
+    // Two started (the limit), both ended cancelled, in either order; the
+    // three never started were never journaled.
+    let mut ended = calls(&events);
+    ended.sort();
+    assert_eq!(
+        ended,
+        [
+            ("failed", "s/0".to_owned()),
+            ("failed", "s/1".to_owned()),
+            ("started", "s/0".to_owned()),
+            ("started", "s/1".to_owned()),
+        ]
+    );
+    let codes: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CallFailed { error, .. } => Some(error.code.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, ["cancelled", "cancelled"]);
 }
 
 #[tokio::test(start_paused = true)]

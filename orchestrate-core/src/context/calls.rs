@@ -2,7 +2,6 @@
 
 use std::future::Future;
 
-use futures::StreamExt;
 use serde_json::Value;
 
 use super::{CallFuture, Context};
@@ -117,6 +116,11 @@ impl Context {
     /// at once, and returns the results in input order, one `Result` each.
     /// Ids are taken in input order before any call runs.
     ///
+    /// The calls are polled in the caller's task, and a call whose agent
+    /// ends without waiting costs no task and no allocation of its own
+    /// future. A call frees its place as soon as its end is sent to the
+    /// journal; the results come back once the journal holds every one.
+    ///
     /// # Cancel safety
     ///
     /// As [`call`](Self::call), for every call not finished.
@@ -127,23 +131,16 @@ impl Context {
         limit: usize,
     ) -> Vec<Result<Value, Error>> {
         let inputs: Vec<Value> = inputs.into_iter().collect();
-        let n = inputs.len();
-        // Every id taken now, in input order; each call is made only when
-        // a place among the `limit` running frees up, so that a map over a
-        // million inputs holds `limit` calls in memory, not a million.
-        let first = self.reserve_call_indices(n);
-        futures::stream::iter(inputs.into_iter().zip(first..))
-            .map(|(input, index)| {
-                let call = self.child_call_id(index);
-                self.start_call_as(call, agent, input, CallOptions::default())
-            })
-            .buffered(limit.max(1))
-            // Sized once: `collect` would grow it result by result.
-            .fold(Vec::with_capacity(n), |mut results, result| {
-                results.push(result);
-                std::future::ready(results)
-            })
-            .await
+        // Every id taken now, in input order; each call is made only when a
+        // place among the `limit` running frees up.
+        let first = self.reserve_call_indices(inputs.len());
+        match self.host() {
+            Some(host) => host.map(self, agent, inputs, first, limit).await,
+            None => (first..)
+                .take(inputs.len())
+                .map(|index| Err(detached_error(self.child_call_id(index), agent)))
+                .collect(),
+        }
     }
 
     /// Runs workflow `def` on `input` as a child of this attempt: its steps
@@ -235,10 +232,13 @@ impl Context {
 /// Outside an execution there is no agent to call, and no journal to keep
 /// the call in.
 pub(crate) fn detached(call: std::sync::Arc<str>, agent: &str) -> CallFuture {
-    let error = Error::UnknownAgent {
+    Box::pin(std::future::ready(Err(detached_error(call, agent))))
+}
+
+fn detached_error(call: std::sync::Arc<str>, agent: &str) -> Error {
+    Error::UnknownAgent {
         workflow: "(no execution)".into(),
         step: call,
         agent: agent.into(),
-    };
-    Box::pin(async move { Err(error) })
+    }
 }

@@ -13,6 +13,10 @@ use crate::error::Error;
 /// A call on its way: `'static`, so that it may be polled anywhere.
 pub(crate) type CallFuture = Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'static>>;
 
+/// The calls of a `map` on their way, in input order.
+pub(crate) type MapFuture<'a> =
+    Pin<Box<dyn Future<Output = Vec<Result<Value, Error>>> + Send + 'a>>;
+
 /// The execution a context belongs to, as the context sees it: where its
 /// events go and how its calls run. The executor implements it; the
 /// context never names the executor, so the layering stays one-way.
@@ -124,6 +128,19 @@ pub(crate) trait Host: Send + Sync {
         input: Value,
         options: CallOptions,
     ) -> CallFuture;
+
+    /// Calls `agent` on every input, as calls of `caller`'s numbered from
+    /// `first` in input order, at most `limit` (at least 1) running at
+    /// once: [`Context::map`]. Every result is returned once the journal
+    /// holds them all.
+    fn map<'a>(
+        &'a self,
+        caller: &'a Context,
+        agent: &'a str,
+        inputs: Vec<Value>,
+        first: u64,
+        limit: usize,
+    ) -> MapFuture<'a>;
 
     /// Runs workflow `def` as call `call` of `caller`'s, each of its steps a
     /// call below it, named by the step's id.

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::ids::ExecutionId;
 
 pub(crate) use calls::detached as detached_call;
-pub(crate) use host::{CallFuture, Host};
+pub(crate) use host::{CallFuture, Host, MapFuture};
 
 /// What every step of one execution shares, made once per execution: a
 /// step's context then takes two reference counts, not one per field.

@@ -48,8 +48,37 @@ pub(super) struct Run {
     pub(super) grace: std::time::Duration,
 }
 
+/// A call run up to its end's message: its result, which its caller may use
+/// once the journal holds message `end`.
+pub(super) struct Settled {
+    pub(super) result: Result<Arc<Value>, Error>,
+    pub(super) end: u64,
+}
+
+/// A call's output for its caller: the journal's copy is shared until the
+/// journal lets go of it.
+pub(super) fn into_value(output: Arc<Value>) -> Value {
+    Arc::try_unwrap(output).unwrap_or_else(|shared| Value::clone(&shared))
+}
+
 impl Run {
+    /// Runs the call and returns its output once the journal holds it.
     async fn run(self: Box<Self>) -> Result<Value, Error> {
+        let inbox = self.inbox.clone();
+        let call = self.call.clone();
+        let settled = self.settle().await?;
+        // The caller goes on only once the journal holds the result: a
+        // resumed execution then replays it instead of running it again.
+        inbox
+            .journaled(settled.end)
+            .await
+            .map_err(|_| Error::Cancelled { step: Some(call) })?;
+        settled.result.map(into_value)
+    }
+
+    /// Runs the call until its end is sent to the journal; an error when it
+    /// was stopped before (the execution ended).
+    pub(super) async fn settle(self: Box<Self>) -> Result<Settled, Error> {
         // Moved out of its box: the future keeps a pointer, not a second
         // copy of the call beside its locals.
         let Run {
@@ -101,11 +130,13 @@ impl Run {
                     error: Box::new(error.info()),
                     attempts: 0,
                 };
-                let number = inbox
+                let end = inbox
                     .send(TaskMsg::Refused(start, failed))
                     .map_err(|_| cancelled())?;
-                inbox.journaled(number).await.map_err(|_| cancelled())?;
-                return Err(error);
+                return Ok(Settled {
+                    result: Err(error),
+                    end,
+                });
             }
             inbox
                 .send(TaskMsg::Call(EventKind::CallStarted(start)))
@@ -185,11 +216,8 @@ impl Run {
                 (event, Err(error))
             }
         };
-        // The caller goes on only once the journal holds the result: a
-        // resumed execution then replays it instead of running it again.
-        let number = inbox.send(TaskMsg::Call(event)).map_err(|_| cancelled())?;
-        inbox.journaled(number).await.map_err(|_| cancelled())?;
-        result.map(|output| Arc::try_unwrap(output).unwrap_or_else(|shared| Value::clone(&shared)))
+        let end = inbox.send(TaskMsg::Call(event)).map_err(|_| cancelled())?;
+        Ok(Settled { result, end })
     }
 }
 
@@ -280,18 +308,24 @@ async fn attempts(
     }
 }
 
+/// The span of a call, which its attempts' spans and its agent's nest in
+/// (none without a subscriber).
+pub(super) fn call_span(run: &Run) -> tracing::Span {
+    crate::spans::traced(|| {
+        tracing::info_span!(
+            "call",
+            call_id = %run.call,
+            agent = %run.agent,
+            correlation_id = %run.child.correlation_id(),
+        )
+    })
+}
+
 /// The future of a prepared call.
 pub(super) fn started(prepared: Result<Prepared, Error>) -> CallFuture {
     match prepared {
         Ok(Prepared::Run(run)) => {
-            let span = crate::spans::traced(|| {
-                tracing::info_span!(
-                    "call",
-                    call_id = %run.call,
-                    agent = %run.agent,
-                    correlation_id = %run.child.correlation_id(),
-                )
-            });
+            let span = call_span(&run);
             let future = run.run();
             #[cfg(test)]
             tests::LARGEST_CALL_FUTURE.fetch_max(

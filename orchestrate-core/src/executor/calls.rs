@@ -16,7 +16,7 @@ use super::targets::{CallTarget, CallTargets};
 use super::{Inbox, TaskMsg};
 use crate::budget::BudgetLedger;
 use crate::call::{digest, CallOptions};
-use crate::context::{AttemptCalls, CallFrame, CallFuture, Context, Host};
+use crate::context::{AttemptCalls, CallFrame, CallFuture, Context, Host, MapFuture};
 use crate::error::Error;
 use crate::journal::{CallStart, Decision, EventKind};
 
@@ -99,17 +99,22 @@ impl ExecutionHost {
         options: CallOptions,
     ) -> Result<Prepared, Error> {
         let Some(target) = self.targets.get(agent) else {
-            return Err(Error::UnknownAgent {
-                workflow: self.workflow.clone(),
-                step: call,
-                agent: agent.into(),
-            });
+            return Err(self.unknown_agent(call, agent));
         };
         self.prepare_target(caller, call, target, input, options)
     }
 
+    /// The error of call `call` of an agent not registered.
+    pub(super) fn unknown_agent(&self, call: Arc<str>, agent: &str) -> Error {
+        Error::UnknownAgent {
+            workflow: self.workflow.clone(),
+            step: call,
+            agent: agent.into(),
+        }
+    }
+
     /// [`prepare`](Self::prepare) for `target`.
-    fn prepare_target(
+    pub(super) fn prepare_target(
         &self,
         caller: &Context,
         call: Arc<str>,
@@ -465,6 +470,17 @@ impl Host for ExecutionHost {
         options: CallOptions,
     ) -> CallFuture {
         started(self.prepare(caller, call, agent, input, options))
+    }
+
+    fn map<'a>(
+        &'a self,
+        caller: &'a Context,
+        agent: &'a str,
+        inputs: Vec<Value>,
+        first: u64,
+        limit: usize,
+    ) -> MapFuture<'a> {
+        Box::pin(self.map_calls(caller, agent, inputs, first, limit))
     }
 
     fn run_workflow(

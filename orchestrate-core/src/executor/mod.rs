@@ -17,6 +17,7 @@ mod inbox;
 mod input;
 mod journal;
 mod live;
+mod map;
 mod outcomes;
 mod replay;
 mod resume;

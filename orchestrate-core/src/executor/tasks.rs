@@ -41,20 +41,21 @@ where
 /// the next step starts.
 const SPARE_BOXES: usize = 8;
 
-/// Steps polled by the driver in its own task.
+/// Futures polled by their owner in its own task: the steps of a driver,
+/// the calls of a `map`.
 ///
-/// A step is polled once as it starts, in a box taken from the spares: most
-/// steps whose agent does not wait (a tool, a cached answer, a pure
-/// function) finish right there, give their box back, and cost no
-/// allocation of their own. A step still waiting goes, box and all, to a
-/// [`FuturesUnordered`] made when first needed, which wakes the driver for
-/// it alone.
-pub(super) struct InlineSteps<F> {
+/// A future is polled once as it starts, in a box taken from the spares:
+/// most steps and calls whose agent does not wait (a tool, a cached answer,
+/// a pure function) finish right there, give their box back, and cost no
+/// allocation of their own. One still waiting goes, box and all, to a
+/// [`FuturesUnordered`] made when first needed, which wakes the owner for it
+/// alone.
+pub(super) struct InlineFutures<F> {
     waiting: Option<FuturesUnordered<Boxed<F>>>,
     spare: Vec<Pin<Box<F>>>,
 }
 
-/// A waiting step, which hands its box back with its result.
+/// A waiting future, which hands its box back with its result.
 struct Boxed<F>(Option<Pin<Box<F>>>);
 
 impl<F: Future> Future for Boxed<F> {
@@ -71,11 +72,8 @@ impl<F: Future> Future for Boxed<F> {
     }
 }
 
-impl<F> InlineSteps<F>
-where
-    F: Future<Output = (usize, StepResult)>,
-{
-    fn new() -> Self {
+impl<F: Future> InlineFutures<F> {
+    pub(super) fn new() -> Self {
         Self {
             waiting: None,
             spare: Vec::new(),
@@ -87,7 +85,7 @@ where
     /// The poll has no waker of its own (a no-op one): a step that waits
     /// is then pushed to the set, which polls it again with the set's
     /// waker before the driver next waits.
-    fn start(&mut self, step: F) -> Option<(usize, StepResult)> {
+    pub(super) fn start(&mut self, step: F) -> Option<F::Output> {
         let mut boxed = match self.spare.pop() {
             Some(mut spare) => {
                 spare.set(step);
@@ -116,7 +114,7 @@ where
         }
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(usize, StepResult)>> {
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         let Some(waiting) = self.waiting.as_mut() else {
             return Poll::Ready(None);
         };
@@ -143,7 +141,7 @@ where
 /// no box per step.
 pub(super) enum RunningSteps<F> {
     /// Polled by the driver in its own task.
-    Inline(InlineSteps<F>),
+    Inline(InlineFutures<F>),
     /// One tokio task per step.
     Spawned(JoinSet<(usize, StepResult)>),
 }
@@ -154,7 +152,7 @@ where
 {
     pub(super) fn new(tasks: StepTasks) -> Self {
         match tasks {
-            StepTasks::Inline => Self::Inline(InlineSteps::new()),
+            StepTasks::Inline => Self::Inline(InlineFutures::new()),
             StepTasks::Spawned => Self::Spawned(JoinSet::new()),
         }
     }
@@ -294,7 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn steps_that_never_wait_finish_as_they_start_in_one_reused_box() {
-        let mut steps = InlineSteps::new();
+        let mut steps = InlineFutures::new();
         for n in 0..5 {
             let (index, result) = steps
                 .start(guarded(n as usize, step(n, None), panicked))
@@ -309,7 +307,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_steps_come_back_as_they_finish_and_return_their_boxes() {
-        let mut steps = InlineSteps::new();
+        let mut steps = InlineFutures::new();
         let mut senders = Vec::new();
         for n in 0..3 {
             let (tx, rx) = tokio::sync::oneshot::channel();
