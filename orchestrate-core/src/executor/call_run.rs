@@ -3,6 +3,7 @@
 //! that runs it (its start journaled, its attempts under its policy, its
 //! end journaled before its caller goes on).
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ pub(super) fn overrun(error: Overrun) -> Error {
 /// A checked call: its record's result, or what running it takes.
 pub(super) enum Prepared {
     Replayed(Result<Value, Error>),
-    Run(Box<Run>),
+    Run(Run),
 }
 
 /// A call about to run.
@@ -63,24 +64,28 @@ pub(super) fn into_value(output: Arc<Value>) -> Value {
 
 impl Run {
     /// Runs the call and returns its output once the journal holds it.
-    async fn run(self: Box<Self>) -> Result<Value, Error> {
+    fn run(self) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
         let inbox = self.inbox.clone();
         let call = self.call.clone();
-        let settled = self.settle().await?;
-        // The caller goes on only once the journal holds the result: a
-        // resumed execution then replays it instead of running it again.
-        inbox
-            .journaled(settled.end)
-            .await
-            .map_err(|_| Error::Cancelled { step: Some(call) })?;
-        settled.result.map(into_value)
+        // A combinator, not an `async` block: the block would keep the
+        // settling future twice (captured, and being awaited).
+        self.settle().then(move |settled| async move {
+            let settled = settled?;
+            // The caller goes on only once the journal holds the result: a
+            // resumed execution then replays it instead of running it again.
+            inbox
+                .journaled(settled.end)
+                .await
+                .map_err(|_| Error::Cancelled { step: Some(call) })?;
+            settled.result.map(into_value)
+        })
     }
 
     /// Runs the call until its end is sent to the journal; an error when it
     /// was stopped before (the execution ended).
-    pub(super) async fn settle(self: Box<Self>) -> Result<Settled, Error> {
-        // Moved out of its box: the future keeps a pointer, not a second
-        // copy of the call beside its locals.
+    pub(super) fn settle(self) -> impl Future<Output = Result<Settled, Error>> + Send + 'static {
+        // Taken apart before the future is made: an `async fn` would keep
+        // the whole call as its argument beside the parts it moved out.
         let Run {
             start,
             call,
@@ -93,131 +98,133 @@ impl Run {
             inbox,
             state,
             grace,
-        } = *self;
-        let live = &state.live;
-        let cancelled = || Error::Cancelled {
-            step: Some(call.clone()),
-        };
-        let _permit = match semaphore {
-            Some(s) => Some(s.acquire_owned().await.map_err(|_| cancelled())?),
-            None => None,
-        };
-        // A call run again after a restart may have been given a budget by
-        // the journal: it is closed like one that was.
-        let budgeted = start.as_ref().is_none_or(|s| s.budget.is_some());
-        if let Some(start) = start {
-            // Given its budget before it runs, or refused before it runs. A
-            // call without one has an account only once it consumes.
-            let refused = match start.budget {
-                Some(_) => state
-                    .budgets()
-                    .open(&start.call, &start.parent, start.budget)
-                    .err(),
+        } = self;
+        async move {
+            let live = &state.live;
+            let cancelled = || Error::Cancelled {
+                step: Some(call.clone()),
+            };
+            let _permit = match semaphore {
+                Some(s) => Some(s.acquire_owned().await.map_err(|_| cancelled())?),
                 None => None,
             };
-            if let Some(refused) = refused {
-                // Journaled, start and refusal in one message (so in one
-                // batch), so that a replay refuses it too, whatever the
-                // budgets then hold; as never given, its start records no
-                // allocation.
-                let error = overrun(refused);
-                let start = Arc::new(CallStart {
-                    budget: None,
-                    ..CallStart::clone(&start)
-                });
-                let failed = EventKind::CallFailed {
-                    call: call.clone(),
-                    error: Box::new(error.info()),
-                    attempts: 0,
+            // A call run again after a restart may have been given a budget by
+            // the journal: it is closed like one that was.
+            let budgeted = start.as_ref().is_none_or(|s| s.budget.is_some());
+            if let Some(start) = start {
+                // Given its budget before it runs, or refused before it runs. A
+                // call without one has an account only once it consumes.
+                let refused = match start.budget {
+                    Some(_) => state
+                        .budgets()
+                        .open(&start.call, &start.parent, start.budget)
+                        .err(),
+                    None => None,
                 };
-                let end = inbox
-                    .send(TaskMsg::Refused(start, failed))
-                    .map_err(|_| cancelled())?;
-                return Ok(Settled {
-                    result: Err(error),
-                    end,
-                });
-            }
-            inbox
-                .send(TaskMsg::Call(EventKind::CallStarted(start)))
-                .map_err(|_| cancelled())?;
-        }
-        // The frame, not a clone of its token: a token's clone locks its
-        // tree, an Arc's is one increment.
-        if let Some(frame) = child.frame() {
-            live.lock_running().insert(call.clone(), frame.clone());
-        }
-        let mut unfinished = Unfinished {
-            call: &call,
-            state: &state,
-            inbox: &inbox,
-            budgeted,
-            armed: true,
-        };
-        let token = child.cancellation_token();
-        let stopped = async {
-            token.cancelled().await;
-            // Boxed: a timer is large, and only a stopped call needs one.
-            Box::pin(tokio::time::sleep(grace)).await;
-        };
-        // Cancelled or terminated, a call gets the grace period to return,
-        // then it is dropped.
-        // Biased, the call first: one that ends as it starts never
-        // registers with its token.
-        let (result, attempts) = tokio::select! {
-            biased;
-            done = attempts(&target, &policy, input, &child) => done,
-            () = stopped => (Err(cancelled()), 0),
-        };
-        unfinished.armed = false;
-        // Left and checked under the running calls' lock, which terminate
-        // takes to mark a call.
-        let terminated = {
-            let mut running = live.lock_running();
-            running.remove(&call);
-            live.is_terminated(&call)
-        };
-        if budgeted {
-            state.budgets().close(&call);
-        }
-        // Whatever a terminated call returned, it ends terminated.
-        let result = if terminated {
-            Err(Error::Terminated { call: call.clone() })
-        } else {
-            result
-        };
-        let (event, result) = match result {
-            Ok(output) => {
-                let output = Arc::new(output);
-                let event = EventKind::CallCompleted {
-                    call: call.clone(),
-                    output: output.clone(),
-                    attempts,
-                };
-                (event, Ok(output))
-            }
-            Err(error) => {
-                let cause = Box::new(error.info());
-                let event = EventKind::CallFailed {
-                    call: call.clone(),
-                    error: cause.clone(),
-                    attempts,
-                };
-                let error = match error {
-                    // Not the child's failure but the caller's (or the
-                    // terminator's): it stays what it is.
-                    Error::Cancelled { .. } | Error::Terminated { .. } => error,
-                    _ => Error::CallFailed {
+                if let Some(refused) = refused {
+                    // Journaled, start and refusal in one message (so in one
+                    // batch), so that a replay refuses it too, whatever the
+                    // budgets then hold; as never given, its start records no
+                    // allocation.
+                    let error = overrun(refused);
+                    let start = Arc::new(CallStart {
+                        budget: None,
+                        ..CallStart::clone(&start)
+                    });
+                    let failed = EventKind::CallFailed {
                         call: call.clone(),
-                        agent,
-                        cause,
-                    },
-                };
-                (event, Err(error))
+                        error: Box::new(error.info()),
+                        attempts: 0,
+                    };
+                    let end = inbox
+                        .send(TaskMsg::Refused(start, failed))
+                        .map_err(|_| cancelled())?;
+                    return Ok(Settled {
+                        result: Err(error),
+                        end,
+                    });
+                }
+                inbox
+                    .send(TaskMsg::Call(EventKind::CallStarted(start)))
+                    .map_err(|_| cancelled())?;
             }
-        };
-        let end = inbox.send(TaskMsg::Call(event)).map_err(|_| cancelled())?;
-        Ok(Settled { result, end })
+            // The frame, not a clone of its token: a token's clone locks its
+            // tree, an Arc's is one increment.
+            if let Some(frame) = child.frame() {
+                live.lock_running().insert(call.clone(), frame.clone());
+            }
+            let mut unfinished = Unfinished {
+                call: &call,
+                state: &state,
+                inbox: &inbox,
+                budgeted,
+                armed: true,
+            };
+            let token = child.cancellation_token();
+            let stopped = async {
+                token.cancelled().await;
+                // Boxed: a timer is large, and only a stopped call needs one.
+                Box::pin(tokio::time::sleep(grace)).await;
+            };
+            // Cancelled or terminated, a call gets the grace period to return,
+            // then it is dropped.
+            // Biased, the call first: one that ends as it starts never
+            // registers with its token.
+            let (result, attempts) = tokio::select! {
+                biased;
+                done = attempts(&target, &policy, input, &child) => done,
+                () = stopped => (Err(cancelled()), 0),
+            };
+            unfinished.armed = false;
+            // Left and checked under the running calls' lock, which terminate
+            // takes to mark a call.
+            let terminated = {
+                let mut running = live.lock_running();
+                running.remove(&call);
+                live.is_terminated(&call)
+            };
+            if budgeted {
+                state.budgets().close(&call);
+            }
+            // Whatever a terminated call returned, it ends terminated.
+            let result = if terminated {
+                Err(Error::Terminated { call: call.clone() })
+            } else {
+                result
+            };
+            let (event, result) = match result {
+                Ok(output) => {
+                    let output = Arc::new(output);
+                    let event = EventKind::CallCompleted {
+                        call: call.clone(),
+                        output: output.clone(),
+                        attempts,
+                    };
+                    (event, Ok(output))
+                }
+                Err(error) => {
+                    let cause = Box::new(error.info());
+                    let event = EventKind::CallFailed {
+                        call: call.clone(),
+                        error: cause.clone(),
+                        attempts,
+                    };
+                    let error = match error {
+                        // Not the child's failure but the caller's (or the
+                        // terminator's): it stays what it is.
+                        Error::Cancelled { .. } | Error::Terminated { .. } => error,
+                        _ => Error::CallFailed {
+                            call: call.clone(),
+                            agent,
+                            cause,
+                        },
+                    };
+                    (event, Err(error))
+                }
+            };
+            let end = inbox.send(TaskMsg::Call(event)).map_err(|_| cancelled())?;
+            Ok(Settled { result, end })
+        }
     }
 }
 

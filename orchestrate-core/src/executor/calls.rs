@@ -188,7 +188,7 @@ impl ExecutionHost {
             },
         );
         let semaphore = self.semaphore(&agent, target.limit);
-        Ok(Prepared::Run(Box::new(Run {
+        Ok(Prepared::Run(Run {
             start,
             call,
             agent,
@@ -200,7 +200,7 @@ impl ExecutionHost {
             inbox: self.inbox.clone(),
             state: self.state().clone(),
             grace: self.grace,
-        })))
+        }))
     }
 }
 
