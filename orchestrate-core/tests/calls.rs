@@ -249,6 +249,53 @@ async fn a_map_returns_once_the_journal_holds_every_result() {
     );
 }
 
+#[tokio::test]
+async fn a_map_keeps_at_most_its_limit_of_calls_unjournaled() {
+    // A crash runs again the calls whose ends the journal does not hold: a
+    // call keeps its place among the map's `limit` until the journal holds
+    // its end, so that there are never more of them, however fast its
+    // agent ends and however far the driver lags.
+    const LIMIT: usize = 4;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let read = store.clone();
+    let ended = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (count, peak) = (ended.clone(), most.clone());
+    let orch = Orchestrator::builder()
+        .store(store)
+        .agent(agent_fn("fan", |_, ctx| async move {
+            let results = ctx.map("child", (0..200).map(|i| json!(i)), LIMIT).await;
+            Ok(json!(results.iter().filter(|r| r.is_ok()).count()))
+        }))
+        .agent(agent_fn("child", move |_, ctx| {
+            let (read, count, peak) = (read.clone(), count.clone(), peak.clone());
+            async move {
+                let events = read
+                    .load(ctx.execution_id(), 0)
+                    .await
+                    .map_err(|e| AgentError::permanent(e.to_string()))?;
+                let journaled = events
+                    .iter()
+                    .filter(|e| matches!(e.kind, EventKind::CallCompleted { .. }))
+                    .count();
+                // Ended by their agents, not yet journaled.
+                let ahead = count.load(Ordering::SeqCst) - journaled;
+                peak.fetch_max(ahead, Ordering::SeqCst);
+                count.fetch_add(1, Ordering::SeqCst);
+                Ok(Value::Null)
+            }
+        }))
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("fan")).unwrap();
+    let done = orch.run(&wf, Value::Null).await.unwrap().await.unwrap();
+    assert_eq!(done.output("s"), Some(&json!(200)));
+    assert_eq!(ended.load(Ordering::SeqCst), 200);
+    // This call holds a place itself: the others are at most `LIMIT - 1`.
+    let most = most.load(Ordering::SeqCst);
+    assert!(most < LIMIT, "{most} calls ended unjournaled at once");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_map_given_up_journals_its_running_calls_cancelled_and_makes_no_more() {
     let orch = Orchestrator::builder()

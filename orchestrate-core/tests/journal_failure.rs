@@ -193,3 +193,53 @@ async fn an_append_refused_at_once_fails_the_execution_with_the_stores_error() {
 async fn an_append_refused_after_waiting_fails_the_execution_the_same_way() {
     run_on(Arc::new(BreakingStore::new(1, false))).await;
 }
+
+#[tokio::test]
+async fn a_map_whose_journal_breaks_returns_what_the_journal_took_and_cancels_the_rest() {
+    let store = Arc::new(BreakingStore::new(3, true));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let orch = Orchestrator::builder()
+        .agent(orchestrate_core::agent_fn("fan", move |_, ctx| {
+            let record = record.clone();
+            async move {
+                let results = ctx.map("noop", (0..300).map(|i| json!(i)), 50).await;
+                *record.lock().unwrap() = results.iter().map(Result::is_ok).collect();
+                Ok(Value::Null)
+            }
+        }))
+        .agent(MockAgent::new("noop").returns(json!(1)))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let wf = WorkflowDef::builder("w")
+        .step(StepDef::new("s", "fan"))
+        .build();
+    let exec = orch
+        .run(&orch.bind(&wf).unwrap(), Value::Null)
+        .await
+        .unwrap();
+    let id = exec.id().clone();
+    assert!(matches!(exec.await, Err(Error::Store(_))));
+    let kept = store.inner.load(&id, 0).await.unwrap();
+    let journaled: std::collections::HashSet<String> = kept
+        .iter()
+        .filter_map(|e| match &e.kind {
+            orchestrate_core::journal::EventKind::CallCompleted { call, .. } => {
+                Some(call.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 300, "the map returned");
+    // What the caller saw succeed is exactly what the journal holds.
+    for (i, ok) in seen.iter().enumerate() {
+        assert_eq!(*ok, journaled.contains(&format!("s/{i}")), "call s/{i}");
+    }
+    assert!(
+        !journaled.is_empty() && journaled.len() < 300,
+        "{}",
+        journaled.len()
+    );
+}

@@ -65,25 +65,19 @@ pub(super) fn into_value(output: Arc<Value>) -> Value {
 impl Run {
     /// Runs the call and returns its output once the journal holds it.
     fn run(self) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
-        let inbox = self.inbox.clone();
-        let call = self.call.clone();
-        // A combinator, not an `async` block: the block would keep the
-        // settling future twice (captured, and being awaited).
-        self.settle().then(move |settled| async move {
-            let settled = settled?;
-            // The caller goes on only once the journal holds the result: a
-            // resumed execution then replays it instead of running it again.
-            inbox
-                .journaled(settled.end)
-                .await
-                .map_err(|_| Error::Cancelled { step: Some(call) })?;
-            settled.result.map(into_value)
-        })
+        self.settle(true)
+            .map(|settled| settled.and_then(|settled| settled.result.map(into_value)))
     }
 
-    /// Runs the call until its end is sent to the journal; an error when it
-    /// was stopped before (the execution ended).
-    pub(super) fn settle(self) -> impl Future<Output = Result<Settled, Error>> + Send + 'static {
+    /// Runs the call until its end is sent to the journal, and with
+    /// `acknowledged` until the journal holds it; an error when it was
+    /// stopped before (the execution ended). One state machine for both:
+    /// awaiting a settling future from another would poll two at every
+    /// wake-up of a call that waits.
+    pub(super) fn settle(
+        self,
+        acknowledged: bool,
+    ) -> impl Future<Output = Result<Settled, Error>> + Send + 'static {
         // Taken apart before the future is made: an `async fn` would keep
         // the whole call as its argument beside the parts it moved out.
         let Run {
@@ -139,6 +133,9 @@ impl Run {
                     let end = inbox
                         .send(TaskMsg::Refused(start, failed))
                         .map_err(|_| cancelled())?;
+                    if acknowledged {
+                        inbox.journaled(end).await.map_err(|_| cancelled())?;
+                    }
                     return Ok(Settled {
                         result: Err(error),
                         end,
@@ -223,6 +220,12 @@ impl Run {
                 }
             };
             let end = inbox.send(TaskMsg::Call(event)).map_err(|_| cancelled())?;
+            if acknowledged {
+                // The caller goes on only once the journal holds the result:
+                // a resumed execution then replays it instead of running it
+                // again.
+                inbox.journaled(end).await.map_err(|_| cancelled())?;
+            }
             Ok(Settled { result, end })
         }
     }

@@ -86,6 +86,11 @@ impl Inbox {
         }
     }
 
+    /// Whether the journal holds message `number`.
+    pub(crate) fn holds(&self, number: u64) -> bool {
+        self.journaled.load(Ordering::Acquire) >= number
+    }
+
     /// Whether message `number` is journaled, or never will be; `None`
     /// while it may still be.
     fn settled(&self, number: u64) -> Option<Result<(), NotJournaled>> {

@@ -2,11 +2,14 @@
 //!
 //! A map's calls are polled in its caller's task as they start, as the
 //! driver polls its steps ([`InlineFutures`]): a call whose agent does not
-//! wait ends there, in a box a call before it gave back. A call sends its
-//! end to the journal and frees its place at once; the map hands its results
-//! back once the journal holds them all, one wait for the whole map instead
-//! of one per call.
+//! wait ends there, in a box a call before it gave back, without waiting
+//! for the journal on its own. Each call keeps its place among the `limit`
+//! until the journal holds its end, as a single call keeps its caller
+//! waiting: at most `limit` calls are ever running or ended unjournaled, so
+//! a crash runs at most `limit` of them again. The map waits for the
+//! journal once for every call whose end it has sent, not once per call.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -22,20 +25,24 @@ use crate::error::Error;
 
 /// The result of one input of a map.
 enum Slot {
-    /// Not made yet.
+    /// Not made yet (only until the map has made every call).
     Waiting,
-    /// Known without the journal: replayed from it, refused before it ran,
-    /// or stopped before its end was sent.
+    /// Known without the journal: replayed from it, or stopped before its
+    /// end was sent.
     Done(Result<Value, Error>),
-    /// Its end is sent to the journal; the output is shared with that event
-    /// until the journal lets go of it.
-    Ended(Result<Arc<Value>, Error>),
+    /// Its end is message `end` of the execution's inbox; the output is
+    /// shared with that message until the journal lets go of it.
+    Ended {
+        result: Result<Arc<Value>, Error>,
+        end: u64,
+    },
 }
 
 impl ExecutionHost {
     /// Calls `agent` on every input as calls of `caller`'s numbered from
-    /// `first`, at most `limit` (at least 1) running at once, and returns
-    /// their results in input order once the journal holds them all.
+    /// `first`, at most `limit` (at least 1) running or waiting for the
+    /// journal at once, and returns their results in input order once the
+    /// journal holds them all.
     pub(super) async fn map_calls(
         &self,
         caller: &Context,
@@ -50,12 +57,20 @@ impl ExecutionHost {
         let mut slots = Vec::with_capacity(n);
         slots.resize_with(n, || Slot::Waiting);
         let mut running = InlineFutures::new();
-        let mut in_flight = 0;
-        // The highest message number of the calls' ends.
-        let mut last_end = 0;
+        // Calls polled and not ended.
+        let mut waiting = 0;
+        // The ends of the calls whose ends the journal may not hold yet,
+        // oldest first (message numbers grow as they are sent).
+        let mut unjournaled: VecDeque<u64> = VecDeque::with_capacity(limit.min(n));
         let mut inputs = inputs.into_iter().enumerate();
         loop {
-            while in_flight < limit {
+            while unjournaled
+                .front()
+                .is_some_and(|&end| self.inbox.holds(end))
+            {
+                unjournaled.pop_front();
+            }
+            while waiting + unjournaled.len() < limit {
                 let Some((i, input)) = inputs.next() else {
                     break;
                 };
@@ -68,44 +83,62 @@ impl ExecutionHost {
                 };
                 match prepared {
                     Ok(Prepared::Run(run)) => {
+                        // Instrumented even with an empty span (a check at
+                        // each poll): every call is then one type, which
+                        // the spare boxes need.
                         let span = call_span(&run);
-                        let call = run.settle().instrument(span).map(move |s| (i, s));
+                        let call = run.settle(false).instrument(span).map(move |s| (i, s));
                         match running.start(call) {
-                            Some(ended) => settle(&mut slots, &mut last_end, ended),
-                            None => in_flight += 1,
+                            Some(ended) => keep(&mut slots, &mut unjournaled, ended),
+                            None => waiting += 1,
                         }
                     }
                     Ok(Prepared::Replayed(result)) => slots[i] = Slot::Done(result),
                     Err(error) => slots[i] = Slot::Done(Err(error)),
                 }
                 // Calls that end as they start never make the map wait: it
-                // gives its worker back now and then (to the driver, which
-                // journals their ends, among others).
+                // gives its worker back now and then.
                 tokio::task::consume_budget().await;
             }
-            // Here every input is made, or a place is taken by a call that
-            // waits.
-            if in_flight == 0 {
+            if waiting == 0 && unjournaled.is_empty() {
+                // Every call made, and every end journaled.
                 break;
             }
-            match std::future::poll_fn(|cx| running.poll_next(cx)).await {
-                Some(ended) => {
-                    in_flight -= 1;
-                    settle(&mut slots, &mut last_end, ended);
+            // A call ends, or the journal takes the oldest end (the driver,
+            // often this very task, journals them while the map waits).
+            let oldest = unjournaled.front().copied();
+            let journaled = async {
+                match oldest {
+                    Some(end) => self.inbox.journaled(end).await,
+                    None => std::future::pending().await,
                 }
-                None => break,
+            };
+            tokio::select! {
+                biased;
+                ended = std::future::poll_fn(|cx| running.poll_next(cx)), if waiting > 0 => {
+                    if let Some(ended) = ended {
+                        waiting -= 1;
+                        keep(&mut slots, &mut unjournaled, ended);
+                    }
+                }
+                written = journaled => {
+                    if written.is_err() {
+                        // The journal will take none of them (the execution
+                        // ended, or its store failed): their places are
+                        // free, their results cancelled below.
+                        unjournaled.clear();
+                    }
+                }
             }
         }
-        // The caller goes on only once the journal holds every result: a
-        // resumed execution then replays them instead of running them again.
-        let journaled = last_end == 0 || self.inbox.journaled(last_end).await.is_ok();
         slots
             .into_iter()
             .enumerate()
             .map(|(i, slot)| match slot {
                 Slot::Done(result) => result,
-                Slot::Ended(result) if journaled => result.map(into_value),
-                Slot::Ended(_) | Slot::Waiting => Err(Error::Cancelled {
+                Slot::Ended { result, end } if self.inbox.holds(end) => result.map(into_value),
+                // Its end never reached the journal: as a call's, cancelled.
+                Slot::Ended { .. } | Slot::Waiting => Err(Error::Cancelled {
                     step: Some(caller.child_call_id(first + i as u64)),
                 }),
             })
@@ -113,12 +146,16 @@ impl ExecutionHost {
     }
 }
 
-/// Keeps call `i`'s result in its slot.
-fn settle(slots: &mut [Slot], last_end: &mut u64, (i, settled): (usize, Result<Settled, Error>)) {
+/// Keeps call `i`'s result in its slot, and its end among the unjournaled.
+fn keep(
+    slots: &mut [Slot],
+    unjournaled: &mut VecDeque<u64>,
+    (i, settled): (usize, Result<Settled, Error>),
+) {
     slots[i] = match settled {
         Ok(Settled { result, end }) => {
-            *last_end = (*last_end).max(end);
-            Slot::Ended(result)
+            unjournaled.push_back(end);
+            Slot::Ended { result, end }
         }
         Err(error) => Slot::Done(Err(error)),
     };

@@ -1,4 +1,6 @@
-//! The running steps of one execution, polled by its driver or spawned.
+//! The running steps of one execution, polled by its driver or spawned,
+//! and the futures polled inline by their owner (a driver's steps, a
+//! `map`'s calls).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -73,6 +75,7 @@ impl<F: Future> Future for Boxed<F> {
 }
 
 impl<F: Future> InlineFutures<F> {
+    /// None running, no spare box yet.
     pub(super) fn new() -> Self {
         Self {
             waiting: None,
@@ -82,9 +85,10 @@ impl<F: Future> InlineFutures<F> {
 
     /// Starts `step` and polls it once; its result if it finished.
     ///
-    /// The poll has no waker of its own (a no-op one): a step that waits
+    /// The poll has no waker of its own (a no-op one): a future that waits
     /// is then pushed to the set, which polls it again with the set's
-    /// waker before the driver next waits.
+    /// waker before its owner next waits (its owner always polls
+    /// [`poll_next`](Self::poll_next) before it waits).
     pub(super) fn start(&mut self, step: F) -> Option<F::Output> {
         let mut boxed = match self.spare.pop() {
             Some(mut spare) => {
@@ -114,6 +118,7 @@ impl<F: Future> InlineFutures<F> {
         }
     }
 
+    /// The next waiting future to finish; `None` when none waits.
     pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         let Some(waiting) = self.waiting.as_mut() else {
             return Poll::Ready(None);
