@@ -118,8 +118,10 @@ impl Context {
     ///
     /// The calls are polled in the caller's task, and a call whose agent
     /// ends without waiting costs no task and no allocation of its own
-    /// future. A call frees its place as soon as its end is sent to the
-    /// journal; the results come back once the journal holds every one.
+    /// future. A call keeps its place until the journal holds its end, so
+    /// that a crash runs at most `limit` of them again; the map waits for
+    /// the journal once for all the ends it has sent, not once per call,
+    /// and returns once the journal holds every one.
     ///
     /// # Cancel safety
     ///

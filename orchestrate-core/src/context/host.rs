@@ -130,9 +130,9 @@ pub(crate) trait Host: Send + Sync {
     ) -> CallFuture;
 
     /// Calls `agent` on every input, as calls of `caller`'s numbered from
-    /// `first` in input order, at most `limit` (at least 1) running at
-    /// once: [`Context::map`]. Every result is returned once the journal
-    /// holds them all.
+    /// `first` in input order, at most `limit` (at least 1) running or
+    /// waiting for the journal at once: [`Context::map`]. Every result is
+    /// returned once the journal holds them all.
     fn map<'a>(
         &'a self,
         caller: &'a Context,
