@@ -91,8 +91,12 @@ impl fmt::Display for Balance {
 /// Why a budget operation was refused: what
 /// [`Error::BudgetExceeded`](crate::Error::BudgetExceeded) carries, and what
 /// the journal keeps of it (so that a replayed refusal reads the same).
+///
+/// It may gain fields: outside this crate it is built with
+/// [`new`](Self::new).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("`{node}` asks for {asked}, `{bank}` has {available} available")]
+#[non_exhaustive]
 pub struct Overrun {
     /// The account that asked.
     pub node: Arc<str>,
@@ -102,6 +106,23 @@ pub struct Overrun {
     pub asked: u64,
     /// What the bank has.
     pub available: u64,
+}
+
+impl Overrun {
+    /// `node` asking for `asked` where `bank` has `available`.
+    pub fn new(
+        node: impl Into<Arc<str>>,
+        bank: impl Into<Arc<str>>,
+        asked: u64,
+        available: u64,
+    ) -> Self {
+        Self {
+            node: node.into(),
+            bank: bank.into(),
+            asked,
+            available,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

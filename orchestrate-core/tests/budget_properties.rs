@@ -226,14 +226,11 @@ proptest! {
                         } else {
                             EventKind::CallFailed {
                                 call: model.ids[n].clone(),
-                                error: Box::new(ErrorInfo {
-                                    code: "terminated".into(),
-                                    message: "terminated".into(),
-                                    retryable: false,
-                                    attempts: None,
-                                    origin: None,
-                                    overrun: None,
-                                }),
+                                error: Box::new(ErrorInfo::new(
+                                    "terminated",
+                                    "terminated",
+                                    false,
+                                )),
                                 attempts: 0,
                             }
                         };

@@ -87,12 +87,9 @@ async fn a_branch_that_overruns_is_stopped_while_the_others_finish() {
     // failure still says what was refused.
     assert_eq!(
         overrun.error.as_ref().unwrap().overrun.as_deref(),
-        Some(&orchestrate_core::budget::Overrun {
-            node: "plan/2".into(),
-            bank: "plan/2".into(),
-            asked: 100,
-            available: 50,
-        })
+        Some(&orchestrate_core::budget::Overrun::new(
+            "plan/2", "plan/2", 100, 50
+        ))
     );
     assert_eq!(
         tree.budget("plan/2").unwrap(),

@@ -117,19 +117,15 @@ fn finished(id: &str, seq: u64, status: ExecutionStatus) -> Event {
 
 /// One event of every kind, as execution `id`'s journal.
 pub fn every_kind(id: &str) -> Vec<Event> {
-    let info = ErrorInfo {
-        code: "agent".into(),
-        message: "boom \u{1F4A5} \"quoted\"".into(),
-        retryable: true,
-        attempts: Some(2),
-        origin: Some("budget_exceeded".into()),
-        overrun: Some(Box::new(orchestrate_core::budget::Overrun {
-            node: "a/0".into(),
-            bank: "".into(),
-            asked: u64::MAX,
-            available: 7,
-        })),
-    };
+    let info = ErrorInfo::new("agent", "boom \u{1F4A5} \"quoted\"", true)
+        .with_attempts(2)
+        .with_origin("budget_exceeded")
+        .with_overrun(orchestrate_core::budget::Overrun::new(
+            "a/0",
+            "",
+            u64::MAX,
+            7,
+        ));
     let kinds = vec![
         EventKind::StepScheduled { step: "a".into() },
         EventKind::StepStarted {
