@@ -208,6 +208,39 @@ async fn map_keeps_input_order_one_result_each_under_its_limit() {
     assert_eq!(most.load(Ordering::SeqCst), 3);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_map_of_limit_zero_runs_every_call_at_once() {
+    // 0 is no limit, as for an agent's concurrency limit.
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (flight, peak) = (in_flight.clone(), most.clone());
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("fan", |_, ctx| async move {
+            let results = ctx.map("slow", (0..20).map(|i| json!(i)), 0).await;
+            Ok(json!(results
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect::<Vec<_>>()))
+        }))
+        .agent(agent_fn("slow", move |input, _| {
+            let (flight, peak) = (flight.clone(), peak.clone());
+            async move {
+                let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(input)
+            }
+        }))
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("fan")).unwrap();
+    let done = orch.run(&wf, Value::Null).await.unwrap().await.unwrap();
+    let expected: Vec<u64> = (0..20).collect();
+    assert_eq!(done.output("s"), Some(&json!(expected)));
+    assert_eq!(most.load(Ordering::SeqCst), 20);
+}
+
 #[tokio::test]
 async fn a_map_returns_once_the_journal_holds_every_result() {
     // Children that end as they start send their ends to the journal and

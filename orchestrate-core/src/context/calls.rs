@@ -112,8 +112,9 @@ impl Context {
         futures::future::join_all(calls).await
     }
 
-    /// Calls `agent` on every input, at most `limit` (at least 1) running
-    /// at once, and returns the results in input order, one `Result` each.
+    /// Calls `agent` on every input, at most `limit` running at once (0: no
+    /// limit, as for an agent's concurrency limit), and returns the results
+    /// in input order, one `Result` each.
     /// Ids are taken in input order before any call runs.
     ///
     /// The calls are polled in the caller's task, and a call whose agent

@@ -130,7 +130,7 @@ pub(crate) trait Host: Send + Sync {
     ) -> CallFuture;
 
     /// Calls `agent` on every input, as calls of `caller`'s numbered from
-    /// `first` in input order, at most `limit` (at least 1) running or
+    /// `first` in input order, at most `limit` (0: no limit) running or
     /// waiting for the journal at once: [`Context::map`]. Every result is
     /// returned once the journal holds them all.
     fn map<'a>(

@@ -40,7 +40,7 @@ enum Slot {
 
 impl ExecutionHost {
     /// Calls `agent` on every input as calls of `caller`'s numbered from
-    /// `first`, at most `limit` (at least 1) running or waiting for the
+    /// `first`, at most `limit` (0: no limit) running or waiting for the
     /// journal at once, and returns their results in input order once the
     /// journal holds them all.
     pub(super) async fn map_calls(
@@ -52,7 +52,7 @@ impl ExecutionHost {
         limit: usize,
     ) -> Vec<Result<Value, Error>> {
         let n = inputs.len();
-        let limit = limit.max(1);
+        let limit = if limit == 0 { usize::MAX } else { limit };
         let target = self.targets.get(agent);
         let mut slots = Vec::with_capacity(n);
         slots.resize_with(n, || Slot::Waiting);
