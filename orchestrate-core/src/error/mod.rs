@@ -63,7 +63,8 @@ pub enum Error {
     UnknownAgent {
         /// The workflow.
         workflow: Arc<str>,
-        /// The step naming the agent.
+        /// The step naming the agent, or the call (its id, `plan/0`) that
+        /// asked for it.
         step: Arc<str>,
         /// The unknown agent name.
         agent: Arc<str>,
@@ -135,7 +136,8 @@ pub enum Error {
     /// The execution or step was cancelled.
     #[error("{}", match step { Some(s) => format!("step `{s}` cancelled"), None => "execution cancelled".to_owned() })]
     Cancelled {
-        /// The step, when one step was cancelled.
+        /// The step, or the call (its id, `plan/0`), when one step or call
+        /// was cancelled rather than the whole execution.
         step: Option<Arc<str>>,
     },
     /// A budget would be overrun: the allocation or consumption was
