@@ -12,6 +12,7 @@ use orchestrate_core::resilience::{Backoff, Jitter, RetryConfig};
 use orchestrate_core::store::{MemoryStore, Store};
 use orchestrate_core::{
     agent_fn, default_policy, AgentError, Call, CallLookup, CallOptions, Error, Orchestrator,
+    StepTasks,
 };
 use orchestrate_graph::{StepDef, WorkflowDef};
 use serde_json::{json, Value};
@@ -284,6 +285,16 @@ async fn a_map_returns_once_the_journal_holds_every_result() {
 
 #[tokio::test]
 async fn a_map_keeps_at_most_its_limit_of_calls_unjournaled() {
+    at_most_the_limit_unjournaled(StepTasks::Inline).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_in_a_spawned_step_keeps_at_most_its_limit_unjournaled() {
+    // The map and the driver in tasks of their own, on two threads.
+    at_most_the_limit_unjournaled(StepTasks::Spawned).await;
+}
+
+async fn at_most_the_limit_unjournaled(tasks: StepTasks) {
     // A crash runs again the calls whose ends the journal does not hold: a
     // call keeps its place among the map's `limit` until the journal holds
     // its end, so that there are never more of them, however fast its
@@ -295,6 +306,7 @@ async fn a_map_keeps_at_most_its_limit_of_calls_unjournaled() {
     let most = Arc::new(AtomicUsize::new(0));
     let (count, peak) = (ended.clone(), most.clone());
     let orch = Orchestrator::builder()
+        .step_tasks(tasks)
         .store(store)
         .agent(agent_fn("fan", |_, ctx| async move {
             let results = ctx.map("child", (0..200).map(|i| json!(i)), LIMIT).await;
