@@ -11,8 +11,8 @@ use orchestrate_core::journal::{Event, EventKind};
 use orchestrate_core::resilience::{Backoff, Jitter, RetryConfig};
 use orchestrate_core::store::{MemoryStore, Store};
 use orchestrate_core::{
-    agent_fn, default_policy, AgentError, Call, CallLookup, CallOptions, Error, Orchestrator,
-    StepTasks,
+    agent_fn, default_policy, AgentError, Call, CallLookup, CallOptions, Context, Error,
+    Orchestrator, StepTasks,
 };
 use orchestrate_graph::{StepDef, WorkflowDef};
 use serde_json::{json, Value};
@@ -35,6 +35,40 @@ fn calls(events: &[Event]) -> Vec<(&'static str, String)> {
             _ => None,
         })
         .collect()
+}
+
+/// How many calls of an agent run at once, and the most that did.
+#[derive(Clone, Default)]
+struct Overlap {
+    now: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+impl Overlap {
+    /// Counts one more running for `ms` (paused time).
+    async fn hold(&self, ms: u64) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn most(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
+/// How many calls an agent's execution's journal holds completed, read
+/// from its store while it runs.
+async fn completed_in(store: &dyn Store, ctx: &Context) -> Result<usize, AgentError> {
+    let events = store
+        .load(ctx.execution_id(), 0)
+        .await
+        .map_err(|e| AgentError::permanent(e.to_string()))?;
+    Ok(events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::CallCompleted { .. }))
+        .count())
 }
 
 fn quick() -> Backoff {
@@ -164,9 +198,8 @@ async fn nested_calls_take_ids_from_their_callers() {
 
 #[tokio::test(start_paused = true)]
 async fn map_keeps_input_order_one_result_each_under_its_limit() {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let most = Arc::new(AtomicUsize::new(0));
-    let (flight, peak) = (in_flight.clone(), most.clone());
+    let overlap = Overlap::default();
+    let counted = overlap.clone();
     let orch = Orchestrator::builder()
         .agent(agent_fn("fan", |input, ctx| async move {
             let inputs: Vec<Value> = input.as_array().cloned().unwrap_or_default();
@@ -177,14 +210,11 @@ async fn map_keeps_input_order_one_result_each_under_its_limit() {
                 .collect::<Vec<_>>()))
         }))
         .agent(agent_fn("slow", move |input, ctx| {
-            let (flight, peak) = (flight.clone(), peak.clone());
+            let counted = counted.clone();
             async move {
-                let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
                 let n = input.as_u64().unwrap_or(0);
                 // Later inputs finish first.
-                tokio::time::sleep(Duration::from_millis(100 - n * 10)).await;
-                flight.fetch_sub(1, Ordering::SeqCst);
+                counted.hold(100 - n * 10).await;
                 if n == 4 {
                     return Err(AgentError::permanent("four is refused"));
                 }
@@ -206,15 +236,14 @@ async fn map_keeps_input_order_one_result_each_under_its_limit() {
             assert_eq!(r, &json!({"n": i, "call": format!("s/{i}")}));
         }
     }
-    assert_eq!(most.load(Ordering::SeqCst), 3);
+    assert_eq!(overlap.most(), 3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_map_of_limit_zero_runs_every_call_at_once() {
     // 0 is no limit, as for an agent's concurrency limit.
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let most = Arc::new(AtomicUsize::new(0));
-    let (flight, peak) = (in_flight.clone(), most.clone());
+    let overlap = Overlap::default();
+    let counted = overlap.clone();
     let orch = Orchestrator::builder()
         .agent(agent_fn("fan", |_, ctx| async move {
             let results = ctx.map("slow", (0..20).map(|i| json!(i)), 0).await;
@@ -224,12 +253,9 @@ async fn a_map_of_limit_zero_runs_every_call_at_once() {
                 .collect::<Vec<_>>()))
         }))
         .agent(agent_fn("slow", move |input, _| {
-            let (flight, peak) = (flight.clone(), peak.clone());
+            let counted = counted.clone();
             async move {
-                let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                flight.fetch_sub(1, Ordering::SeqCst);
+                counted.hold(10).await;
                 Ok(input)
             }
         }))
@@ -239,7 +265,7 @@ async fn a_map_of_limit_zero_runs_every_call_at_once() {
     let done = orch.run(&wf, Value::Null).await.unwrap().await.unwrap();
     let expected: Vec<u64> = (0..20).collect();
     assert_eq!(done.output("s"), Some(&json!(expected)));
-    assert_eq!(most.load(Ordering::SeqCst), 20);
+    assert_eq!(overlap.most(), 20);
 }
 
 #[tokio::test]
@@ -256,14 +282,7 @@ async fn a_map_returns_once_the_journal_holds_every_result() {
             async move {
                 let n = input.as_u64().unwrap_or(0);
                 let results = ctx.map("echo", (0..n).map(|i| json!(i)), 50).await;
-                let events = read
-                    .load(ctx.execution_id(), 0)
-                    .await
-                    .map_err(|e| AgentError::permanent(e.to_string()))?;
-                let journaled = events
-                    .iter()
-                    .filter(|e| matches!(e.kind, EventKind::CallCompleted { .. }))
-                    .count();
+                let journaled = completed_in(&*read, &ctx).await?;
                 let outputs: Vec<Value> = results.into_iter().filter_map(Result::ok).collect();
                 Ok(json!({"outputs": outputs, "journaled": journaled}))
             }
@@ -315,14 +334,7 @@ async fn at_most_the_limit_unjournaled(tasks: StepTasks) {
         .agent(agent_fn("child", move |_, ctx| {
             let (read, count, peak) = (read.clone(), count.clone(), peak.clone());
             async move {
-                let events = read
-                    .load(ctx.execution_id(), 0)
-                    .await
-                    .map_err(|e| AgentError::permanent(e.to_string()))?;
-                let journaled = events
-                    .iter()
-                    .filter(|e| matches!(e.kind, EventKind::CallCompleted { .. }))
-                    .count();
+                let journaled = completed_in(&*read, &ctx).await?;
                 // Ended by their agents, not yet journaled.
                 let ahead = count.load(Ordering::SeqCst) - journaled;
                 peak.fetch_max(ahead, Ordering::SeqCst);
@@ -388,9 +400,8 @@ async fn a_map_given_up_journals_its_running_calls_cancelled_and_makes_no_more()
 async fn calls_run_under_the_agents_policy_and_concurrency_limit() {
     let tries = Arc::new(AtomicUsize::new(0));
     let counted = tries.clone();
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let most = Arc::new(AtomicUsize::new(0));
-    let (flight, peak) = (in_flight.clone(), most.clone());
+    let overlap = Overlap::default();
+    let held = overlap.clone();
     let orch = Orchestrator::builder()
         .agent(agent_fn("boss", |_, ctx| async move {
             let flaky = ctx.call("flaky", json!(null)).await?;
@@ -417,12 +428,9 @@ async fn calls_run_under_the_agents_policy_and_concurrency_limit() {
             Ok(json!(null))
         }))
         .agent(agent_fn("limited", move |_, _| {
-            let (flight, peak) = (flight.clone(), peak.clone());
+            let held = held.clone();
             async move {
-                let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                flight.fetch_sub(1, Ordering::SeqCst);
+                held.hold(10).await;
                 Ok(json!(null))
             }
         }))
@@ -447,7 +455,7 @@ async fn calls_run_under_the_agents_policy_and_concurrency_limit() {
         "{out}"
     );
     assert_eq!(tries.load(Ordering::SeqCst), 3);
-    assert_eq!(most.load(Ordering::SeqCst), 2);
+    assert_eq!(overlap.most(), 2);
     let events = journal(&orch, &exec).await;
     let attempts: Vec<(String, u32, Option<String>)> = events
         .iter()
