@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 /// A serialisable summary of an [`Error`](enum@crate::Error), as the journal records it.
 ///
-/// An execution's come from [`Error::info`](crate::Error::info); a store or
-/// a test builds one with [`new`](Self::new) and the `with_` methods (the
-/// struct may gain fields, so it has no literal outside this crate).
+/// An execution's errors are summarised by
+/// [`Error::info`](crate::Error::info); a store or a test builds one with
+/// [`new`](Self::new) and the `with_` methods (the struct may gain fields,
+/// so it has no literal outside this crate).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ErrorInfo {
@@ -37,8 +38,8 @@ pub struct ErrorInfo {
 }
 
 impl ErrorInfo {
-    /// An error of code `code` reading `message`, with no attempts, origin
-    /// or overrun.
+    /// An error of code `code` reading `message`, retryable or not, with no
+    /// attempts, origin or overrun.
     pub fn new(code: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
         Self {
             code: code.into(),

@@ -1,6 +1,7 @@
 //! A store that stops accepting appends: the execution fails with the
 //! store's error, whether the store appends at once or through a future,
-//! and what it accepted before stays.
+//! and what it accepted before stays. A slow store holds back no more than
+//! the journal's own writes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,6 +27,8 @@ struct BreakingStore {
     /// Batches that came through `append` instead of `append_now`.
     awaited: AtomicUsize,
     at_once: bool,
+    /// How long an awaited append takes.
+    latency: Duration,
 }
 
 impl BreakingStore {
@@ -36,6 +39,15 @@ impl BreakingStore {
             batches: AtomicUsize::new(0),
             awaited: AtomicUsize::new(0),
             at_once,
+            latency: Duration::ZERO,
+        }
+    }
+
+    /// A store that never breaks, whose appends take `latency`.
+    fn slow(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::new(usize::MAX, false)
         }
     }
 
@@ -59,6 +71,7 @@ impl Store for BreakingStore {
         self.awaited.fetch_add(1, Ordering::SeqCst);
         // Waits first, as a store across a network would.
         tokio::task::yield_now().await;
+        tokio::time::sleep(self.latency).await;
         self.append_checked(execution, events)
     }
 
@@ -197,6 +210,7 @@ async fn an_append_refused_after_waiting_fails_the_execution_the_same_way() {
 #[tokio::test]
 async fn a_map_whose_journal_breaks_returns_what_the_journal_took_and_cancels_the_rest() {
     let store = Arc::new(BreakingStore::new(3, true));
+    let noop = MockAgent::new("noop").returns(json!(1));
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     let orch = Orchestrator::builder()
@@ -208,7 +222,7 @@ async fn a_map_whose_journal_breaks_returns_what_the_journal_took_and_cancels_th
                 Ok(Value::Null)
             }
         }))
-        .agent(MockAgent::new("noop").returns(json!(1)))
+        .agent(noop.clone())
         .store(store.clone())
         .build()
         .unwrap();
@@ -241,5 +255,48 @@ async fn a_map_whose_journal_breaks_returns_what_the_journal_took_and_cancels_th
         !journaled.is_empty() && journaled.len() < 300,
         "{}",
         journaled.len()
+    );
+    // Only the calls in flight when the journal broke ran past it.
+    let ran = noop.calls().len();
+    assert!(ran <= journaled.len() + 50, "{ran} ran");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_journal_does_not_hold_an_agents_concurrency_slot() {
+    // One call of `limited` at a time; each ends at once. Its slot is free
+    // once its end is sent: the next does not wait for the store's write.
+    let store = Arc::new(BreakingStore::slow(Duration::from_millis(50)));
+    let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = started.clone();
+    let orch = Orchestrator::builder()
+        .agent(orchestrate_core::agent_fn("caller", |_, ctx| async move {
+            let calls = (0..3).map(|i| orchestrate_core::Call::new("limited", json!(i)));
+            for result in ctx.call_all(calls).await {
+                result?;
+            }
+            Ok(Value::Null)
+        }))
+        .agent(orchestrate_core::agent_fn("limited", move |input, _| {
+            record.lock().unwrap().push(tokio::time::Instant::now());
+            async move { Ok(input) }
+        }))
+        .agent_concurrency("limited", 1)
+        .store(store)
+        .build()
+        .unwrap();
+    let wf = WorkflowDef::builder("w")
+        .step(StepDef::new("s", "caller"))
+        .build();
+    orch.run(&orch.bind(&wf).unwrap(), Value::Null)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let started = started.lock().unwrap().clone();
+    assert_eq!(started.len(), 3);
+    let spread = started[2] - started[0];
+    assert!(
+        spread < Duration::from_millis(50),
+        "the calls started {spread:?} apart: each waited for a write"
     );
 }

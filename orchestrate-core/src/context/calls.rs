@@ -122,7 +122,9 @@ impl Context {
     /// future. A call keeps its place until the journal holds its end, so
     /// that a crash runs at most `limit` of them again; the map waits for
     /// the journal once for all the ends it has sent, not once per call,
-    /// and returns once the journal holds every one.
+    /// and returns once the journal holds every one. When the journal can
+    /// take no more (the execution ended, its store failed), the results it
+    /// did not take, and the calls not made, are [`Error::Cancelled`].
     ///
     /// # Cancel safety
     ///

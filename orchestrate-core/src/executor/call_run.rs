@@ -98,7 +98,7 @@ impl Run {
             let cancelled = || Error::Cancelled {
                 step: Some(call.clone()),
             };
-            let _permit = match semaphore {
+            let permit = match semaphore {
                 Some(s) => Some(s.acquire_owned().await.map_err(|_| cancelled())?),
                 None => None,
             };
@@ -133,6 +133,7 @@ impl Run {
                     let end = inbox
                         .send(TaskMsg::Refused(start, failed))
                         .map_err(|_| cancelled())?;
+                    drop(permit);
                     if acknowledged {
                         inbox.journaled(end).await.map_err(|_| cancelled())?;
                     }
@@ -220,6 +221,10 @@ impl Run {
                 }
             };
             let end = inbox.send(TaskMsg::Call(event)).map_err(|_| cancelled())?;
+            // The agent is done: its place under its concurrency limit is
+            // not held while the journal writes (one call per write, on a
+            // slow store).
+            drop(permit);
             if acknowledged {
                 // The caller goes on only once the journal holds the result:
                 // a resumed execution then replays it instead of running it

@@ -25,10 +25,12 @@ use crate::error::Error;
 
 /// The result of one input of a map.
 enum Slot {
-    /// Not made yet (only until the map has made every call).
+    /// Not made: the journal failed first (a result the journal could not
+    /// take is cancelled).
     Waiting,
-    /// Known without the journal: replayed from it, or stopped before its
-    /// end was sent.
+    /// Known without the journal: replayed from it, refused before it ran
+    /// (an unknown agent, too deep, diverged from its record), or stopped
+    /// before its end was sent.
     Done(Result<Value, Error>),
     /// Its end is message `end` of the execution's inbox; the output is
     /// shared with that message until the journal lets go of it.
@@ -63,6 +65,8 @@ impl ExecutionHost {
         // oldest first (message numbers grow as they are sent).
         let mut unjournaled: VecDeque<u64> = VecDeque::with_capacity(limit.min(n));
         let mut inputs = inputs.into_iter().enumerate();
+        // Set when the journal fails: no call is made after.
+        let mut broken = false;
         loop {
             while unjournaled
                 .front()
@@ -70,7 +74,7 @@ impl ExecutionHost {
             {
                 unjournaled.pop_front();
             }
-            while waiting + unjournaled.len() < limit {
+            while !broken && waiting + unjournaled.len() < limit {
                 let Some((i, input)) = inputs.next() else {
                     break;
                 };
@@ -101,7 +105,8 @@ impl ExecutionHost {
                 tokio::task::consume_budget().await;
             }
             if waiting == 0 && unjournaled.is_empty() {
-                // Every call made, and every end journaled.
+                // Every call made (or the journal failed), and every end
+                // journaled (or never to be).
                 break;
             }
             // A call ends, or the journal takes the oldest end (the driver,
@@ -124,9 +129,10 @@ impl ExecutionHost {
                 written = journaled => {
                     if written.is_err() {
                         // The journal will take none of them (the execution
-                        // ended, or its store failed): their places are
-                        // free, their results cancelled below.
+                        // ended, or its store failed): their results, and
+                        // those of the calls not made, are cancelled below.
                         unjournaled.clear();
+                        broken = true;
                     }
                 }
             }
