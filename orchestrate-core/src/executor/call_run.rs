@@ -373,8 +373,10 @@ mod tests {
     pub(super) static LARGEST_CALL_FUTURE: AtomicUsize = AtomicUsize::new(0);
 
     /// glibc serves allocations up to this size from a thread's cache;
-    /// past it, every call's future went through the slower bins, and
-    /// `map` took half as long again per child (BENCHMARKS.md).
+    /// past it, every call's future went through the slower bins: `map`,
+    /// when it still boxed each of its calls, took half as long again per
+    /// child (BENCHMARKS.md). `call`, `call_all` and the patterns' calls
+    /// still box theirs.
     const THREAD_CACHE_LIMIT: usize = 1032;
 
     #[tokio::test]
