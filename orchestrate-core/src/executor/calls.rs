@@ -219,12 +219,12 @@ fn recorded_refusal(cause: &crate::error::ErrorInfo) -> Option<Box<crate::budget
     let (node, rest) = detail.split_once("` asks for ")?;
     let (asked, rest) = rest.split_once(", `")?;
     let (bank, available) = rest.rsplit_once("` has ")?;
-    Some(Box::new(crate::budget::Overrun {
-        node: node.into(),
-        bank: bank.into(),
-        asked: asked.parse().ok()?,
-        available: available.strip_suffix(" available")?.parse().ok()?,
-    }))
+    Some(Box::new(crate::budget::Overrun::new(
+        node,
+        bank,
+        asked.parse().ok()?,
+        available.strip_suffix(" available")?.parse().ok()?,
+    )))
 }
 
 impl Host for ExecutionHost {
@@ -505,14 +505,11 @@ mod tests {
     use crate::budget::Overrun;
     use crate::error::ErrorInfo;
 
-    fn refusal(message: &str, overrun: Option<Box<Overrun>>) -> ErrorInfo {
-        ErrorInfo {
-            code: "budget_exceeded".into(),
-            message: message.into(),
-            retryable: false,
-            attempts: None,
-            origin: None,
-            overrun,
+    fn refusal(message: &str, overrun: Option<Overrun>) -> ErrorInfo {
+        let info = ErrorInfo::new("budget_exceeded", message, false);
+        match overrun {
+            Some(overrun) => info.with_overrun(overrun),
+            None => info,
         }
     }
 
@@ -525,7 +522,7 @@ mod tests {
             available: 500,
         };
         // Written since refusals are kept typed.
-        let info = refusal("anything", Some(Box::new(typed.clone())));
+        let info = refusal("anything", Some(typed.clone()));
         assert_eq!(recorded_refusal(&info).as_deref(), Some(&typed));
         // Written before: only the text, which reads as it did then.
         let old = crate::Error::BudgetExceeded(Box::new(typed.clone())).to_string();

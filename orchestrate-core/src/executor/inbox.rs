@@ -94,7 +94,7 @@ impl Inbox {
     /// Whether message `number` is journaled, or never will be; `None`
     /// while it may still be.
     fn settled(&self, number: u64) -> Option<Result<(), NotJournaled>> {
-        if self.journaled.load(Ordering::Acquire) >= number {
+        if self.holds(number) {
             return Some(Ok(()));
         }
         if self.broken.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire) {

@@ -427,26 +427,19 @@ fn policy_event(step: Arc<str>, agent: &Arc<str>, event: PolicyEvent) -> Option<
         } => EventKind::AttemptFailed {
             step,
             attempt,
-            error: Box::new(ErrorInfo {
-                code: "agent".into(),
-                message: error,
-                retryable,
-                attempts: Some(attempt),
-                origin: None,
-                overrun: None,
-            }),
+            error: Box::new(ErrorInfo::new("agent", error, retryable).with_attempts(attempt)),
         },
         PolicyEvent::TimedOut { attempt, after } => EventKind::AttemptFailed {
             step,
             attempt,
-            error: Box::new(ErrorInfo {
-                code: "timeout".into(),
-                message: format!("attempt timed out after {after:?}"),
-                retryable: true,
-                attempts: Some(attempt),
-                origin: None,
-                overrun: None,
-            }),
+            error: Box::new(
+                ErrorInfo::new(
+                    "timeout",
+                    format!("attempt timed out after {after:?}"),
+                    true,
+                )
+                .with_attempts(attempt),
+            ),
         },
         PolicyEvent::RetryScheduled {
             next_attempt,

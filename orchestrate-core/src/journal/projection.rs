@@ -239,14 +239,7 @@ impl ExecutionView {
                 s.finished_us = Some(at);
             }),
             EventKind::AttemptRejected { step, reason, .. } => self.with_step(step, |s| {
-                s.error = Some(ErrorInfo {
-                    code: "rejected".into(),
-                    message: reason.to_string(),
-                    retryable: false,
-                    attempts: None,
-                    origin: None,
-                    overrun: None,
-                })
+                s.error = Some(ErrorInfo::new("rejected", reason.to_string(), false))
             }),
             EventKind::RetryScheduled { .. }
             | EventKind::Throttled { .. }
