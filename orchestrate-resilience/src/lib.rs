@@ -47,6 +47,7 @@
 mod backoff;
 mod breaker;
 mod bulkhead;
+mod cancel;
 mod classify;
 mod error;
 mod key;
@@ -62,6 +63,7 @@ pub use breaker::{
     TransitionHook, Trip,
 };
 pub use bulkhead::{Bulkhead, BulkheadConfig, Slot};
+pub use cancel::Cancellation;
 pub use classify::Retryable;
 pub use error::{ErrorKind, PolicyError};
 pub use key::Key;

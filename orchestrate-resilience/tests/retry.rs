@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrate_resilience::{
-    Backoff, CallOptions, ErrorKind, Jitter, Policy, PolicyEvent, RetryConfig, Retryable,
+    Backoff, CallOptions, Cancellation, ErrorKind, Jitter, Policy, PolicyEvent, RetryConfig,
+    Retryable,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -277,6 +278,81 @@ async fn cancellation_during_backoff_returns_at_once_without_another_attempt() {
         .unwrap_err();
     assert!(err.is_cancelled());
     assert_eq!(err.attempts(), 0);
+}
+
+/// A source that makes its token at the first wait, and counts.
+#[derive(Default)]
+struct LazySource {
+    token: std::sync::OnceLock<CancellationToken>,
+    made: std::sync::atomic::AtomicU32,
+    parent: CancellationToken,
+}
+
+impl Cancellation for LazySource {
+    fn is_cancelled(&self) -> bool {
+        match self.token.get() {
+            Some(token) => token.is_cancelled(),
+            None => self.parent.is_cancelled(),
+        }
+    }
+
+    fn token(&self) -> &CancellationToken {
+        self.token.get_or_init(|| {
+            self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.parent.child_token()
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancellation_source_is_asked_for_its_token_only_when_the_policy_waits() {
+    use std::sync::atomic::Ordering;
+    let policy = policy(5, Jitter::None, 1);
+
+    // No wait: asked whether it was cancelled, never for its token.
+    let source = LazySource::default();
+    policy
+        .call_with(CallOptions::new().cancel_with(&source), |_| async {
+            Ok::<_, Flaky>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(source.made.load(Ordering::Relaxed), 0);
+
+    // Its parent cancelled before the call: nothing runs, still no token.
+    let source = LazySource::default();
+    source.parent.cancel();
+    let err = policy
+        .call_with(CallOptions::new().cancel_with(&source), |_| async {
+            Ok::<_, Flaky>(())
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_cancelled());
+    assert_eq!(err.attempts(), 0);
+    assert_eq!(source.made.load(Ordering::Relaxed), 0);
+
+    // A backoff waits on its token, made then, and cancelling the parent
+    // stops the wait at once.
+    let source = Arc::new(LazySource::default());
+    let task = {
+        let (policy, source) = (policy.clone(), source.clone());
+        tokio::spawn(async move {
+            policy
+                .call_with(CallOptions::new().cancel_with(&*source), |_| async {
+                    Err::<(), _>(TRANSIENT)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(source.made.load(Ordering::Relaxed), 1);
+    let cancelled_at = Instant::now();
+    source.parent.cancel();
+    let err = task.await.unwrap().unwrap_err();
+    assert_eq!(cancelled_at.elapsed(), Duration::ZERO);
+    assert!(err.is_cancelled());
+    assert_eq!(err.attempts(), 1);
 }
 
 #[tokio::test(start_paused = true)]

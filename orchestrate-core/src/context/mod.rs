@@ -4,6 +4,7 @@
 mod calls;
 mod decisions;
 mod effects;
+mod frame;
 mod host;
 mod keys;
 
@@ -19,6 +20,7 @@ use crate::error::Error;
 use crate::ids::ExecutionId;
 
 pub(crate) use calls::detached as detached_call;
+pub(crate) use frame::CallFrame;
 pub(crate) use host::{CallFuture, Host, MapFuture};
 
 /// What every step of one execution shares, made once per execution: a
@@ -50,20 +52,6 @@ impl ExecutionScope {
             input: Some(input),
         }
     }
-}
-
-/// What a call's context knows of its place in the call tree.
-pub(crate) struct CallFrame {
-    /// The call's id.
-    pub(crate) id: Arc<str>,
-    /// Its caller's id (a step's, or another call's).
-    pub(crate) parent: Arc<str>,
-    /// Calls between the step and this one: 1 for a step's own calls.
-    pub(crate) depth: u32,
-    /// A child of the caller's token.
-    pub(crate) token: CancellationToken,
-    /// The calls of the call's current attempt.
-    pub(crate) calls: AttemptCalls,
 }
 
 /// The calls of one attempt: the next call's index, and the first replay
@@ -315,14 +303,17 @@ impl Context {
     /// also when its caller's is).
     pub fn cancellation_token(&self) -> &CancellationToken {
         match &self.frame {
-            Some(frame) => &frame.token,
+            Some(frame) => frame.token(&self.scope.token),
             None => &self.scope.token,
         }
     }
 
     /// Whether cancellation was requested.
     pub fn is_cancelled(&self) -> bool {
-        self.cancellation_token().is_cancelled()
+        match &self.frame {
+            Some(frame) => frame.is_cancelled(&self.scope.token),
+            None => self.scope.token.is_cancelled(),
+        }
     }
 
     /// Completes when cancellation is requested.
@@ -493,6 +484,19 @@ impl<const N: usize> fmt::Write for StackText<N> {
         self.buf[self.len..end].copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
+    }
+}
+
+/// A policy an agent runs stops with its attempt:
+/// `policy.call_with(CallOptions::new().cancel_with(&ctx), ..)`. A call's
+/// token is made only if the policy waits.
+impl orchestrate_resilience::Cancellation for Context {
+    fn is_cancelled(&self) -> bool {
+        Context::is_cancelled(self)
+    }
+
+    fn token(&self) -> &CancellationToken {
+        self.cancellation_token()
     }
 }
 

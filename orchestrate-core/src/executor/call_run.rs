@@ -158,9 +158,10 @@ impl Run {
                 budgeted,
                 armed: true,
             };
-            let token = child.cancellation_token();
             let stopped = async {
-                token.cancelled().await;
+                // Its token is made here, once its agent waits: a call
+                // that ends as it starts never makes one.
+                child.cancellation_token().cancelled().await;
                 // Boxed: a timer is large, and only a stopped call needs one.
                 Box::pin(tokio::time::sleep(grace)).await;
             };
@@ -277,7 +278,7 @@ async fn attempts(
     input: Value,
     ctx: &Context,
 ) -> (Result<Value, Error>, u32) {
-    let options = PolicyOptions::new().cancel(ctx.cancellation_token());
+    let options = PolicyOptions::new().cancel_with(ctx);
     let retried = policy.retry_config().max_attempts > 1;
     let mut first = Some(input);
     let mut kept = None;

@@ -60,7 +60,7 @@ impl ExecutionHost {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
             let state = Arc::new(CallState {
-                live: LiveCalls::default(),
+                live: LiveCalls::new(self.shared.cancel.clone()),
                 budgets: std::sync::Mutex::new(
                     restored.unwrap_or_else(|| BudgetLedger::new(&self.limits.budget_thresholds)),
                 ),
@@ -179,13 +179,7 @@ impl ExecutionHost {
         });
         let child = Context::for_call(
             caller,
-            CallFrame {
-                id: call.clone(),
-                parent: parent.clone(),
-                depth,
-                token: caller.cancellation_token().child_token(),
-                calls: AttemptCalls::default(),
-            },
+            CallFrame::new(call.clone(), parent.clone(), depth, caller.frame().cloned()),
         );
         let semaphore = self.semaphore(&agent, target.limit);
         Ok(Prepared::Run(Run {

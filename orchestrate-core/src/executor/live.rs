@@ -2,21 +2,32 @@
 //! here (and those terminated), and the budgets. Made at the first call or
 //! budget, so that an execution that uses neither pays nothing for them.
 
-use crate::fast_map::FastMap;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::context::CallFrame;
+use crate::fast_map::FastMap;
 
 /// The calls of one execution that are running, by id, and those
 /// terminated: what [`Orchestrator::terminate`](crate::Orchestrator::terminate)
 /// reaches.
-#[derive(Default)]
 pub(crate) struct LiveCalls {
     running: std::sync::Mutex<FastMap<Arc<str>, Arc<CallFrame>>>,
     terminated: std::sync::Mutex<Vec<Arc<str>>>,
+    /// The execution's token, whose children the steps' calls' are.
+    execution: CancellationToken,
 }
 
 impl LiveCalls {
+    pub(super) fn new(execution: CancellationToken) -> Self {
+        Self {
+            running: std::sync::Mutex::default(),
+            terminated: std::sync::Mutex::default(),
+            execution,
+        }
+    }
+
     pub(super) fn lock_running(
         &self,
     ) -> std::sync::MutexGuard<'_, FastMap<Arc<str>, Arc<CallFrame>>> {
@@ -52,8 +63,9 @@ impl crate::execution::CallControl for LiveCalls {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(call.into());
         drop(running);
-        // Its calls' tokens are children of its own.
-        frame.token.cancel();
+        // Its calls' tokens are children of its own (made now, if it had
+        // none yet: its calls' are then made from it).
+        frame.token(&self.execution).cancel();
         true
     }
 }

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{CallOptions, Policy};
+use crate::cancel::Cancellation;
 use crate::classify::Retryable;
 use crate::error::{ErrorKind, PolicyError};
 use crate::observe::{Observer, PolicyEvent};
@@ -36,28 +36,28 @@ fn note_transition(
     });
 }
 
-fn is_cancelled(token: Option<&CancellationToken>) -> bool {
-    token.is_some_and(CancellationToken::is_cancelled)
+fn is_cancelled(source: Option<&dyn Cancellation>) -> bool {
+    source.is_some_and(Cancellation::is_cancelled)
 }
 
 /// Sleeps `delay`; `false` if cancelled first.
-async fn sleep_or_cancel(delay: Duration, token: Option<&CancellationToken>) -> bool {
-    match token {
+async fn sleep_or_cancel(delay: Duration, source: Option<&dyn Cancellation>) -> bool {
+    match source {
         None => {
             tokio::time::sleep(delay).await;
             true
         }
-        Some(t) => tokio::select! {
+        Some(source) => tokio::select! {
             biased;
-            _ = t.cancelled() => false,
+            _ = source.token().cancelled() => false,
             _ = tokio::time::sleep(delay) => true,
         },
     }
 }
 
-async fn cancelled(token: Option<&CancellationToken>) {
-    match token {
-        Some(t) => t.cancelled().await,
+async fn cancelled(source: Option<&dyn Cancellation>) {
+    match source {
+        Some(source) => source.token().cancelled().await,
         None => std::future::pending().await,
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::bulkhead::{Bulkhead, BulkheadConfig};
+use crate::cancel::Cancellation;
 use crate::key::Key;
 use crate::observe::Observer;
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
@@ -68,7 +69,7 @@ impl RetryConfig {
 /// Per-call options: cancellation and an observer.
 #[derive(Clone, Copy, Default)]
 pub struct CallOptions<'a> {
-    pub(crate) cancel: Option<&'a CancellationToken>,
+    pub(crate) cancel: Option<&'a dyn Cancellation>,
     pub(crate) observer: Option<&'a dyn Observer>,
 }
 
@@ -90,6 +91,14 @@ impl<'a> CallOptions<'a> {
     /// Stops retrying, waiting or running when `token` is cancelled.
     pub fn cancel(mut self, token: &'a CancellationToken) -> Self {
         self.cancel = Some(token);
+        self
+    }
+
+    /// Stops retrying, waiting or running when `source` is cancelled; its
+    /// token is asked for only when the policy waits (see
+    /// [`Cancellation`]).
+    pub fn cancel_with(mut self, source: &'a dyn Cancellation) -> Self {
+        self.cancel = Some(source);
         self
     }
 
