@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::call_index::CallIndex;
 use super::{Decision, Event, EventKind};
 use crate::budget::{Balance, BudgetLedger};
 use crate::error_info::ErrorInfo;
@@ -101,13 +102,23 @@ pub(crate) fn apply_to_budgets(budgets: &mut BudgetLedger, event: &Event) {
 /// made. Folded from the journal, live (an execution's
 /// [`view`](crate::Execution::view)) or after a restart
 /// ([`Orchestrator::execution`](crate::Orchestrator::execution)).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct CallTree {
     nodes: Vec<CallNode>,
-    index: FastMap<Arc<str>, usize>,
+    index: CallIndex,
     budgets: BudgetLedger,
     /// Every decision, in journal order (shared with the events).
     decisions: Vec<Arc<Decision>>,
+}
+
+/// Two trees are equal when their calls, budgets and decisions are (the
+/// index follows the calls).
+impl PartialEq for CallTree {
+    fn eq(&self, other: &Self) -> bool {
+        self.nodes == other.nodes
+            && self.budgets == other.budgets
+            && self.decisions == other.decisions
+    }
 }
 
 impl CallTree {
@@ -126,21 +137,18 @@ impl CallTree {
         let at = event.at_us;
         match &event.kind {
             EventKind::CallStarted(start) => {
-                let next = self.nodes.len();
-                match self.index.entry(start.call.clone()) {
-                    std::collections::hash_map::Entry::Occupied(known) => {
-                        // A call in flight when the process stopped, run
-                        // again.
-                        if let Some(node) = self.nodes.get_mut(*known.get()) {
-                            node.status = CallStatus::Running;
-                        }
-                        return;
+                let nodes = &self.nodes;
+                if let Some(known) = self
+                    .index
+                    .insert(&start.call, nodes.len(), |i| &nodes[i].id)
+                {
+                    // A call in flight when the process stopped, run again.
+                    if let Some(node) = self.nodes.get_mut(known) {
+                        node.status = CallStatus::Running;
                     }
-                    std::collections::hash_map::Entry::Vacant(new) => {
-                        new.insert(next);
-                    }
+                    return;
                 }
-                if let Some(&parent) = self.index.get(&start.parent) {
+                if let Some(parent) = self.position(&start.parent) {
                     self.nodes[parent].children.push(start.call.clone());
                 }
                 self.nodes.push(CallNode {
@@ -193,9 +201,18 @@ impl CallTree {
         }
     }
 
+    /// The node of call `id`: the last one started first, which a call
+    /// that ends as it starts is.
     fn node_mut(&mut self, id: &str) -> Option<&mut CallNode> {
-        let &i = self.index.get(id)?;
+        let i = match self.nodes.last() {
+            Some(last) if *last.id == *id => self.nodes.len() - 1,
+            _ => self.position(id)?,
+        };
         self.nodes.get_mut(i)
+    }
+
+    fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id, |i| &self.nodes[i].id)
     }
 
     /// The budget of `id` (a call, a step, or [`ROOT`](crate::budget::ROOT)
@@ -241,14 +258,14 @@ impl CallTree {
 
     /// The call with this id.
     pub fn get(&self, id: &str) -> Option<&CallNode> {
-        self.nodes.get(*self.index.get(id)?)
+        self.nodes.get(self.position(id)?)
     }
 
     /// The calls steps made (each the root of a subtree), in start order.
     pub fn roots(&self) -> impl Iterator<Item = &CallNode> {
         self.nodes
             .iter()
-            .filter(|n| !self.index.contains_key(&n.parent))
+            .filter(|n| self.position(&n.parent).is_none())
     }
 
     /// The calls `id` made (a step's id gives the step's own calls).
@@ -327,7 +344,7 @@ impl CallTree {
         }
         // Steps that decided without calling.
         for d in &self.decisions {
-            if !self.index.contains_key(&d.by) && steps_done.insert(&*d.by) {
+            if self.position(&d.by).is_none() && steps_done.insert(&*d.by) {
                 write_decisions(&mut out, "", by.get(&*d.by));
             }
         }

@@ -1,5 +1,6 @@
 //! The journal: events, projections and export.
 
+mod call_index;
 mod call_tree;
 mod event;
 mod export;
