@@ -71,8 +71,9 @@ pub struct CallNode {
     pub finished_us: Option<u64>,
     /// Attempts made, once it ended.
     pub attempts: u32,
-    /// Why it failed.
-    pub error: Option<ErrorInfo>,
+    /// Why it failed (boxed: most calls do not fail, and a tree of many
+    /// calls is brought through the cache node by node).
+    pub error: Option<Box<ErrorInfo>>,
     /// The calls it made, in the order they started.
     pub children: Vec<Arc<str>>,
 }
@@ -183,7 +184,7 @@ impl CallTree {
                         "terminated" => CallStatus::Terminated,
                         _ => CallStatus::Failed,
                     };
-                    node.error = Some(ErrorInfo::clone(error));
+                    node.error = Some(error.clone());
                     node.attempts = *attempts;
                     node.finished_us = Some(at);
                 }
