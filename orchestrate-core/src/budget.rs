@@ -374,6 +374,10 @@ impl BudgetLedger {
         // Only the root's account (no budget given or used): no id to hash
         // at each call's end.
         if self.accounts.len() == 1 && node != ROOT {
+            debug_assert!(
+                self.accounts.contains_key(ROOT),
+                "the root's account is made first"
+            );
             return;
         }
         let Some(account) = self.accounts.get_mut(node) else {

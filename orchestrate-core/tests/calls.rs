@@ -693,6 +693,52 @@ async fn terminating_a_middle_call_stops_its_subtree_while_its_siblings_finish()
 }
 
 #[tokio::test]
+async fn a_call_made_by_a_terminated_call_in_its_grace_period_does_not_run() {
+    use orchestrate_core::journal::CallStatus;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let open = gate.clone();
+    let leaf_runs = Arc::new(AtomicUsize::new(0));
+    let runs = leaf_runs.clone();
+    let orch = Orchestrator::builder()
+        .agent(agent_fn("root", |_, ctx| async move {
+            match ctx.call("stubborn", json!(null)).await {
+                Err(Error::Terminated { call }) => Ok(json!(format!("{call} was stopped"))),
+                other => Ok(json!(format!("{other:?}"))),
+            }
+        }))
+        // Ignores its termination, then makes a call in its grace period.
+        .agent(agent_fn("stubborn", move |_, ctx| {
+            let gate = open.clone();
+            async move {
+                gate.notified().await;
+                let leaf = ctx.call("leaf", json!(null)).await;
+                Ok(json!(leaf.map_err(|e| e.code().to_owned())))
+            }
+        }))
+        .agent(agent_fn("leaf", move |_, _| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(json!("leaf ran")) }
+        }))
+        .default_policy(no_retries())
+        .cancel_grace(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let wf = orch.bind(&one_step("root")).unwrap();
+    let exec = orch.run(&wf, json!(null)).await.unwrap();
+    while exec.view().calls().get("s/0").map(|c| c.status) != Some(CallStatus::Running) {
+        tokio::task::yield_now().await;
+    }
+    orch.terminate(exec.id(), "s/0").unwrap();
+    gate.notify_one();
+    let done = exec.clone().await.unwrap();
+    assert_eq!(done.output("s"), Some(&json!("s/0 was stopped")));
+    assert_eq!(leaf_runs.load(Ordering::SeqCst), 0, "the leaf's agent ran");
+    let leaf = done.calls().get("s/0/0").cloned().unwrap();
+    assert_eq!(leaf.status, CallStatus::Terminated);
+    assert_eq!(leaf.attempts, 0);
+}
+
+#[tokio::test]
 async fn a_sub_workflow_runs_its_steps_as_calls_below_its_own() {
     let sub = WorkflowDef::builder("enrich")
         .step(StepDef::new("fetch", "fetch").input(json!("${input.url}")))

@@ -11,6 +11,10 @@ use tokio_util::sync::CancellationToken;
 /// that first wait: making a child token locks its parent, and most calls
 /// never wait.
 ///
+/// The policy trusts the two to agree: `is_cancelled` must answer what
+/// `cancellation_token().is_cancelled()` would, whether the token was made
+/// yet or not, and `cancellation_token` must give the same token each time.
+///
 /// ```
 /// use orchestrate_resilience::{CallOptions, Cancellation, Policy};
 /// use tokio_util::sync::CancellationToken;
@@ -36,7 +40,7 @@ pub trait Cancellation: Sync {
     fn is_cancelled(&self) -> bool;
 
     /// The token whose cancellation stops a wait.
-    fn token(&self) -> &CancellationToken;
+    fn cancellation_token(&self) -> &CancellationToken;
 }
 
 impl Cancellation for CancellationToken {
@@ -44,7 +48,7 @@ impl Cancellation for CancellationToken {
         CancellationToken::is_cancelled(self)
     }
 
-    fn token(&self) -> &CancellationToken {
+    fn cancellation_token(&self) -> &CancellationToken {
         self
     }
 }

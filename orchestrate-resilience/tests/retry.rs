@@ -296,7 +296,7 @@ impl Cancellation for LazySource {
         }
     }
 
-    fn token(&self) -> &CancellationToken {
+    fn cancellation_token(&self) -> &CancellationToken {
         self.token.get_or_init(|| {
             self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.parent.child_token()

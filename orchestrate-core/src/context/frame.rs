@@ -68,3 +68,64 @@ impl CallFrame {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls `s/0` → `s/0/0` → `s/0/0/0`, none with a token yet.
+    fn chain() -> [Arc<CallFrame>; 3] {
+        let a = Arc::new(CallFrame::new("s/0".into(), "s".into(), 1, None));
+        let b = Arc::new(CallFrame::new(
+            "s/0/0".into(),
+            "s/0".into(),
+            2,
+            Some(a.clone()),
+        ));
+        let c = Arc::new(CallFrame::new(
+            "s/0/0/0".into(),
+            "s/0/0".into(),
+            3,
+            Some(b.clone()),
+        ));
+        [a, b, c]
+    }
+
+    #[test]
+    fn calls_without_tokens_are_cancelled_through_the_nearest_caller_that_has_one() {
+        let execution = CancellationToken::new();
+        let [a, b, c] = chain();
+        // Terminating `s/0` makes its token and cancels it.
+        a.token(&execution).cancel();
+        assert!(b.token.get().is_none() && c.token.get().is_none());
+        assert!(b.is_cancelled(&execution) && c.is_cancelled(&execution));
+        // Made now, a token is a child of a cancelled one.
+        assert!(c.token(&execution).is_cancelled());
+        assert!(b.token.get().is_some_and(CancellationToken::is_cancelled));
+        assert!(!execution.is_cancelled());
+    }
+
+    #[test]
+    fn a_token_made_first_makes_its_callers_and_follows_the_execution() {
+        let execution = CancellationToken::new();
+        let [a, b, c] = chain();
+        let token = c.token(&execution).clone();
+        assert!(a.token.get().is_some() && b.token.get().is_some());
+        assert!(!c.is_cancelled(&execution));
+        execution.cancel();
+        assert!(token.is_cancelled());
+        assert!(a.is_cancelled(&execution) && b.is_cancelled(&execution));
+    }
+
+    #[test]
+    fn a_cancelled_call_leaves_its_caller_and_siblings_running() {
+        let execution = CancellationToken::new();
+        let [a, b, _] = chain();
+        let sibling = CallFrame::new("s/0/1".into(), "s/0".into(), 2, Some(a.clone()));
+        b.token(&execution).cancel();
+        assert!(b.is_cancelled(&execution));
+        assert!(!a.is_cancelled(&execution));
+        assert!(!sibling.is_cancelled(&execution));
+        assert!(!sibling.token(&execution).is_cancelled());
+    }
+}

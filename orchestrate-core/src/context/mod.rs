@@ -495,8 +495,8 @@ impl orchestrate_resilience::Cancellation for Context {
         Context::is_cancelled(self)
     }
 
-    fn token(&self) -> &CancellationToken {
-        self.cancellation_token()
+    fn cancellation_token(&self) -> &CancellationToken {
+        Context::cancellation_token(self)
     }
 }
 

@@ -138,6 +138,9 @@ impl CallTree {
         let at = event.at_us;
         match &event.kind {
             EventKind::CallStarted(start) => {
+                // Found before the call is indexed: a call that names
+                // itself its parent (a damaged journal) is not its own child.
+                let parent = self.position(&start.parent);
                 let nodes = &self.nodes;
                 if let Some(known) = self
                     .index
@@ -149,7 +152,7 @@ impl CallTree {
                     }
                     return;
                 }
-                if let Some(parent) = self.position(&start.parent) {
+                if let Some(parent) = parent {
                     self.nodes[parent].children.push(start.call.clone());
                 }
                 self.nodes.push(CallNode {
@@ -212,6 +215,7 @@ impl CallTree {
         self.nodes.get_mut(i)
     }
 
+    /// The index of call `id`'s node.
     fn position(&self, id: &str) -> Option<usize> {
         self.index.get(id, |i| &self.nodes[i].id)
     }

@@ -49,7 +49,7 @@ async fn sleep_or_cancel(delay: Duration, source: Option<&dyn Cancellation>) -> 
         }
         Some(source) => tokio::select! {
             biased;
-            _ = source.token().cancelled() => false,
+            _ = source.cancellation_token().cancelled() => false,
             _ = tokio::time::sleep(delay) => true,
         },
     }
@@ -57,7 +57,7 @@ async fn sleep_or_cancel(delay: Duration, source: Option<&dyn Cancellation>) -> 
 
 async fn cancelled(source: Option<&dyn Cancellation>) {
     match source {
-        Some(source) => source.token().cancelled().await,
+        Some(source) => source.cancellation_token().cancelled().await,
         None => std::future::pending().await,
     }
 }

@@ -88,15 +88,15 @@ impl<'a> CallOptions<'a> {
         Self::default()
     }
 
-    /// Stops retrying, waiting or running when `token` is cancelled.
+    /// Makes no further attempt, and stops any wait, once `token` is
+    /// cancelled (an attempt running then is not interrupted).
     pub fn cancel(mut self, token: &'a CancellationToken) -> Self {
         self.cancel = Some(token);
         self
     }
 
-    /// Stops retrying, waiting or running when `source` is cancelled; its
-    /// token is asked for only when the policy waits (see
-    /// [`Cancellation`]).
+    /// As [`cancel`](Self::cancel), for `source`, whose token is asked for
+    /// only when the policy waits (see [`Cancellation`]).
     pub fn cancel_with(mut self, source: &'a dyn Cancellation) -> Self {
         self.cancel = Some(source);
         self
