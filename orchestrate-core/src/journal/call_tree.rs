@@ -498,6 +498,23 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_journal_folds_without_panicking() {
+        // A call named its own parent, a call started twice, an end of a
+        // call never started.
+        let tree = CallTree::from_events([
+            started(0, "s/0", "s/0", 2),
+            started(1, "s/1", "s", 1),
+            completed(2, "s/1"),
+            started(3, "s/1", "s", 1),
+            completed(4, "s/9"),
+        ]);
+        assert_eq!(tree.len(), 2);
+        assert!(tree.get("s/0").unwrap().children.is_empty());
+        assert_eq!(tree.get("s/1").unwrap().status, CallStatus::Running);
+        assert!(tree.get("s/9").is_none());
+    }
+
+    #[test]
     fn what_runs_when_the_execution_ends_is_cancelled() {
         let mut tree = tree();
         tree.apply(&Event {
