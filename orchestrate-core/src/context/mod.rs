@@ -246,6 +246,11 @@ impl Context {
     /// Numbers the attempt about to start; its calls are numbered from 0.
     pub(crate) fn set_attempt(&self, attempt: u32) {
         self.attempt.store(attempt, Ordering::Relaxed);
+        if attempt == 1 && self.frame.is_some() {
+            // A call's first attempt starts on the frame made for it: there
+            // is nothing to restart (a step may run again, a call may not).
+            return;
+        }
         if let Some(calls) = self.attempt_calls(false) {
             calls.restart();
         }

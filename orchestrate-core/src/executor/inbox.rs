@@ -47,7 +47,7 @@ impl Inbox {
     /// Queues `msg` and wakes the driver; gives it back if the driver has
     /// ended. Returns the message's number, for [`journaled`](Self::journaled).
     pub(crate) fn send(&self, msg: TaskMsg) -> Result<u64, TaskMsg> {
-        let number = {
+        let (number, first) = {
             let mut queue = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
             // Checked under the lock: `close` takes the lock too, so no
             // message slips in after the driver's last look.
@@ -56,10 +56,16 @@ impl Inbox {
             }
             queue.messages.push(msg);
             queue.sent += 1;
+            // Under the lock, which `take` clears it under too.
+            let first = !self.waiting.load(Ordering::Relaxed);
             self.waiting.store(true, Ordering::Release);
-            queue.sent
+            (queue.sent, first)
         };
-        self.driver.wake();
+        // The first message since the driver last took them wakes it; the
+        // others find it woken already (a call sends two).
+        if first {
+            self.driver.wake();
+        }
         Ok(number)
     }
 
