@@ -180,7 +180,7 @@ impl Run {
             let terminated = {
                 let mut running = live.lock_running();
                 running.remove(&call);
-                live.is_terminated(&call)
+                live.is_terminated(&running, &call)
             };
             if budgeted {
                 state.budgets().close(&call);

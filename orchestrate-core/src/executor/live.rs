@@ -2,6 +2,7 @@
 //! here (and those terminated), and the budgets. Made at the first call or
 //! budget, so that an execution that uses neither pays nothing for them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,10 @@ use crate::fast_map::FastMap;
 pub(crate) struct LiveCalls {
     running: std::sync::Mutex<FastMap<Arc<str>, Arc<CallFrame>>>,
     terminated: std::sync::Mutex<Vec<Arc<str>>>,
+    /// Whether `terminated` holds a call: set and read under the running
+    /// calls' lock, so that an execution that terminates nothing does not
+    /// take a second lock at each call's end.
+    any_terminated: AtomicBool,
     /// The execution's token, whose children the steps' calls' are.
     execution: CancellationToken,
 }
@@ -24,6 +29,7 @@ impl LiveCalls {
         Self {
             running: std::sync::Mutex::default(),
             terminated: std::sync::Mutex::default(),
+            any_terminated: AtomicBool::new(false),
             execution,
         }
     }
@@ -36,8 +42,16 @@ impl LiveCalls {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `call` is a terminated call or below one.
-    pub(super) fn is_terminated(&self, call: &str) -> bool {
+    /// Whether `call` is a terminated call or below one; asked under the
+    /// running calls' lock (`running`, which proves it).
+    pub(super) fn is_terminated(
+        &self,
+        _running: &std::sync::MutexGuard<'_, FastMap<Arc<str>, Arc<CallFrame>>>,
+        call: &str,
+    ) -> bool {
+        if !self.any_terminated.load(Ordering::Relaxed) {
+            return false;
+        }
         let terminated = self
             .terminated
             .lock()
@@ -62,6 +76,7 @@ impl crate::execution::CallControl for LiveCalls {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(call.into());
+        self.any_terminated.store(true, Ordering::Relaxed);
         drop(running);
         // Its calls' tokens are children of its own (made now, if it had
         // none yet: its calls' are then made from it).
