@@ -74,6 +74,13 @@ pub(crate) struct AttemptCalls {
 }
 
 impl AttemptCalls {
+    /// Whether no call, consumption or named call was counted yet.
+    fn is_fresh(&self) -> bool {
+        self.next.load(Ordering::Relaxed) == 0
+            && self.consumes.load(Ordering::Relaxed) == 0
+            && !self.named.load(Ordering::Relaxed)
+    }
+
     /// Starts an attempt: its calls are numbered from 0.
     fn restart(&self) {
         self.next.store(0, Ordering::Relaxed);
@@ -246,9 +253,10 @@ impl Context {
     /// Numbers the attempt about to start; its calls are numbered from 0.
     pub(crate) fn set_attempt(&self, attempt: u32) {
         self.attempt.store(attempt, Ordering::Relaxed);
-        if attempt == 1 && self.frame.is_some() {
+        if let (1, Some(frame)) = (attempt, &self.frame) {
             // A call's first attempt starts on the frame made for it: there
             // is nothing to restart (a step may run again, a call may not).
+            debug_assert!(frame.calls.is_fresh(), "a call's frame run twice");
             return;
         }
         if let Some(calls) = self.attempt_calls(false) {

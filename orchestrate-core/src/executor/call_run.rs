@@ -175,13 +175,7 @@ impl Run {
                 () = stopped => (Err(cancelled()), 0),
             };
             unfinished.armed = false;
-            // Left and checked under the running calls' lock, which terminate
-            // takes to mark a call.
-            let terminated = {
-                let mut running = live.lock_running();
-                running.remove(&call);
-                live.is_terminated(&running, &call)
-            };
+            let terminated = live.leave(&call);
             if budgeted {
                 state.budgets().close(&call);
             }

@@ -44,8 +44,8 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    /// Queues `msg` and wakes the driver; gives it back if the driver has
-    /// ended. Returns the message's number, for [`journaled`](Self::journaled).
+    /// Queues `msg`, waking the driver at the first message since it last
+    /// took them; gives it back if the driver has ended. Returns the message's number, for [`journaled`](Self::journaled).
     pub(crate) fn send(&self, msg: TaskMsg) -> Result<u64, TaskMsg> {
         let (number, first) = {
             let mut queue = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
@@ -181,6 +181,7 @@ pub(crate) struct NotJournaled;
 mod tests {
     use super::*;
     use orchestrate_resilience::PolicyEvent;
+    use std::future::Future;
 
     fn msg(step: usize) -> TaskMsg {
         TaskMsg::Policy {
@@ -279,6 +280,80 @@ mod tests {
             futures::poll!(waiting.as_mut()),
             Poll::Ready(Err(_))
         ));
+    }
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl futures::task::ArcWake for Counting {
+        fn wake_by_ref(this: &std::sync::Arc<Self>) {
+            this.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_first_message_since_the_driver_took_the_last_wakes_it() {
+        let inbox = Inbox::default();
+        let count = std::sync::Arc::new(Counting::default());
+        let waker = futures::task::waker(count.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let wakes = || count.0.load(Ordering::SeqCst);
+        let mut arrived = Box::pin(inbox.arrived());
+        assert!(arrived.as_mut().poll(&mut cx).is_pending());
+        assert!(inbox.send(msg(1)).is_ok());
+        assert_eq!(wakes(), 1);
+        // Woken already, and not yet taken: no second wake.
+        assert!(inbox.send(msg(2)).is_ok());
+        assert_eq!(wakes(), 1);
+        let mut got = Vec::new();
+        inbox.take(&mut got);
+        assert_eq!(steps(&got), [1, 2]);
+        let mut arrived = Box::pin(inbox.arrived());
+        assert!(arrived.as_mut().poll(&mut cx).is_pending());
+        assert!(inbox.send(msg(3)).is_ok());
+        assert_eq!(wakes(), 2);
+    }
+
+    #[test]
+    fn senders_on_many_threads_never_leave_the_driver_asleep() {
+        const THREADS: usize = 4;
+        const EACH: usize = 20_000;
+        let inbox = std::sync::Arc::new(Inbox::default());
+        let senders: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let inbox = inbox.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..EACH {
+                        assert!(inbox.send(msg(t)).is_ok());
+                    }
+                })
+            })
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let got = runtime.block_on(async {
+            let mut got = Vec::new();
+            while got.len() < THREADS * EACH {
+                // A lost wake-up leaves the driver asleep for good: fail,
+                // rather than hang.
+                tokio::time::timeout(std::time::Duration::from_secs(60), inbox.arrived())
+                    .await
+                    .expect("a message was sent and the driver not woken");
+                inbox.take(&mut got);
+            }
+            got
+        });
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        let mut per_thread = [0; THREADS];
+        for step in steps(&got) {
+            per_thread[step] += 1;
+        }
+        assert_eq!(per_thread, [EACH; THREADS]);
     }
 
     #[test]

@@ -42,13 +42,15 @@ impl LiveCalls {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `call` is a terminated call or below one; asked under the
-    /// running calls' lock (`running`, which proves it).
-    pub(super) fn is_terminated(
-        &self,
-        _running: &std::sync::MutexGuard<'_, FastMap<Arc<str>, Arc<CallFrame>>>,
-        call: &str,
-    ) -> bool {
+    /// Takes ending call `call` off the running calls, and tells whether
+    /// it was terminated (itself or a call above it). Both under the
+    /// running calls' lock, which `terminate` marks a call under: a call
+    /// terminated meanwhile is either no longer found by `terminate`, or
+    /// found terminated here.
+    pub(super) fn leave(&self, call: &str) -> bool {
+        let mut running = self.lock_running();
+        running.remove(call);
+        // Set under this lock: no second lock when nothing was terminated.
         if !self.any_terminated.load(Ordering::Relaxed) {
             return false;
         }
