@@ -45,7 +45,8 @@ pub(crate) struct Inbox {
 
 impl Inbox {
     /// Queues `msg`, waking the driver at the first message since it last
-    /// took them; gives it back if the driver has ended. Returns the message's number, for [`journaled`](Self::journaled).
+    /// took them; gives it back if the driver has ended. Returns the
+    /// message's number, for [`journaled`](Self::journaled).
     pub(crate) fn send(&self, msg: TaskMsg) -> Result<u64, TaskMsg> {
         let (number, first) = {
             let mut queue = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
